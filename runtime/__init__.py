@@ -1,0 +1,22 @@
+"""dlcv.runtime: the lean deployment layer (numpy, OpenCV, onnxruntime; optional TensorRT).
+
+Never imports torch.
+"""
+from .errors import DlcvError, DlcvUsageError, MissingDependencyError
+from .metadata import ArtifactMetadata
+from .metrics import ClassificationMetrics, ConfusionMatrix
+from .preprocess import Geometry, PreprocessSpec, preprocess_image
+from .version import dlcv_version
+
+__all__ = [
+    "ArtifactMetadata",
+    "ClassificationMetrics",
+    "ConfusionMatrix",
+    "DlcvError",
+    "DlcvUsageError",
+    "Geometry",
+    "MissingDependencyError",
+    "PreprocessSpec",
+    "dlcv_version",
+    "preprocess_image",
+]

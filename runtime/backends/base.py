@@ -1,0 +1,65 @@
+"""The backend contract: open from a path, ``infer(batch) -> logits``, checked I/O, context-managed."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DlcvError
+from ..metadata import ArtifactMetadata
+
+
+class Backend(ABC):
+    """A deployed model. ``infer`` takes float32 N×3×H×W and returns float32 logits
+    (N×C×H×W for segmentation, N×C for classification)."""
+
+    #: short name used in reports ("onnxruntime", "tensorrt", "torch")
+    name: str = "backend"
+
+    def __init__(self, path: Path, metadata: ArtifactMetadata):
+        self.path = Path(path)
+        self.metadata = metadata
+
+    @property
+    def precision(self) -> str:
+        return self.metadata.precision
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        """Run the model on a preprocessed batch; input and output are checked."""
+        self.check_input(batch)
+        logits = self._run(np.ascontiguousarray(batch, dtype=np.float32))
+        self.check_output(batch, logits)
+        return logits
+
+    @abstractmethod
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        """Backend-specific execution on a checked, contiguous float32 batch."""
+
+    def check_input(self, batch: np.ndarray) -> None:
+        if not isinstance(batch, np.ndarray) or batch.ndim != 4 or batch.shape[1] != 3:
+            shape = getattr(batch, "shape", None)
+            raise DlcvError(f"{self.path.name}: input must be a float32 N×3×H×W array, got shape {shape}")
+        if batch.dtype != np.float32:
+            raise DlcvError(f"{self.path.name}: input dtype must be float32, got {batch.dtype}")
+        if batch.shape[0] < 1:
+            raise DlcvError(f"{self.path.name}: empty batch")
+
+    def check_output(self, batch: np.ndarray, logits: np.ndarray) -> None:
+        n, _, h, w = batch.shape
+        c = self.metadata.num_classes
+        expected = (n, c, h, w) if self.metadata.task == "segmentation" else (n, c)
+        if tuple(logits.shape) != expected:
+            raise DlcvError(
+                f"{self.path.name}: output {self.metadata.output_name!r} has shape {tuple(logits.shape)}, "
+                f"expected {expected} from the metadata ({self.metadata.task}, {c} classes)"
+            )
+
+    def close(self) -> None:
+        """Release the backend's resources (sessions, device memory)."""
+
+    def __enter__(self) -> "Backend":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,22 @@
+"""The toolkit's error types: mistakes a user can act on, reported without a traceback."""
+
+
+class DlcvError(Exception):
+    """A user-facing problem: the message names what was wrong, where, and what to do.
+
+    The CLIs turn it into one line on stderr and exit code ``exit_code``.
+    """
+
+    exit_code = 1
+
+
+class DlcvUsageError(DlcvError):
+    """Wrong or conflicting command-line options (exit code 2, like click's usage errors)."""
+
+    exit_code = 2
+
+
+class MissingDependencyError(DlcvError):
+    """An optional package (TensorRT, onnxruntime-gpu, torch...) needed for this request is absent."""
+
+    exit_code = 2

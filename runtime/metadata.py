@@ -1,0 +1,134 @@
+"""Artifact metadata: the JSON embedded in every ONNX file (key ``dlcv``) and written beside every engine.
+
+With it, ``dlcv-infer --engine x.onnx images/`` needs no other flag: task, classes, palette,
+preprocessing and tensor names all come from here.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+from .atomic import write_text_atomic
+from .errors import DlcvError
+from .preprocess import PreprocessSpec
+
+METADATA_KEY = "dlcv"
+METADATA_SCHEMA_VERSION = 1
+TASKS = ("segmentation", "classification")
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+@dataclass(frozen=True)
+class ArtifactMetadata:
+    """What a deployed model is and how to feed it; identical for ONNX files and engines."""
+
+    task: str
+    arch: str
+    num_classes: int
+    class_names: tuple[str, ...]
+    preprocess: PreprocessSpec
+    input_name: str = "input"
+    output_name: str = "logits"
+    precision: str = "fp32"
+    palette: tuple[tuple[int, int, int], ...] | None = None
+    ignore_index: int = 255
+    exclude_classes: tuple[int, ...] = ()  # left out of mIoU (still reported per class)
+    source_checkpoint_sha256: str = ""
+    dlcv_version: str = ""
+    schema_version: int = METADATA_SCHEMA_VERSION
+    # What an engine is bound to (GPU, TensorRT version, profile shapes); empty for ONNX.
+    engine: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.schema_version != METADATA_SCHEMA_VERSION:
+            problems.append(f"schema_version {self.schema_version} is not supported (expected {METADATA_SCHEMA_VERSION})")
+        if self.task not in TASKS:
+            problems.append(f"task must be one of {TASKS}, not {self.task!r}")
+        if self.num_classes < 1 or len(self.class_names) != self.num_classes:
+            problems.append(f"num_classes={self.num_classes} but {len(self.class_names)} class names")
+        if self.precision not in PRECISIONS:
+            problems.append(f"precision must be one of {PRECISIONS}, not {self.precision!r}")
+        if self.palette is not None and (
+            len(self.palette) != self.num_classes or any(len(c) != 3 for c in self.palette)
+        ):
+            problems.append(f"palette needs {self.num_classes} RGB triples")
+        if problems:
+            raise DlcvError("invalid dlcv metadata: " + "; ".join(problems))
+
+    def with_(self, **changes: Any) -> "ArtifactMetadata":
+        """A copy with some fields changed (precision, engine binding...)."""
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["preprocess"] = self.preprocess.to_dict()
+        d["class_names"] = list(self.class_names)
+        d["palette"] = None if self.palette is None else [list(c) for c in self.palette]
+        d["engine"] = dict(self.engine)
+        d["exclude_classes"] = list(self.exclude_classes)
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: str = "metadata") -> "ArtifactMetadata":
+        """Validate and build; errors name ``source`` (the file the JSON came from)."""
+        if not isinstance(data, Mapping):
+            raise DlcvError(f"{source}: dlcv metadata must be a JSON object")
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise DlcvError(f"{source}: unknown dlcv metadata keys {sorted(unknown)}; was it written by a newer dlcv?")
+        try:
+            kwargs = dict(data)
+            kwargs["preprocess"] = PreprocessSpec.from_dict(kwargs["preprocess"])
+            kwargs["class_names"] = tuple(str(c) for c in kwargs["class_names"])
+            kwargs["num_classes"] = int(kwargs["num_classes"])
+            kwargs["exclude_classes"] = tuple(int(c) for c in kwargs.get("exclude_classes", ()))
+            if kwargs.get("palette") is not None:
+                kwargs["palette"] = tuple(tuple(int(v) for v in c) for c in kwargs["palette"])
+            return cls(**kwargs)
+        except KeyError as exc:
+            raise DlcvError(f"{source}: dlcv metadata lacks the key {exc}") from None
+        except DlcvError as exc:
+            raise DlcvError(f"{source}: {exc}") from None
+        except (TypeError, ValueError) as exc:
+            raise DlcvError(f"{source}: malformed dlcv metadata ({exc})") from None
+
+    @classmethod
+    def from_json(cls, text: str | bytes, source: str = "metadata") -> "ArtifactMetadata":
+        try:
+            data = json.loads(text)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise DlcvError(f"{source}: dlcv metadata is not valid JSON ({exc})") from None
+        return cls.from_dict(data, source)
+
+
+def sidecar_path(engine_path: str | os.PathLike) -> Path:
+    """``x.plan`` -> ``x.plan.json``."""
+    p = Path(engine_path)
+    return p.with_name(p.name + ".json")
+
+
+def write_sidecar(engine_path: str | os.PathLike, metadata: ArtifactMetadata) -> Path:
+    """Write the metadata beside an engine, atomically; returns the sidecar's path."""
+    path = sidecar_path(engine_path)
+    write_text_atomic(path, metadata.to_json() + "\n")
+    return path
+
+
+def read_sidecar(engine_path: str | os.PathLike) -> ArtifactMetadata:
+    """Read the metadata written beside an engine (``x.plan.json``)."""
+    path = sidecar_path(engine_path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DlcvError(
+            f"{engine_path}: metadata file {path.name} is missing beside the engine; "
+            "rebuild the engine with dlcv-export --trt, which writes both"
+        ) from None
+    return ArtifactMetadata.from_json(text, source=str(path))

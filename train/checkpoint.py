@@ -1,0 +1,128 @@
+"""Self-describing checkpoints (DESIGN.md contract 1): a plain dict loadable with weights_only=True."""
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+import torch.nn as nn
+
+from dlcv.runtime.atomic import atomic_path
+from dlcv.runtime.errors import DlcvError
+from dlcv.runtime.metadata import ArtifactMetadata
+from dlcv.runtime.preprocess import PreprocessSpec
+from dlcv.runtime.version import dlcv_version
+
+from .registry import create_model, model_info
+
+REQUIRED_KEYS = ("arch", "arch_kwargs", "task", "num_classes", "class_names", "preprocess", "state_dict")
+
+
+def build_checkpoint(
+    model: nn.Module,
+    *,
+    arch: str,
+    arch_kwargs: Mapping[str, Any],
+    class_names: tuple[str, ...] | list[str],
+    preprocess: PreprocessSpec,
+    palette=None,
+    ignore_index: int = 255,
+    exclude_classes=(),
+    metrics: Mapping[str, Any] | None = None,
+    epoch: int | None = None,
+    train_state: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Assemble the checkpoint dict; only plain types and tensors, so weights_only loading works."""
+    info = model_info(arch)
+    ckpt = {
+        "arch": arch,
+        "arch_kwargs": dict(arch_kwargs),
+        "task": info.task,
+        "num_classes": len(class_names),
+        "class_names": list(class_names),
+        "palette": None if palette is None else [list(map(int, c)) for c in palette],
+        "ignore_index": int(ignore_index),
+        "exclude_classes": [int(c) for c in exclude_classes],
+        "preprocess": preprocess.to_dict(),
+        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "metrics": dict(metrics or {}),
+        "epoch": epoch,
+        "dlcv_version": dlcv_version(),
+    }
+    if train_state is not None:
+        ckpt["train_state"] = dict(train_state)
+    return ckpt
+
+
+def save_checkpoint(path: str | os.PathLike, ckpt: Mapping[str, Any]) -> Path:
+    """Write a checkpoint atomically (a killed run leaves the previous file intact)."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        torch.save(dict(ckpt), tmp)
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Load and validate a dlcv checkpoint. Pickled objects are refused, never executed."""
+    path = Path(path)
+    if not path.is_file():
+        raise DlcvError(f"{path}: checkpoint not found")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unpickling refused"
+        raise DlcvError(
+            f"{path}: refused: the file holds pickled Python objects that weights-only loading does not run "
+            f"({first[:200]}). Re-save it as a plain dict of tensors and values (dlcv checkpoints are)."
+        ) from None
+    except Exception as exc:  # zip/format errors from torch: truncated or not a torch file
+        raise DlcvError(f"{path}: not a readable PyTorch checkpoint ({str(exc).strip().splitlines()[0][:200]})") from None
+    if not isinstance(ckpt, dict):
+        raise DlcvError(f"{path}: expected a dlcv checkpoint (a dict), found {type(ckpt).__name__}")
+    missing = [k for k in REQUIRED_KEYS if k not in ckpt]
+    if missing:
+        raise DlcvError(
+            f"{path}: not a dlcv checkpoint (missing {', '.join(missing)}); train with dlcv-train, "
+            "or build one with dlcv.train.checkpoint.build_checkpoint"
+        )
+    if len(ckpt["class_names"]) != ckpt["num_classes"]:
+        raise DlcvError(f"{path}: num_classes={ckpt['num_classes']} but {len(ckpt['class_names'])} class names")
+    return ckpt
+
+
+def model_from_checkpoint(ckpt: Mapping[str, Any], source: str = "checkpoint") -> nn.Module:
+    """Rebuild the model a checkpoint describes and load its weights (eval mode)."""
+    model = create_model(ckpt["arch"], num_classes=ckpt["num_classes"], **ckpt["arch_kwargs"])
+    try:
+        model.load_state_dict(ckpt["state_dict"], strict=True)
+    except RuntimeError as exc:
+        raise DlcvError(f"{source}: weights do not fit {ckpt['arch']} {ckpt['arch_kwargs']} ({str(exc).splitlines()[0]})") from None
+    return model.eval()
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def metadata_from_checkpoint(ckpt: Mapping[str, Any], *, source_sha256: str = "", precision: str = "fp32") -> ArtifactMetadata:
+    """The artifact metadata (DESIGN.md contract 3) of a model exported from ``ckpt``."""
+    return ArtifactMetadata(
+        task=ckpt["task"],
+        arch=ckpt["arch"],
+        num_classes=int(ckpt["num_classes"]),
+        class_names=tuple(ckpt["class_names"]),
+        preprocess=PreprocessSpec.from_dict(ckpt["preprocess"]),
+        precision=precision,
+        palette=None if ckpt.get("palette") is None else tuple(tuple(c) for c in ckpt["palette"]),
+        ignore_index=int(ckpt.get("ignore_index", 255)),
+        exclude_classes=tuple(ckpt.get("exclude_classes", ())),
+        source_checkpoint_sha256=source_sha256,
+        dlcv_version=dlcv_version(),
+    )

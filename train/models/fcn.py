@@ -1,0 +1,184 @@
+"""The FCN family on VGG16 (FCN32s, FCN8s), as in Long et al. and the course specification.
+
+One class serves every variant: a variant is the list of skip connections it fuses
+(pool4, then pool3) and its final upsampling. Layer names follow the course
+(``fc6``, ``score_fr``, ``score_pool4``, ``upscore2``...); the encoder is torchvision's
+``vgg16.features`` layout (conv1_1 padded by 100, ceil-mode pools).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from dlcv.runtime.errors import DlcvError
+
+from ..registry import register_model, scaled
+from .vgg import make_vgg16_features, vgg16_pool_indices
+
+
+@dataclass(frozen=True)
+class Skip:
+    """Fuse a pool layer: upsample the running score 2× (``upsample``), add the cropped pool score."""
+
+    pool: str  # "pool4" | "pool3"
+    upsample: str  # name of the 4/2 transposed conv applied before the addition
+    crop: int
+
+
+@dataclass(frozen=True)
+class FCNVariant:
+    skips: tuple[Skip, ...]
+    final_name: str
+    final_kernel: int
+    final_stride: int
+    final_crop: int
+
+
+FCN_VARIANTS = {
+    "fcn32s": FCNVariant((), "upscore", 64, 32, 19),
+    "fcn8s": FCNVariant((Skip("pool4", "upscore2", 5), Skip("pool3", "upscore_pool4", 9)), "upscore8", 16, 8, 31),
+}
+_POOL_CHANNELS = {"pool3": 256, "pool4": 512}
+
+
+def bilinear_kernel(channels: int, kernel_size: int) -> torch.Tensor:
+    """Weights for a ConvTranspose2d that performs bilinear upsampling channel by channel."""
+    factor = (kernel_size + 1) // 2
+    center = factor - 1 if kernel_size % 2 == 1 else factor - 0.5
+    og = np.ogrid[:kernel_size, :kernel_size]
+    filt = (1 - abs(og[0] - center) / factor) * (1 - abs(og[1] - center) / factor)
+    weight = np.zeros((channels, channels, kernel_size, kernel_size), dtype=np.float32)
+    weight[range(channels), range(channels)] = filt
+    return torch.from_numpy(weight)
+
+
+def _crop(x: torch.Tensor, offset: int, like_h, like_w) -> torch.Tensor:
+    return x[:, :, offset : offset + like_h, offset : offset + like_w]
+
+
+class FCN(nn.Module):
+    """A VGG16 fully convolutional network; output logits have the input's height and width."""
+
+    def __init__(self, variant: FCNVariant, *, num_classes: int, width: float = 1.0, dropout: float = 0.5):
+        super().__init__()
+        self.variant = variant
+        self.features = make_vgg16_features(width, first_padding=100, ceil_mode=True)
+        pools = vgg16_pool_indices(self.features)
+        self._taps = {"pool3": pools[2], "pool4": pools[3]}
+        c5, fc = scaled(512, width), scaled(4096, width)
+        self.fc6 = nn.Conv2d(c5, fc, kernel_size=7)
+        self.relu6 = nn.ReLU(inplace=True)
+        self.drop6 = nn.Dropout2d(dropout)
+        self.fc7 = nn.Conv2d(fc, fc, kernel_size=1)
+        self.relu7 = nn.ReLU(inplace=True)
+        self.drop7 = nn.Dropout2d(dropout)
+        self.score_fr = nn.Conv2d(fc, num_classes, kernel_size=1)
+        for skip in variant.skips:
+            self.add_module(f"score_{skip.pool}", nn.Conv2d(scaled(_POOL_CHANNELS[skip.pool], width), num_classes, 1))
+            self.add_module(skip.upsample, nn.ConvTranspose2d(num_classes, num_classes, 4, stride=2, bias=False))
+        self.add_module(
+            variant.final_name,
+            nn.ConvTranspose2d(num_classes, num_classes, variant.final_kernel, stride=variant.final_stride, bias=False),
+        )
+        self._init_heads()
+
+    def _init_heads(self) -> None:
+        # He initialisation for the ReLU layers (as torchvision's VGG): PyTorch's default init
+        # shrinks the signal through 15 plain convolutions and a from-scratch FCN then never
+        # leaves the all-background solution. Pretrained VGG16 weights overwrite it.
+        for m in [*self.features, self.fc6, self.fc7]:
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+        for name, m in self.named_children():
+            if name.startswith("score"):
+                nn.init.zeros_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.ConvTranspose2d):
+                m.weight.data.copy_(bilinear_kernel(m.in_channels, m.kernel_size[0]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        height, width = x.shape[2], x.shape[3]
+        taps = {}
+        h = x
+        for i, layer in enumerate(self.features):
+            h = layer(h)
+            if i == self._taps["pool3"]:
+                taps["pool3"] = h
+            elif i == self._taps["pool4"]:
+                taps["pool4"] = h
+        h = self.drop6(self.relu6(self.fc6(h)))
+        h = self.drop7(self.relu7(self.fc7(h)))
+        h = self.score_fr(h)
+        for skip in self.variant.skips:
+            h = getattr(self, skip.upsample)(h)
+            pool_score = getattr(self, f"score_{skip.pool}")(taps[skip.pool])
+            h = h + _crop(pool_score, skip.crop, h.shape[2], h.shape[3])
+        h = getattr(self, self.variant.final_name)(h)
+        return _crop(h, self.variant.final_crop, height, width).contiguous()
+
+    def copy_params_from_vgg16(self, source: "str | Path | dict[str, torch.Tensor]") -> dict[str, list[str]]:
+        """Load VGG16 weights (a torchvision-format state dict, or its file) into the encoder.
+
+        ``classifier.0``/``classifier.3`` (fully connected) are reshaped into ``fc6``/``fc7``
+        convolutions. Returns ``{"loaded": [...], "skipped": [...]}`` (target names).
+        """
+        state = load_state_dict_file(source) if not isinstance(source, dict) else source
+        mapping = {f"features.{k}": f"features.{k}" for k in range(len(self.features))}
+        pairs = []
+        for key, tensor in state.items():
+            prefix, _, leaf = key.rpartition(".")
+            if prefix in mapping:
+                pairs.append((f"{mapping[prefix]}.{leaf}", tensor))
+            elif prefix == "classifier.0":
+                pairs.append((f"fc6.{leaf}", tensor))
+            elif prefix == "classifier.3":
+                pairs.append((f"fc7.{leaf}", tensor))
+        own = self.state_dict()
+        loaded, skipped = [], []
+        for name, tensor in pairs:
+            if name not in own:
+                skipped.append(f"{name} (no such layer)")
+                continue
+            target = own[name]
+            if tensor.numel() != target.numel():
+                skipped.append(f"{name} (shape {tuple(tensor.shape)} does not fit {tuple(target.shape)})")
+                continue
+            target.copy_(tensor.reshape(target.shape))
+            loaded.append(name)
+        if not loaded:
+            raise DlcvError("no VGG16 tensor fitted this model: is it a torchvision VGG16 (not VGG16-BN) state dict at width 1.0?")
+        return {"loaded": loaded, "skipped": skipped}
+
+
+def load_state_dict_file(path: "str | Path") -> dict[str, torch.Tensor]:
+    """Load a torchvision-format state dict from a local file, refusing pickled objects."""
+    path = Path(path)
+    if not path.is_file():
+        raise DlcvError(f"{path}: weights file not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises UnpicklingError, RuntimeError... for bad files
+        raise DlcvError(f"{path}: cannot load as a weights-only state dict ({str(exc).splitlines()[0]})") from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise DlcvError(f"{path}: expected a state dict mapping names to tensors")
+    return state
+
+
+def _fcn_builder(name: str):
+    def build(*, num_classes: int, width: float = 1.0, dropout: float = 0.5) -> nn.Module:
+        return FCN(FCN_VARIANTS[name], num_classes=num_classes, width=width, dropout=dropout)
+
+    build.__name__ = name
+    build.__doc__ = f"{name.upper()} on VGG16 (see :class:`FCN`)."
+    return build
+
+
+for _name in FCN_VARIANTS:
+    register_model(_name, task="segmentation", default_num_classes=21)(_fcn_builder(_name))

@@ -1,0 +1,81 @@
+"""VGG16 layers shared by the classifiers and the FCN family, in torchvision's layout."""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from ..registry import register_model, scaled
+
+VGG16_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
+
+
+def make_vgg16_features(
+    width: float = 1.0, *, batch_norm: bool = False, first_padding: int = 1, ceil_mode: bool = False
+) -> nn.Sequential:
+    """torchvision's ``vgg16[_bn].features`` (same indices, so its state dicts load), width-scaled.
+
+    The FCN family uses ``first_padding=100`` and ``ceil_mode=True`` as in the FCN paper.
+    """
+    layers: list[nn.Module] = []
+    in_ch = 3
+    first = True
+    for v in VGG16_CFG:
+        if v == "M":
+            layers.append(nn.MaxPool2d(kernel_size=2, stride=2, ceil_mode=ceil_mode))
+            continue
+        out_ch = scaled(v, width)
+        layers.append(nn.Conv2d(in_ch, out_ch, kernel_size=3, padding=first_padding if first else 1))
+        if batch_norm:
+            layers.append(nn.BatchNorm2d(out_ch))
+        layers.append(nn.ReLU(inplace=True))
+        in_ch, first = out_ch, False
+    return nn.Sequential(*layers)
+
+
+def vgg16_pool_indices(features: nn.Sequential) -> list[int]:
+    """Indices of the five max-pool layers (pool1..pool5) in a VGG16 feature stack."""
+    return [i for i, m in enumerate(features) if isinstance(m, nn.MaxPool2d)]
+
+
+class VGG16Classifier(nn.Module):
+    """torchvision's VGG16(-BN) with the last Linear sized for ``num_classes``, width-scaled."""
+
+    def __init__(self, *, num_classes: int, width: float = 1.0, batch_norm: bool = True, dropout: float = 0.5):
+        super().__init__()
+        self.features = make_vgg16_features(width, batch_norm=batch_norm)
+        self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
+        hidden = scaled(4096, width)
+        self.classifier = nn.Sequential(
+            nn.Linear(scaled(512, width) * 7 * 7, hidden),
+            nn.ReLU(True),
+            nn.Dropout(p=dropout),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(True),
+            nn.Dropout(p=dropout),
+            nn.Linear(hidden, num_classes),
+        )
+        for m in self.modules():  # torchvision's initialisation
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                if m.bias is not None:
+                    nn.init.constant_(m.bias, 0)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.constant_(m.weight, 1)
+                nn.init.constant_(m.bias, 0)
+            elif isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, 0, 0.01)
+                nn.init.constant_(m.bias, 0)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The penultimate-layer features (input to the last Linear)."""
+        x = torch.flatten(self.avgpool(self.features(x)), 1)
+        return self.classifier[:-1](x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier[-1](self.forward_features(x))
+
+
+@register_model("vgg16_bn", task="classification", default_num_classes=50)
+def vgg16_bn(*, num_classes: int, width: float = 1.0, dropout: float = 0.5) -> nn.Module:
+    """VGG16 with batch norm (torchvision architecture), head replaced for ``num_classes``."""
+    return VGG16Classifier(num_classes=num_classes, width=width, batch_norm=True, dropout=dropout)
