@@ -20,3 +20,11 @@ class MissingDependencyError(DlcvError):
     """An optional package (TensorRT, onnxruntime-gpu, torch...) needed for this request is absent."""
 
     exit_code = 2
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first non-empty line of an exception's message (its type name when it has none)."""
+    for line in str(exc).splitlines():
+        if line.strip():
+            return line.strip()[:limit]
+    return type(exc).__name__

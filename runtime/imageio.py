@@ -79,7 +79,8 @@ def _decode(path: Path, flags: int, max_pixels: int | None) -> np.ndarray:
     try:
         image = cv2.imdecode(data, flags)
     except cv2.error as exc:
-        raise DlcvError(f"{path}: cannot decode image ({str(exc).strip().splitlines()[-1]})") from None
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or ["OpenCV error"]
+        raise DlcvError(f"{path}: cannot decode image ({lines[-1][:300]})") from None
     if image is None or image.size == 0:
         raise DlcvError(f"{path}: not a readable image (truncated, corrupt, or not an image format OpenCV decodes)")
     if max_pixels is not None and image.shape[0] * image.shape[1] > max_pixels:

@@ -18,7 +18,7 @@ PREPROCESS_VERSION = 1
 
 RESIZE_POLICIES = ("none", "resize", "letterbox", "shorter_center_crop")
 INTERPOLATIONS = {
-    "nearest": cv2.INTER_NEAREST,
+    "nearest": cv2.INTER_NEAREST_EXACT,  # pixel-centre aligned (PIL's nearest); INTER_NEAREST drifts
     "linear": cv2.INTER_LINEAR,
     "area": cv2.INTER_AREA,
     "cubic": cv2.INTER_CUBIC,
@@ -166,7 +166,7 @@ def preprocess_image(image_rgb: np.ndarray, spec: PreprocessSpec) -> tuple[np.nd
 def preprocess_label_map(labels: np.ndarray, spec: PreprocessSpec, ignore_index: int) -> np.ndarray:
     """Apply the image's geometry to its label map (nearest neighbour; padding = ``ignore_index``)."""
     g = _plan_geometry(labels.shape[0], labels.shape[1], spec)
-    return _place(labels, g, cv2.INTER_NEAREST, ignore_index)
+    return _place(labels.astype(np.int32, copy=False), g, cv2.INTER_NEAREST_EXACT, ignore_index)
 
 
 def restore_label_map(pred: np.ndarray, g: Geometry) -> np.ndarray:
@@ -180,5 +180,6 @@ def restore_label_map(pred: np.ndarray, g: Geometry) -> np.ndarray:
     if region.shape[:2] == (g.orig_h, g.orig_w):
         return region
     dtype = region.dtype
-    resized = cv2.resize(region.astype(np.int32 if dtype.itemsize > 2 else dtype), (g.orig_w, g.orig_h), interpolation=cv2.INTER_NEAREST)
-    return resized.astype(dtype)
+    work = region if dtype in (np.uint8, np.uint16, np.int32) else region.astype(np.int32)
+    resized = cv2.resize(work, (g.orig_w, g.orig_h), interpolation=cv2.INTER_NEAREST_EXACT)
+    return resized.astype(dtype, copy=False)

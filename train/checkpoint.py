@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 
 from dlcv.runtime.atomic import atomic_path
-from dlcv.runtime.errors import DlcvError
+from dlcv.runtime.errors import DlcvError, first_line
 from dlcv.runtime.metadata import ArtifactMetadata
 from dlcv.runtime.preprocess import PreprocessSpec
 from dlcv.runtime.version import dlcv_version
@@ -73,13 +73,15 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unpickling refused"
-        raise DlcvError(
-            f"{path}: refused: the file holds pickled Python objects that weights-only loading does not run "
-            f"({first[:200]}). Re-save it as a plain dict of tensors and values (dlcv checkpoints are)."
-        ) from None
+        detail = next((ln.strip() for ln in str(exc).splitlines() if "WeightsUnpickler error" in ln), first_line(exc))
+        if "Unsupported global" in detail or "GLOBAL" in detail:
+            raise DlcvError(
+                f"{path}: refused: the file holds pickled Python objects that weights-only loading does not run "
+                f"({detail[:200]}). Re-save it as a plain dict of tensors and values (dlcv checkpoints are)."
+            ) from None
+        raise DlcvError(f"{path}: not a readable PyTorch checkpoint ({detail[:200]})") from None
     except Exception as exc:  # zip/format errors from torch: truncated or not a torch file
-        raise DlcvError(f"{path}: not a readable PyTorch checkpoint ({str(exc).strip().splitlines()[0][:200]})") from None
+        raise DlcvError(f"{path}: not a readable PyTorch checkpoint ({first_line(exc, 200)})") from None
     if not isinstance(ckpt, dict):
         raise DlcvError(f"{path}: expected a dlcv checkpoint (a dict), found {type(ckpt).__name__}")
     missing = [k for k in REQUIRED_KEYS if k not in ckpt]
@@ -99,7 +101,7 @@ def model_from_checkpoint(ckpt: Mapping[str, Any], source: str = "checkpoint") -
     try:
         model.load_state_dict(ckpt["state_dict"], strict=True)
     except RuntimeError as exc:
-        raise DlcvError(f"{source}: weights do not fit {ckpt['arch']} {ckpt['arch_kwargs']} ({str(exc).splitlines()[0]})") from None
+        raise DlcvError(f"{source}: weights do not fit {ckpt['arch']} {ckpt['arch_kwargs']} ({first_line(exc)})") from None
     return model.eval()
 
 

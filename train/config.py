@@ -25,5 +25,6 @@ class TrainConfig:
     num_workers: int = 0
     input_size: tuple[int, int] | None = None  # classification resize (h, w); None = the model's default
     augment: Augment = field(default_factory=Augment)
+    class_weighting: str = "none"  # none | median | inverse
     plateau_patience: int = 3
     progress: bool = True

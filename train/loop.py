@@ -19,6 +19,7 @@ from dlcv.runtime.errors import DlcvError
 from dlcv.runtime.preprocess import PreprocessSpec
 
 from .checkpoint import build_checkpoint, load_checkpoint, save_checkpoint
+from .class_weights import class_weights, label_frequencies
 from .config import TrainConfig
 from .data.datasets import ImageDataset
 from .data.demo import demo_root
@@ -67,7 +68,7 @@ def _loaders(cfg: TrainConfig, task: str):
     train_ds = ImageDataset(train_samples, fmt, info, spec, cfg.augment, cfg.seed)
     val_ds = ImageDataset(val_samples, fmt, info, spec)
     val_loader = DataLoader(val_ds, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.num_workers)
-    return train_ds, val_loader, info, spec
+    return train_ds, val_loader, info, spec, fmt
 
 
 def _train_epoch(model, train_ds, cfg, epoch, optimizer, criterion, device) -> float:
@@ -106,14 +107,15 @@ def train(cfg: TrainConfig, resume: str | Path | None = None) -> TrainResult:
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     device = resolve_device(cfg.device)
-    train_ds, val_loader, info, spec = _loaders(cfg, task)
+    train_ds, val_loader, info, spec, fmt = _loaders(cfg, task)
 
     arch_kwargs = {"width": cfg.width}
     model = create_model(cfg.model, num_classes=info.num_classes, **arch_kwargs).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.5, patience=cfg.plateau_patience)
     ignore = info.ignore_index if task == "segmentation" else -100
-    criterion = nn.CrossEntropyLoss(ignore_index=ignore)
+    weights = class_weights(label_frequencies(train_ds.samples, fmt, info), cfg.class_weighting) if cfg.class_weighting != "none" else None
+    criterion = nn.CrossEntropyLoss(ignore_index=ignore, weight=None if weights is None else torch.from_numpy(weights).to(device))
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from ..errors import DlcvError, MissingDependencyError
+from ..errors import DlcvError, MissingDependencyError, first_line
 from ..metadata import METADATA_KEY, ArtifactMetadata
 from .base import Backend
 
@@ -34,8 +34,7 @@ def _session(path: Path, device: str, threads: int | None) -> ort.InferenceSessi
     try:
         return ort.InferenceSession(str(path), sess_options=options, providers=providers)
     except Exception as exc:  # onnxruntime raises its own exception types for invalid models
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DlcvError(f"{path}: onnxruntime cannot load this model ({message[:300]})") from None
+        raise DlcvError(f"{path}: onnxruntime cannot load this model ({first_line(exc)})") from None
 
 
 def read_onnx_metadata(session: ort.InferenceSession, path: Path) -> ArtifactMetadata:

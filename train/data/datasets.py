@@ -39,7 +39,7 @@ def _augment(image: np.ndarray, labels: np.ndarray | None, aug: Augment, rng: np
         h, w = max(1, round(image.shape[0] * s)), max(1, round(image.shape[1] * s))
         image = cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR)
         if labels is not None:
-            labels = cv2.resize(labels.astype(np.int32), (w, h), interpolation=cv2.INTER_NEAREST)
+            labels = cv2.resize(labels.astype(np.int32), (w, h), interpolation=cv2.INTER_NEAREST_EXACT)
     if aug.crop is not None:
         ch, cw = aug.crop
         ph, pw = max(0, ch - image.shape[0]), max(0, cw - image.shape[1])

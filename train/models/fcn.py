@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from dlcv.runtime.errors import DlcvError
+from dlcv.runtime.errors import DlcvError, first_line
 
 from ..registry import register_model, scaled
 from .vgg import make_vgg16_features, vgg16_pool_indices
@@ -163,7 +163,7 @@ def load_state_dict_file(path: "str | Path") -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError... for bad files
-        raise DlcvError(f"{path}: cannot load as a weights-only state dict ({str(exc).splitlines()[0]})") from None
+        raise DlcvError(f"{path}: cannot load as a weights-only state dict ({first_line(exc)})") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

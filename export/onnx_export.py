@@ -1,0 +1,351 @@
+"""Checkpoint -> FP32 ONNX (DESIGN.md contracts 3, 5, 6), verified against PyTorch before it is published.
+
+Steps, each its own function so later precisions (FP16, INT8 QDQ, TensorRT) reuse them:
+:func:`load_source` (checkpoint, model, metadata) -> :func:`plan_inputs` (which axes are
+dynamic, the sample, the verification shapes) -> :func:`export_fp32` (torch.export-based
+exporter, TorchScript exporter as fallback) -> :func:`finalize_graph` (tensor names, output
+dims, metadata under ``metadata_props["dlcv"]``, onnx.checker) -> :func:`save_onnx`
+(single file, atomic) -> :func:`dlcv.export.verify.verify_onnx_file`.
+
+The file is written under a temporary name, verified there, and renamed into place only when
+verification passes: a failed export never leaves an artifact that looks valid.
+"""
+from __future__ import annotations
+
+import io
+import os
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import onnx
+import torch
+import torch.nn as nn
+
+from dlcv.runtime.atomic import atomic_path
+from dlcv.runtime.errors import DlcvError, DlcvUsageError
+from dlcv.runtime.metadata import METADATA_KEY, ArtifactMetadata
+from dlcv.train.checkpoint import file_sha256, load_checkpoint, metadata_from_checkpoint, model_from_checkpoint
+
+from .config import ExportConfig
+from .verify import Shape, VerificationReport, load_images, raise_if_failed, verify_onnx_file
+
+CHECKPOINT_SUFFIXES = (".pt", ".pth")
+# Size used when the preprocessing keeps the image size (fully convolutional models) and no
+# --input-size is given: the export sample and the first verification shape.
+DEFAULT_NATURAL_SIZE = (128, 128)
+# A second verification size for dynamic height/width: odd, non-square, not a multiple of
+# any stride, so size-dependent crops and ceil-mode pools are exercised.
+ODD_SIZE = (97, 131)
+# Above this many bytes of weights the model is saved with external data (protobuf's 2 GB limit).
+EXTERNAL_DATA_THRESHOLD = 1_800_000_000
+AXIS_NAMES = {0: "batch", 2: "height", 3: "width"}
+
+Log = Callable[[str], None]
+
+
+def _silent(_: str) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class ExportSource:
+    """A loaded checkpoint: the rebuilt model (eval mode) and the metadata its artifacts carry."""
+
+    path: Path
+    checkpoint: Mapping[str, Any]
+    model: nn.Module
+    metadata: ArtifactMetadata
+
+
+@dataclass(frozen=True)
+class InputPlan:
+    """Which input axes are dynamic, the export sample (batch, height, width), and where to verify."""
+
+    sample: Shape
+    dynamic_batch: bool
+    dynamic_hw: bool
+    verify_shapes: tuple[Shape, ...]
+
+    def dynamic_axes(self) -> dict[int, str]:
+        axes = {0: AXIS_NAMES[0]} if self.dynamic_batch else {}
+        if self.dynamic_hw:
+            axes.update({2: AXIS_NAMES[2], 3: AXIS_NAMES[3]})
+        return axes
+
+    def describe(self) -> str:
+        dyn = [AXIS_NAMES[a] for a in sorted(self.dynamic_axes())]
+        return "dynamic " + "/".join(dyn) if dyn else "static " + "x".join(map(str, (self.sample[0], 3) + self.sample[1:]))
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What ``export_onnx`` wrote and how it was verified."""
+
+    onnx_path: Path
+    metadata: ArtifactMetadata
+    exporter: str  # "dynamo" (torch.export-based) | "torchscript"
+    opset: int
+    input_shape: tuple[int | str, ...]
+    output_shape: tuple[int | str, ...]
+    size_bytes: int
+    export_seconds: float
+    verification: VerificationReport
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def parity(self) -> dict:
+        """The parity statistics over all verification shapes."""
+        return self.verification.overall
+
+    def to_dict(self) -> dict:
+        return {
+            "onnx_path": str(self.onnx_path),
+            "arch": self.metadata.arch,
+            "task": self.metadata.task,
+            "precision": self.metadata.precision,
+            "exporter": self.exporter,
+            "opset": self.opset,
+            "input_shape": list(self.input_shape),
+            "output_shape": list(self.output_shape),
+            "size_bytes": self.size_bytes,
+            "export_seconds": round(self.export_seconds, 3),
+            "verification": self.verification.to_dict(),
+            "notes": list(self.notes),
+        }
+
+
+# ---------------------------------------------------------------------------------------------
+# steps
+
+
+def load_source(path: str | os.PathLike) -> ExportSource:
+    """Load a dlcv checkpoint and rebuild its model; errors name the file."""
+    path = Path(path)
+    if path.suffix.lower() not in CHECKPOINT_SUFFIXES:
+        hint = " (an ONNX file is already exported)" if path.suffix.lower() == ".onnx" else ""
+        raise DlcvError(f"{path}: expected a dlcv checkpoint ({', '.join(CHECKPOINT_SUFFIXES)}), not a {path.suffix or 'suffix-less'} file{hint}")
+    ckpt = load_checkpoint(path)
+    model = model_from_checkpoint(ckpt, source=str(path))
+    metadata = metadata_from_checkpoint(ckpt, source_sha256=file_sha256(path), precision="fp32")
+    return ExportSource(path, ckpt, model, metadata)
+
+
+def plan_inputs(metadata: ArtifactMetadata, config: ExportConfig) -> InputPlan:
+    """Dynamic batch always (unless static); dynamic height/width for segmentation and for
+    preprocessing that keeps the image size; fixed at the preprocess size otherwise."""
+    spec = metadata.preprocess
+    fixed_size = tuple(spec.size) if spec.resize != "none" and spec.size else None
+    natural = tuple(config.input_size or fixed_size or DEFAULT_NATURAL_SIZE)
+    if config.static:
+        if metadata.task == "segmentation" and spec.resize == "none" and config.input_size is None:
+            raise DlcvUsageError(
+                f"--static needs --input-size HxW for this {metadata.arch} model: its preprocessing keeps the "
+                "image size, so no size is implied"
+            )
+        sample = (config.batch, *natural)
+        return InputPlan(sample, False, False, config.verify_shapes or (sample,))  # type: ignore[arg-type]
+    dynamic_hw = metadata.task == "segmentation" or spec.resize == "none"
+    if not dynamic_hw and config.input_size is not None and fixed_size and tuple(config.input_size) != fixed_size:
+        raise DlcvUsageError(
+            f"--input-size {config.input_size[0]}x{config.input_size[1]} differs from the size the preprocessing "
+            f"fixes ({fixed_size[0]}x{fixed_size[1]}) for this {metadata.task} model"
+        )
+    sample = (max(2, config.batch), *natural)
+    if config.verify_shapes:
+        shapes = tuple(config.verify_shapes)
+    elif dynamic_hw:
+        odd = ODD_SIZE if natural != ODD_SIZE else (ODD_SIZE[0] + 2, ODD_SIZE[1] + 2)
+        shapes = ((2, *natural), (2, *odd))
+    else:
+        shapes = ((2, *natural), (3, *natural))
+    return InputPlan(sample, True, dynamic_hw, shapes)  # type: ignore[arg-type]
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0][:300]}" if text else type(exc).__name__
+
+
+def _export_dynamo(model: nn.Module, sample: torch.Tensor, plan: InputPlan, metadata: ArtifactMetadata, opset: int) -> onnx.ModelProto:
+    axes = plan.dynamic_axes()
+    # A named string marks an axis dynamic (torch.export's Dim.DYNAMIC) and names it in the graph.
+    dynamic_shapes = (axes,) if axes else None  # positional: one entry per forward() argument
+    program = torch.onnx.export(
+        model, (sample,), None, dynamo=True, input_names=[metadata.input_name], output_names=[metadata.output_name],
+        opset_version=opset, dynamic_shapes=dynamic_shapes, external_data=False, optimize=True, verbose=False,
+    )  # fmt: skip
+    return program.model_proto
+
+
+def _export_torchscript(model: nn.Module, sample: torch.Tensor, plan: InputPlan, metadata: ArtifactMetadata, opset: int) -> onnx.ModelProto:
+    axes = plan.dynamic_axes()
+    out_axes = {a: n for a, n in axes.items() if a == 0 or metadata.task == "segmentation"}
+    dynamic_axes = {metadata.input_name: axes, metadata.output_name: out_axes} if axes else None
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the legacy exporter's deprecation and tracer warnings
+        torch.onnx.export(
+            model, (sample,), buffer, dynamo=False, input_names=[metadata.input_name],
+            output_names=[metadata.output_name], opset_version=opset, dynamic_axes=dynamic_axes,
+        )  # fmt: skip
+    return onnx.load_from_string(buffer.getvalue())
+
+
+EXPORTER_FUNCTIONS = {"dynamo": _export_dynamo, "torchscript": _export_torchscript}
+
+
+def export_fp32(
+    model: nn.Module, metadata: ArtifactMetadata, plan: InputPlan, *, opset: int, exporter: str = "auto", log: Log = _silent
+) -> tuple[onnx.ModelProto, str, tuple[str, ...]]:
+    """Export ``model`` (FP32, eval) to an in-memory ModelProto; returns it, the exporter used, and notes.
+
+    ``auto`` uses the torch.export-based exporter and falls back to the TorchScript one only
+    when it raises; the reason is returned as a note.
+    """
+    model = model.eval()
+    batch, height, width = plan.sample
+    sample = torch.randn(batch, 3, height, width, generator=torch.Generator().manual_seed(0))
+    order = ["dynamo", "torchscript"] if exporter == "auto" else [exporter]
+    notes: list[str] = []
+    errors = []
+    for name in order:
+        try:
+            with torch.no_grad():
+                proto = EXPORTER_FUNCTIONS[name](model, sample, plan, metadata, opset)
+            return proto, name, tuple(notes)
+        except DlcvError:
+            raise
+        except Exception as exc:  # the exporters raise many types; keep the first line of each
+            errors.append(f"{name}: {_first_line(exc)}")
+            if name != order[-1]:
+                note = f"the {name} exporter failed ({_first_line(exc)}); falling back to the TorchScript exporter"
+                notes.append(note)
+                log(f"warning: {note}")
+    raise DlcvError(f"{metadata.arch}: ONNX export failed ({'; '.join(errors)})")
+
+
+def _dims(value_info: onnx.ValueInfoProto) -> tuple[int | str, ...]:
+    return tuple(d.dim_param if d.HasField("dim_param") else d.dim_value for d in value_info.type.tensor_type.shape.dim)
+
+
+def graph_io(proto: onnx.ModelProto, metadata: ArtifactMetadata) -> tuple[tuple[int | str, ...], tuple[int | str, ...]]:
+    """Shapes (ints for fixed dims, names for dynamic ones) of the metadata's input and output."""
+    inputs = {i.name: i for i in proto.graph.input}
+    outputs = {o.name: o for o in proto.graph.output}
+    if metadata.input_name not in inputs or metadata.output_name not in outputs:
+        raise DlcvError(
+            f"the exported graph has inputs {sorted(inputs)} and outputs {sorted(outputs)}, expected "
+            f"{metadata.input_name!r} and {metadata.output_name!r}"
+        )
+    return _dims(inputs[metadata.input_name]), _dims(outputs[metadata.output_name])
+
+
+def _name_output_dims(proto: onnx.ModelProto, metadata: ArtifactMetadata) -> None:
+    """Give the output's dynamic dims the input's names (the contract: logits are N×C(×H×W) of
+    the input's N(, H, W)), replacing exporter expressions such as ``Min(height + 31, ...) - 31``.
+    Verification at several sizes then checks the claim."""
+    inp = next(i for i in proto.graph.input if i.name == metadata.input_name)
+    out = next(o for o in proto.graph.output if o.name == metadata.output_name)
+    in_dims = inp.type.tensor_type.shape.dim
+    out_dims = out.type.tensor_type.shape.dim
+    pairs = [(0, 0)] + ([(2, 2), (3, 3)] if metadata.task == "segmentation" and len(out_dims) == 4 else [])
+    for src, dst in pairs:
+        if dst < len(out_dims) and in_dims[src].HasField("dim_param"):
+            out_dims[dst].Clear()
+            out_dims[dst].dim_param = in_dims[src].dim_param
+
+
+def embed_metadata(proto: onnx.ModelProto, metadata: ArtifactMetadata) -> None:
+    """Set ``metadata_props[dlcv]`` to the metadata JSON (other keys are kept)."""
+    for prop in list(proto.metadata_props):
+        if prop.key == METADATA_KEY:
+            proto.metadata_props.remove(prop)
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, metadata.to_json()
+
+
+def finalize_graph(proto: onnx.ModelProto, metadata: ArtifactMetadata) -> onnx.ModelProto:
+    """Check the tensor names, name the output dims, embed the metadata; returns ``proto``."""
+    graph_io(proto, metadata)
+    _name_output_dims(proto, metadata)
+    embed_metadata(proto, metadata)
+    proto.doc_string = f"dlcv {metadata.arch} ({metadata.task}, {metadata.num_classes} classes, {metadata.precision})"
+    return proto
+
+
+def weights_bytes(proto: onnx.ModelProto) -> int:
+    return sum(len(t.raw_data) or t.ByteSize() for t in proto.graph.initializer)
+
+
+def save_onnx(proto: onnx.ModelProto, path: Path, final_name: str | None = None) -> None:
+    """Write ``proto`` to ``path`` and run onnx.checker on the file. One self-contained file,
+    except above ~1.8 GB of weights, where they go to ``<final_name>.data`` beside it."""
+    if weights_bytes(proto) > EXTERNAL_DATA_THRESHOLD:
+        onnx.save_model(
+            proto, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+            location=f"{final_name or path.name}.data", size_threshold=1024,
+        )  # fmt: skip
+    else:
+        onnx.save_model(proto, str(path))
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except onnx.checker.ValidationError as exc:
+        raise DlcvError(f"{final_name or path.name}: the exported graph fails onnx.checker ({_first_line(exc)})") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# the whole step
+
+
+def export_onnx(config: ExportConfig, log: Log | None = None) -> ExportResult:
+    """Write ``<out>/<arch>.onnx`` from ``config.checkpoint`` (FP32), verified against PyTorch.
+
+    Raises :class:`DlcvError` with a one-line message for bad input, an export the ONNX
+    checker rejects, or a verification that misses ``atol`` / ``min_agreement`` (the file is
+    then not written).
+    """
+    log = log or _silent
+    log(f"loading checkpoint {config.checkpoint}")
+    source = load_source(config.checkpoint)
+    md = source.metadata
+    images = load_images(config.images) if config.images is not None else None
+    plan = plan_inputs(md, config)
+    target = config.out / f"{md.arch}.onnx"
+
+    log(f"exporting {md.arch} ({md.task}, {md.num_classes} classes) to ONNX opset {config.opset}, {plan.describe()}")
+    t0 = time.perf_counter()
+    proto, exporter, notes = export_fp32(source.model, md, plan, opset=config.opset, exporter=config.exporter, log=log)
+    seconds = time.perf_counter() - t0
+    exporter_label = "torch.export-based (dynamo=True)" if exporter == "dynamo" else "TorchScript (dynamo=False)"
+    log(f"exported with the {exporter_label} exporter in {seconds:.1f}s")
+    finalize_graph(proto, md)
+    input_shape, output_shape = graph_io(proto, md)
+
+    with atomic_path(target) as tmp:
+        log(f"checking the graph (onnx.checker) and writing {target}")
+        save_onnx(proto, tmp, final_name=target.name)
+        del proto
+        shapes = ", ".join("x".join(map(str, (n, 3, h, w))) for n, h, w in plan.verify_shapes)
+        source_kind = f"{len(images)} images from {config.images}" if images else "synthetic images"
+        log(f"verifying against PyTorch FP32 on onnxruntime (CPU) at {shapes} ({source_kind})")
+        report = verify_onnx_file(
+            tmp, source.path, plan.verify_shapes, atol=config.atol, min_agreement=config.min_agreement,
+            tie_margin=config.tie_margin, seed=config.seed, images=images, log=log,
+        )  # fmt: skip
+        raise_if_failed(report, target.name, f"{target.name} was not written")
+        size = tmp.stat().st_size
+    return ExportResult(
+        onnx_path=target,
+        metadata=md,
+        exporter=exporter,
+        opset=config.opset,
+        input_shape=input_shape,
+        output_shape=output_shape,
+        size_bytes=size,
+        export_seconds=seconds,
+        verification=report,
+        notes=notes,
+    )

@@ -1,0 +1,79 @@
+"""``dlcv-infer``: batch inference over an image folder. Parses options and calls :func:`run_inference`."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+import cv2
+
+from .cli_support import debug_option, handle_errors
+from .errors import DlcvError
+from .imageio import DEFAULT_MAX_PIXELS
+from .infer import DEVICES, InferConfig, run_inference
+
+DEFAULT_WORKERS = max(1, min(4, os.cpu_count() or 1))
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("images_dir", type=click.Path(path_type=Path))
+@click.option("--engine", required=True, type=click.Path(path_type=Path),
+              help="The deployed model (.onnx, or an engine with its .json metadata); it says what to do.")
+@click.option("--labels", type=click.Path(path_type=Path), default=None,
+              help="Ground truth to score against: a folder of index-PNG masks (segmentation), or a CSV "
+                   "image_name,label / a folder of <label>_<index>.png files (classification).")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Output folder [default: <IMAGES_DIR>_pred beside the images folder].")
+@click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True)
+@click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True)
+@click.option("--workers", type=click.IntRange(min=1), default=DEFAULT_WORKERS, show_default=True,
+              help="Threads that decode and preprocess images.")
+@click.option("--recursive", is_flag=True, help="Include nested folders (outputs mirror them).")
+@click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
+@click.option("--strict", is_flag=True, help="Exit with code 1 when any image failed.")
+@click.option("--max-pixels", type=click.IntRange(min=1), default=DEFAULT_MAX_PIXELS, show_default=True,
+              help="Refuse images larger than this many pixels.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar and no per-file warnings.")
+@debug_option
+@handle_errors
+def main(images_dir: Path, engine: Path, labels: Path | None, out: Path | None, batch_size: int, device: str,
+         workers: int, recursive: bool, overwrite: bool, strict: bool, max_pixels: int, quiet: bool,
+         debug: bool) -> None:
+    """Run a deployed model over the images in IMAGES_DIR and write masks or predictions.csv.
+
+    Segmentation writes <stem>.png (class indices, original size) and <stem>_color.png;
+    classification writes predictions.csv. With --labels, metrics.json holds the scores.
+    Unreadable images are listed in errors.csv and skipped; the exit code is 0 when any
+    image succeeded (1 with --strict when any failed).
+    """
+    config = InferConfig(
+        engine=engine,
+        images=images_dir,
+        out=out,
+        labels=labels,
+        batch_size=batch_size,
+        device=device,
+        workers=workers,
+        recursive=recursive,
+        overwrite=overwrite,
+        strict=strict,
+        progress=False if quiet else None,
+        max_pixels=max_pixels,
+    )
+
+    if not debug:  # OpenCV's own decoder warnings would duplicate the per-file messages
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
+    def log(message: str) -> None:
+        if not quiet:
+            click.echo(message, err=True)
+
+    summary = run_inference(config, log=log)
+    for line in summary.lines():
+        click.echo(line)
+    if summary.exit_code:
+        raise DlcvError(summary.failure_message or "the run failed")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,121 @@
+"""The shared model tester: every registered model, plus the exact sizes of the published architectures."""
+import pytest
+import torch
+
+from dlcv.runtime.errors import DlcvError
+from dlcv.train import create_model, list_models, model_info, register_model
+from dlcv.train.models.fcn import bilinear_kernel
+
+NARROW = 0.0625
+
+
+def n_params(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+def conv(cin, cout, k, bias=True):
+    return cin * cout * k * k + (cout if bias else 0)
+
+
+def vgg16_conv_params():
+    cfg = [(3, 64), (64, 64), (64, 128), (128, 128), (128, 256), (256, 256), (256, 256),
+           (256, 512), (512, 512), (512, 512), (512, 512), (512, 512), (512, 512)]  # fmt: skip
+    return sum(conv(a, b, 3) for a, b in cfg)
+
+
+def fcn_trunk_params(n):
+    return vgg16_conv_params() + conv(512, 4096, 7) + conv(4096, 4096, 1) + conv(4096, n, 1)
+
+
+def test_registry_round_trip_and_unknown_name():
+    names = list_models()
+    assert {"fcn8s", "fcn32s", "vgg16_bn"} <= set(names)
+    for name in names:
+        assert model_info(name).name == name
+    with pytest.raises(DlcvError, match="choose one of: .*fcn8s"):
+        create_model("fcn9s", num_classes=3)
+
+
+def test_duplicate_registration_rejected():
+    with pytest.raises(ValueError, match="already registered"):
+        register_model("fcn8s", task="segmentation", default_num_classes=2)(lambda **_: None)
+
+
+def test_fcn8s_exact_parameter_count():
+    n = 12
+    expected = fcn_trunk_params(n) + conv(512, n, 1) + conv(256, n, 1) + 2 * conv(n, n, 4, False) + conv(n, n, 16, False)
+    assert n_params(create_model("fcn8s", num_classes=n)) == expected == 134_360_420
+
+
+def test_fcn32s_exact_parameter_count():
+    n = 12
+    expected = fcn_trunk_params(n) + conv(n, n, 64, False)
+    assert n_params(create_model("fcn32s", num_classes=n)) == expected
+
+
+def test_vgg16_bn_matches_torchvision():
+    torchvision = pytest.importorskip("torchvision")
+    ours = create_model("vgg16_bn", num_classes=50)
+    ref = torchvision.models.vgg16_bn(weights=None, num_classes=50)
+    assert n_params(ours) == n_params(ref) == 134_473_842
+    # same layout, so torchvision-format state dicts load unchanged
+    assert [(k, v.shape) for k, v in ours.state_dict().items()] == [(k, v.shape) for k, v in ref.state_dict().items()]
+
+
+@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("size", [(32, 32), (64, 64), (97, 131)])
+def test_forward_shapes(name, size):
+    info = model_info(name)
+    model = create_model(name, num_classes=5, width=NARROW).eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, 3, *size))
+    if info.task == "segmentation":
+        assert out.shape == (2, 5, *size)
+    else:
+        assert out.shape == (2, 5)
+
+
+def test_width_scales_channels():
+    small = create_model("fcn8s", num_classes=4, width=0.25)
+    assert small.features[0].out_channels == 16 and small.fc6.out_channels == 1024
+
+
+def test_fcn_heads_initialised_as_specified():
+    model = create_model("fcn8s", num_classes=3, width=NARROW)
+    for name in ("score_fr", "score_pool4", "score_pool3"):
+        layer = getattr(model, name)
+        assert torch.count_nonzero(layer.weight) == 0 and torch.count_nonzero(layer.bias) == 0
+    for name, k in (("upscore2", 4), ("upscore_pool4", 4), ("upscore8", 16)):
+        layer = getattr(model, name)
+        assert layer.bias is None
+        assert torch.equal(layer.weight, bilinear_kernel(3, k))
+    # conv1_1 padding 100, ceil-mode pools
+    assert model.features[0].padding == (100, 100)
+    assert all(m.ceil_mode for m in model.features if isinstance(m, torch.nn.MaxPool2d))
+
+
+def test_bilinear_kernel_upsamples_constant_image():
+    up = torch.nn.ConvTranspose2d(1, 1, 4, stride=2, bias=False)
+    up.weight.data.copy_(bilinear_kernel(1, 4))
+    out = up(torch.ones(1, 1, 6, 6))
+    assert torch.allclose(out[0, 0, 2:-2, 2:-2], torch.ones(10, 10))
+
+
+def test_copy_params_from_vgg16_file(tmp_path):
+    torchvision = pytest.importorskip("torchvision")
+    vgg = torchvision.models.vgg16(weights=None)
+    path = tmp_path / "vgg16.pth"
+    torch.save(vgg.state_dict(), path)
+    fcn = create_model("fcn8s", num_classes=4)
+    report = fcn.copy_params_from_vgg16(path)
+    assert len(report["loaded"]) == 26 + 4  # 13 convs + fc6/fc7, weight and bias each
+    assert torch.equal(fcn.features[28].weight, vgg.features[28].weight)
+    assert torch.equal(fcn.fc6.weight, vgg.classifier[0].weight.view(4096, 512, 7, 7))
+    assert torch.equal(fcn.fc7.bias, vgg.classifier[3].bias)
+
+
+def test_copy_params_from_vgg16_rejects_non_weights(tmp_path):
+    bad = tmp_path / "notes.pth"
+    bad.write_bytes(b"not a torch file")
+    with pytest.raises(DlcvError, match="notes.pth"):
+        create_model("fcn8s", num_classes=2, width=NARROW).copy_params_from_vgg16(bad)
