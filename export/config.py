@@ -27,7 +27,8 @@ class ExportConfig:
     and the "natural" verification size; None = the preprocessing size, or 128×128 when the
     preprocessing keeps the image size. ``batch``: the sample's batch (fixed by ``static``).
     ``verify_shapes``: (batch, height, width) triples to verify at; None = chosen from the
-    model's dynamic axes (two shapes, batch > 1 where the batch is dynamic).
+    model's dynamic axes (two or three shapes, batch > 1 where the batch is dynamic; see
+    :func:`dlcv.export.onnx_export.plan_inputs`).
     ``images``: optional folder of real images for verification (synthetic images otherwise).
     ``exporter``: ``auto`` tries torch.export (dynamo) and falls back to TorchScript.
     """

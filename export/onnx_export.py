@@ -41,6 +41,10 @@ DEFAULT_NATURAL_SIZE = (128, 128)
 ODD_SIZE = (97, 131)
 # Above this many bytes of weights the model is saved with external data (protobuf's 2 GB limit).
 EXTERNAL_DATA_THRESHOLD = 1_800_000_000
+# A third size for classifiers with dynamic height/width: a stride-32 backbone gives a 9×10
+# map, which a 7×7 adaptive average pool must shrink by a non-integer factor, the case that
+# exporters lower with fixed windows (wrong at other sizes).
+LARGE_ODD_SIZE = (301, 327)
 AXIS_NAMES = {0: "batch", 2: "height", 3: "width"}
 
 Log = Callable[[str], None]
@@ -139,26 +143,28 @@ def plan_inputs(metadata: ArtifactMetadata, config: ExportConfig) -> InputPlan:
     spec = metadata.preprocess
     fixed_size = tuple(spec.size) if spec.resize != "none" and spec.size else None
     natural = tuple(config.input_size or fixed_size or DEFAULT_NATURAL_SIZE)
+    dynamic_hw = not config.static and (metadata.task == "segmentation" or spec.resize == "none")
+    if not dynamic_hw and config.input_size is not None and fixed_size and tuple(config.input_size) != fixed_size:
+        raise DlcvUsageError(
+            f"--input-size {config.input_size[0]}x{config.input_size[1]} differs from the size the preprocessing "
+            f"fixes ({fixed_size[0]}x{fixed_size[1]}), which every deployed input will have"
+        )
     if config.static:
-        if metadata.task == "segmentation" and spec.resize == "none" and config.input_size is None:
+        if spec.resize == "none" and config.input_size is None:
             raise DlcvUsageError(
                 f"--static needs --input-size HxW for this {metadata.arch} model: its preprocessing keeps the "
                 "image size, so no size is implied"
             )
         sample = (config.batch, *natural)
         return InputPlan(sample, False, False, config.verify_shapes or (sample,))  # type: ignore[arg-type]
-    dynamic_hw = metadata.task == "segmentation" or spec.resize == "none"
-    if not dynamic_hw and config.input_size is not None and fixed_size and tuple(config.input_size) != fixed_size:
-        raise DlcvUsageError(
-            f"--input-size {config.input_size[0]}x{config.input_size[1]} differs from the size the preprocessing "
-            f"fixes ({fixed_size[0]}x{fixed_size[1]}) for this {metadata.task} model"
-        )
     sample = (max(2, config.batch), *natural)
     if config.verify_shapes:
         shapes = tuple(config.verify_shapes)
     elif dynamic_hw:
         odd = ODD_SIZE if natural != ODD_SIZE else (ODD_SIZE[0] + 2, ODD_SIZE[1] + 2)
         shapes = ((2, *natural), (2, *odd))
+        if metadata.task == "classification":
+            shapes += ((1, *LARGE_ODD_SIZE),)
     else:
         shapes = ((2, *natural), (3, *natural))
     return InputPlan(sample, True, dynamic_hw, shapes)  # type: ignore[arg-type]
@@ -276,6 +282,11 @@ def finalize_graph(proto: onnx.ModelProto, metadata: ArtifactMetadata) -> onnx.M
     return proto
 
 
+def default_opset(proto: onnx.ModelProto) -> int:
+    """The ai.onnx opset version the graph declares."""
+    return next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
 def weights_bytes(proto: onnx.ModelProto) -> int:
     return sum(len(t.raw_data) or t.ByteSize() for t in proto.graph.initializer)
 
@@ -319,20 +330,26 @@ def export_onnx(config: ExportConfig, log: Log | None = None) -> ExportResult:
     t0 = time.perf_counter()
     proto, exporter, notes = export_fp32(source.model, md, plan, opset=config.opset, exporter=config.exporter, log=log)
     seconds = time.perf_counter() - t0
+    checkpoint_path = source.path
+    del source  # the reference backend reloads the checkpoint from the file; keep one copy in memory
     exporter_label = "torch.export-based (dynamo=True)" if exporter == "dynamo" else "TorchScript (dynamo=False)"
     log(f"exported with the {exporter_label} exporter in {seconds:.1f}s")
     finalize_graph(proto, md)
     input_shape, output_shape = graph_io(proto, md)
+    opset = default_opset(proto)
+    if opset != config.opset:
+        notes += (f"opset {config.opset} was asked for, the exporter produced opset {opset}",)
+        log(f"warning: {notes[-1]}")
 
     with atomic_path(target) as tmp:
-        log(f"checking the graph (onnx.checker) and writing {target}")
+        log(f"writing {target} and checking the graph (onnx.checker)")
         save_onnx(proto, tmp, final_name=target.name)
         del proto
         shapes = ", ".join("x".join(map(str, (n, 3, h, w))) for n, h, w in plan.verify_shapes)
         source_kind = f"{len(images)} images from {config.images}" if images else "synthetic images"
         log(f"verifying against PyTorch FP32 on onnxruntime (CPU) at {shapes} ({source_kind})")
         report = verify_onnx_file(
-            tmp, source.path, plan.verify_shapes, atol=config.atol, min_agreement=config.min_agreement,
+            tmp, checkpoint_path, plan.verify_shapes, atol=config.atol, min_agreement=config.min_agreement,
             tie_margin=config.tie_margin, seed=config.seed, images=images, log=log,
         )  # fmt: skip
         raise_if_failed(report, target.name, f"{target.name} was not written")
@@ -341,7 +358,7 @@ def export_onnx(config: ExportConfig, log: Log | None = None) -> ExportResult:
         onnx_path=target,
         metadata=md,
         exporter=exporter,
-        opset=config.opset,
+        opset=opset,
         input_shape=input_shape,
         output_shape=output_shape,
         size_bytes=size,

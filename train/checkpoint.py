@@ -81,7 +81,9 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
             ) from None
         raise DlcvError(f"{path}: not a readable PyTorch checkpoint ({detail[:200]})") from None
     except Exception as exc:  # zip/format errors from torch: truncated or not a torch file
-        raise DlcvError(f"{path}: not a readable PyTorch checkpoint ({first_line(exc, 200)})") from None
+        raise DlcvError(
+            f"{path}: not a readable PyTorch checkpoint, truncated or another format ({type(exc).__name__}: {first_line(exc, 200)})"
+        ) from None
     if not isinstance(ckpt, dict):
         raise DlcvError(f"{path}: expected a dlcv checkpoint (a dict), found {type(ckpt).__name__}")
     missing = [k for k in REQUIRED_KEYS if k not in ckpt]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import onnx
@@ -13,6 +14,7 @@ from dlcv.export.onnx_export import plan_inputs
 from dlcv.export.verify import make_batch
 from dlcv.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
 from dlcv.runtime.errors import DlcvError, DlcvUsageError
+from dlcv.runtime.imageio import write_png
 from dlcv.runtime.metadata import METADATA_KEY, ArtifactMetadata
 from dlcv.runtime.parity import ParityStats
 from dlcv.runtime.preprocess import PreprocessSpec
@@ -52,6 +54,8 @@ def test_export_passes_parity_at_two_shapes_with_batch_2(exported):
     assert report.overall["max_abs_logit_error"] < FP32_BAR
     assert report.overall["max_abs_reference_logit"] > 1e-3  # the random weights give non-trivial logits
     assert "agreement" in report.table() and "PASS" in report.table()
+    record = json.loads(json.dumps(result.to_dict()))
+    assert record["exporter"] == "dynamo" and record["opset"] == 18 and record["verification"]["passed"]
 
 
 def test_embedded_metadata_equals_the_checkpoints(exported):
@@ -87,11 +91,11 @@ def test_dynamic_axes(exported):
     assert tuple(_dims(inp)) == result.input_shape
 
 
-@pytest.mark.parametrize("arch", ["fcn8s", "fcn32s"])
-def test_segmentation_graph_really_is_dynamic(arch, make_checkpoint, tmp_path):
+def test_segmentation_graph_really_is_dynamic(exported):
     """Sizes unlike the export sample (and odd) give the PyTorch answer: the crops follow the input."""
-    ckpt = make_checkpoint(arch)
-    result = export_onnx(ExportConfig(checkpoint=ckpt, out=tmp_path, input_size=SEG_SIZE, verify_shapes=((2, *SEG_SIZE),)))
+    ckpt, result = exported
+    if result.metadata.task != "segmentation":
+        pytest.skip("classification input size is fixed by its preprocessing")
     spec = result.metadata.preprocess
     with TorchBackend(ckpt) as ref, OnnxRuntimeBackend(result.onnx_path) as ort:
         for shape in [(1, 64, 64), (3, 97, 131), (1, 33, 17)]:
@@ -102,8 +106,15 @@ def test_segmentation_graph_really_is_dynamic(arch, make_checkpoint, tmp_path):
             assert stats["max_abs_logit_error"] < FP32_BAR and stats["agreement"] == 1.0, shape
 
 
-def test_static_fixes_every_dim(make_checkpoint, tmp_path):
-    result = export_onnx(ExportConfig(checkpoint=make_checkpoint("vgg16_bn"), out=tmp_path, static=True, batch=2))
+def test_static_fixes_every_dim_and_verifies_on_real_images(make_checkpoint, tmp_path):
+    images = tmp_path / "images"
+    rng = np.random.default_rng(0)
+    for i, (h, w) in enumerate([(40, 50), (64, 48), (33, 33)]):
+        write_png(images / f"img{i}.png", rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+    messages = []
+    config = ExportConfig(checkpoint=make_checkpoint("vgg16_bn"), out=tmp_path / "out", static=True, batch=2, images=images)
+    result = export_onnx(config, log=messages.append)
+    assert any(f"3 images from {images}" in m for m in messages)
     graph = onnx.load(str(result.onnx_path)).graph
     assert _dims(graph.input[0]) == [2, 3, 32, 32]
     assert _dims(graph.output[0]) == [2, 3]
@@ -151,6 +162,9 @@ def test_plan_inputs():
     assert p.dynamic_batch and p.dynamic_hw and p.verify_shapes == ((2, 128, 128), (2, 97, 131))
     p = plan_inputs(cls, cfg)
     assert p.dynamic_batch and not p.dynamic_hw and p.verify_shapes == ((2, 32, 40), (3, 32, 40))
+    free_cls = metadata_for("classification", PreprocessSpec())
+    p = plan_inputs(free_cls, cfg)  # a third, larger size probes the adaptive pool's shrinking regime
+    assert p.dynamic_hw and p.verify_shapes == ((2, 128, 128), (2, 97, 131), (1, 301, 327))
     p = plan_inputs(cls, dataclasses.replace(cfg, static=True, batch=4))
     assert not p.dynamic_batch and not p.dynamic_hw and p.sample == (4, 32, 40)
     p = plan_inputs(seg, dataclasses.replace(cfg, static=True, input_size=(64, 80)))
@@ -159,6 +173,12 @@ def test_plan_inputs():
         plan_inputs(seg, dataclasses.replace(cfg, static=True))
     with pytest.raises(DlcvUsageError, match="differs"):
         plan_inputs(cls, dataclasses.replace(cfg, input_size=(64, 64)))
+    with pytest.raises(DlcvUsageError, match="differs"):
+        plan_inputs(cls, dataclasses.replace(cfg, input_size=(64, 64), static=True))
+    with pytest.raises(DlcvUsageError, match="--input-size"):
+        plan_inputs(free_cls, dataclasses.replace(cfg, static=True))
+    p = plan_inputs(seg, dataclasses.replace(cfg, input_size=(64, 64)))  # segmentation stays dynamic
+    assert p.dynamic_hw and p.sample == (2, 64, 64)
 
 
 def metadata_for(task, spec):
