@@ -4,27 +4,14 @@ Thin: parses options, builds an :class:`ExportConfig`, calls :func:`export_onnx`
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import click
 
-from dlcv.runtime.cli_support import debug_option, handle_errors
-from dlcv.runtime.errors import DlcvUsageError
+from dlcv.runtime.cli_support import debug_option, handle_errors, parse_size
 
 from .config import DEFAULT_ATOL, DEFAULT_MIN_AGREEMENT, DEFAULT_OPSET, ExportConfig
 from .onnx_export import ExportResult, export_onnx
-
-
-def parse_size(text: str | None) -> tuple[int, int] | None:
-    """``"HxW"`` or ``"S"`` -> (H, W)."""
-    if text is None:
-        return None
-    m = re.fullmatch(r"\s*(\d+)\s*(?:[xX×,]\s*(\d+)\s*)?", text)
-    if not m:
-        raise DlcvUsageError(f"--input-size must look like HxW (e.g. 224x224) or a single size, not {text!r}")
-    h = int(m.group(1))
-    return h, int(m.group(2) or h)
 
 
 def _shape(dims) -> str:

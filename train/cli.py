@@ -5,8 +5,7 @@ from pathlib import Path
 
 import click
 
-from dlcv.runtime.cli_support import debug_option, handle_errors
-from dlcv.runtime.errors import DlcvUsageError
+from dlcv.runtime.cli_support import debug_option, handle_errors, parse_size
 
 from .class_weights import CLASS_WEIGHTINGS
 
@@ -26,20 +25,6 @@ def _print_formats(ctx: click.Context, _param, value: bool) -> None:
         for fmt in list_formats():
             click.echo(f"{fmt.name}\t{fmt.task}\t{fmt.description}")
         ctx.exit(0)
-
-
-def _parse_size(value: str | None) -> tuple[int, int] | None:
-    if value is None:
-        return None
-    try:
-        parts = [int(v) for v in value.lower().replace("x", " ").split()]
-    except ValueError:
-        parts = []
-    if len(parts) == 1:
-        parts *= 2
-    if len(parts) != 2 or min(parts) < 1:
-        raise DlcvUsageError(f"--input-size must be N or HxW with positive integers, got {value!r}")
-    return parts[0], parts[1]
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -72,7 +57,7 @@ def main(model, data, fmt, epochs, batch_size, lr, weight_decay, out, width, see
     cfg = TrainConfig(
         model=model, data=data, out=out or Path("runs") / model, format=fmt, epochs=epochs, batch_size=batch_size,
         lr=lr, weight_decay=weight_decay, width=width, seed=seed, device=device, num_workers=num_workers,
-        input_size=_parse_size(input_size), class_weighting=class_weighting, progress=not quiet,
+        input_size=parse_size(input_size), class_weighting=class_weighting, progress=not quiet,
     )  # fmt: skip
     result = train(cfg, resume=resume)
     metric = "mIoU" if model_info(model).task == "segmentation" else "top-1"
