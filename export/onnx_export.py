@@ -25,12 +25,12 @@ import torch
 import torch.nn as nn
 
 from dlcv.runtime.atomic import atomic_path
-from dlcv.runtime.errors import DlcvError, DlcvUsageError
+from dlcv.runtime.errors import DlcvError, DlcvUsageError, first_line
 from dlcv.runtime.metadata import METADATA_KEY, ArtifactMetadata
 from dlcv.train.checkpoint import file_sha256, load_checkpoint, metadata_from_checkpoint, model_from_checkpoint
 
 from .config import ExportConfig
-from .verify import Shape, VerificationReport, load_images, raise_if_failed, verify_onnx_file
+from .verify import _silent, Shape, VerificationReport, load_images, raise_if_failed, verify_onnx_file
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
 # Size used when the preprocessing keeps the image size (fully convolutional models) and no
@@ -49,9 +49,6 @@ AXIS_NAMES = {0: "batch", 2: "height", 3: "width"}
 
 Log = Callable[[str], None]
 
-
-def _silent(_: str) -> None:
-    pass
 
 
 @dataclass(frozen=True)
@@ -170,11 +167,6 @@ def plan_inputs(metadata: ArtifactMetadata, config: ExportConfig) -> InputPlan:
     return InputPlan(sample, True, dynamic_hw, shapes)  # type: ignore[arg-type]
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0][:300]}" if text else type(exc).__name__
-
-
 def _export_dynamo(model: nn.Module, sample: torch.Tensor, plan: InputPlan, metadata: ArtifactMetadata, opset: int) -> onnx.ModelProto:
     axes = plan.dynamic_axes()
     # A named string marks an axis dynamic (torch.export's Dim.DYNAMIC) and names it in the graph.
@@ -225,9 +217,9 @@ def export_fp32(
         except DlcvError:
             raise
         except Exception as exc:  # the exporters raise many types; keep the first line of each
-            errors.append(f"{name}: {_first_line(exc)}")
+            errors.append(f"{name}: {type(exc).__name__}: {first_line(exc)}")
             if name != order[-1]:
-                note = f"the {name} exporter failed ({_first_line(exc)}); falling back to the TorchScript exporter"
+                note = f"the {name} exporter failed ({type(exc).__name__}: {first_line(exc)}); falling back to the TorchScript exporter"
                 notes.append(note)
                 log(f"warning: {note}")
     raise DlcvError(f"{metadata.arch}: ONNX export failed ({'; '.join(errors)})")
@@ -304,7 +296,7 @@ def save_onnx(proto: onnx.ModelProto, path: Path, final_name: str | None = None)
     try:
         onnx.checker.check_model(str(path), full_check=True)
     except onnx.checker.ValidationError as exc:
-        raise DlcvError(f"{final_name or path.name}: the exported graph fails onnx.checker ({_first_line(exc)})") from None
+        raise DlcvError(f"{final_name or path.name}: the exported graph fails onnx.checker ({type(exc).__name__}: {first_line(exc)})") from None
 
 
 # ---------------------------------------------------------------------------------------------

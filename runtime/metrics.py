@@ -99,6 +99,7 @@ class ConfusionMatrix:
             "count": total,
             "out_of_range_labels": self.out_of_range,
             "excluded_classes": list(self.exclude),
+            "confusion_matrix": self.matrix.tolist(),  # rows: ground truth, columns: prediction
         }
 
 
@@ -138,5 +139,17 @@ class ClassificationMetrics:
             mean_class_accuracy=base["mean_class_accuracy"],
             count=n,
             out_of_range_labels=base["out_of_range_labels"],
+            confusion_matrix=base["confusion_matrix"],
         )
         return out
+
+
+def confusion_from_dict(result: dict, ignore_index: int | None = None, exclude: Iterable[int] = ()) -> ConfusionMatrix:
+    """Rebuild a :class:`ConfusionMatrix` from a ``compute()`` result (e.g. read from metrics.json)."""
+    matrix = np.asarray(result["confusion_matrix"], dtype=np.int64)
+    if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
+        raise DlcvError(f"confusion_matrix must be square, got shape {matrix.shape}")
+    cm = ConfusionMatrix(matrix.shape[0], ignore_index, exclude)
+    cm.matrix[:] = matrix
+    cm.out_of_range = int(result.get("out_of_range_labels", 0))
+    return cm

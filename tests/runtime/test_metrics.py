@@ -105,3 +105,15 @@ def test_classification_topk_against_brute_force():
     assert r["top5"] == pytest.approx(np.mean([g in top for g, top in zip(gt, ranks)]))
     per_class = [np.mean(scores[gt == c].argmax(1) == c) if np.any(gt == c) else None for c in range(8)]
     assert r["per_class_accuracy"] == pytest.approx(per_class)
+
+
+def test_confusion_matrix_round_trips_through_its_result():
+    import json
+
+    from dlcv.runtime.metrics import confusion_from_dict
+
+    cm = ConfusionMatrix(3, exclude=[2])
+    cm.update(np.array([0, 1, 2, 2, 1]), np.array([0, 2, 2, 1, 1]))
+    result = json.loads(json.dumps(cm.compute()))
+    again = confusion_from_dict(result, exclude=[2])
+    assert np.array_equal(again.matrix, cm.matrix) and again.compute() == cm.compute()
