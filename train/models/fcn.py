@@ -1,23 +1,25 @@
-"""The FCN family on VGG16 (FCN32s, FCN8s), as in Long et al. and the course specification.
+"""The FCN family on VGG16 (FCN32s, FCN16s, FCN8s), as in Long et al. and the course specification.
 
 One class serves every variant: a variant is the list of skip connections it fuses
 (pool4, then pool3) and its final upsampling. Layer names follow the course
 (``fc6``, ``score_fr``, ``score_pool4``, ``upscore2``...); the encoder is torchvision's
-``vgg16.features`` layout (conv1_1 padded by 100, ceil-mode pools).
+``vgg16.features`` layout (conv1_1 padded by 100, ceil-mode pools). :func:`course_key`
+maps the course's encoder names (``conv1_1`` ... ``conv5_3``) onto it.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-from dlcv.runtime.errors import DlcvError, first_line
+from dlcv.runtime.errors import DlcvError
 
 from ..registry import register_model, scaled
-from .vgg import make_vgg16_features, vgg16_pool_indices
+from .vgg import make_vgg16_features, vgg16_conv_indices, vgg16_pool_indices
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,7 @@ class FCNVariant:
 
 FCN_VARIANTS = {
     "fcn32s": FCNVariant((), "upscore", 64, 32, 19),
+    "fcn16s": FCNVariant((Skip("pool4", "upscore2", 5),), "upscore16", 32, 16, 27),
     "fcn8s": FCNVariant((Skip("pool4", "upscore2", 5), Skip("pool3", "upscore_pool4", 9)), "upscore8", 16, 8, 31),
 }
 _POOL_CHANNELS = {"pool3": 256, "pool4": 512}
@@ -121,54 +124,54 @@ class FCN(nn.Module):
         h = getattr(self, self.variant.final_name)(h)
         return _crop(h, self.variant.final_crop, height, width).contiguous()
 
-    def copy_params_from_vgg16(self, source: "str | Path | dict[str, torch.Tensor]") -> dict[str, list[str]]:
+    def copy_params_from_vgg16(self, source: "str | Path | Mapping[str, torch.Tensor]"):
         """Load VGG16 weights (a torchvision-format state dict, or its file) into the encoder.
 
-        ``classifier.0``/``classifier.3`` (fully connected) are reshaped into ``fc6``/``fc7``
-        convolutions. Returns ``{"loaded": [...], "skipped": [...]}`` (target names).
+        ``classifier.0``/``classifier.3`` (fully connected) are reshaped into the ``fc6``/``fc7``
+        convolutions; ``classifier.6`` (ImageNet's 1000 classes) has no counterpart. Returns a
+        :class:`dlcv.train.pretrained.LoadReport`; raises DlcvError when nothing fits.
         """
-        state = load_state_dict_file(source) if not isinstance(source, dict) else source
-        mapping = {f"features.{k}": f"features.{k}" for k in range(len(self.features))}
+        from ..pretrained import read_state_dict, transfer_tensors  # the transfer layer sits above the models
+
+        state = source if isinstance(source, Mapping) else read_state_dict(source)
+        if any(k.endswith("running_mean") for k in state):
+            raise DlcvError(
+                "these are VGG16-BN weights; the FCN encoder is VGG16 without batch norm (torchvision's vgg16)"
+            )
+        own = self.state_dict()
         pairs = []
         for key, tensor in state.items():
-            prefix, _, leaf = key.rpartition(".")
-            if prefix in mapping:
-                pairs.append((f"{mapping[prefix]}.{leaf}", tensor))
-            elif prefix == "classifier.0":
-                pairs.append((f"fc6.{leaf}", tensor))
-            elif prefix == "classifier.3":
-                pairs.append((f"fc7.{leaf}", tensor))
-        own = self.state_dict()
-        loaded, skipped = [], []
-        for name, tensor in pairs:
-            if name not in own:
-                skipped.append(f"{name} (no such layer)")
-                continue
-            target = own[name]
-            if tensor.numel() != target.numel():
-                skipped.append(f"{name} (shape {tuple(tensor.shape)} does not fit {tuple(target.shape)})")
-                continue
-            target.copy_(tensor.reshape(target.shape))
-            loaded.append(name)
-        if not loaded:
-            raise DlcvError("no VGG16 tensor fitted this model: is it a torchvision VGG16 (not VGG16-BN) state dict at width 1.0?")
-        return {"loaded": loaded, "skipped": skipped}
+            target = vgg16_key_to_fcn(key)
+            if target in own and tensor.shape != own[target].shape and tensor.numel() == own[target].numel():
+                tensor = tensor.reshape(own[target].shape)  # fully connected -> 7×7 / 1×1 convolution
+            pairs.append((key, target, tensor))
+        return transfer_tensors(self, pairs, source=str(source) if not isinstance(source, Mapping) else "state dict")
 
 
-def load_state_dict_file(path: "str | Path") -> dict[str, torch.Tensor]:
-    """Load a torchvision-format state dict from a local file, refusing pickled objects."""
-    path = Path(path)
-    if not path.is_file():
-        raise DlcvError(f"{path}: weights file not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises UnpicklingError, RuntimeError... for bad files
-        raise DlcvError(f"{path}: cannot load as a weights-only state dict ({first_line(exc)})") from None
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise DlcvError(f"{path}: expected a state dict mapping names to tensors")
-    return state
+def vgg16_key_to_fcn(key: str) -> str | None:
+    """The FCN parameter a torchvision VGG16 parameter becomes (None: no counterpart)."""
+    prefix, _, leaf = key.rpartition(".")
+    if prefix.startswith("features."):
+        return key
+    return {"classifier.0": f"fc6.{leaf}", "classifier.3": f"fc7.{leaf}"}.get(prefix)
+
+
+# The course's VGG16 layer names (conv1_1 ... conv5_3) and their torchvision ``features`` index.
+COURSE_CONV_NAMES = tuple(f"conv{block}_{i}" for block, n in ((1, 2), (2, 2), (3, 3), (4, 3), (5, 3)) for i in range(1, n + 1))
+
+
+def course_key(key: str) -> str:
+    """Map a course-named FCN parameter (``conv3_2.weight``) to ours (``features.12.weight``).
+
+    ``fc6``, ``fc7``, ``score_*`` and ``upscore*`` are named alike in both and pass unchanged.
+    """
+    prefix, _, leaf = key.rpartition(".")
+    if prefix in _COURSE_TO_FEATURES:
+        return f"features.{_COURSE_TO_FEATURES[prefix]}.{leaf}"
+    return key
+
+
+_COURSE_TO_FEATURES = dict(zip(COURSE_CONV_NAMES, vgg16_conv_indices()))
 
 
 def _fcn_builder(name: str):

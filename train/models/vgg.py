@@ -32,6 +32,18 @@ def make_vgg16_features(
     return nn.Sequential(*layers)
 
 
+def vgg16_conv_indices(batch_norm: bool = False) -> list[int]:
+    """Indices of the 13 convolutions (conv1_1..conv5_3) in ``make_vgg16_features(batch_norm=...)``."""
+    indices, i = [], 0
+    for v in VGG16_CFG:
+        if v == "M":
+            i += 1
+        else:
+            indices.append(i)
+            i += 3 if batch_norm else 2
+    return indices
+
+
 def vgg16_pool_indices(features: nn.Sequential) -> list[int]:
     """Indices of the five max-pool layers (pool1..pool5) in a VGG16 feature stack."""
     return [i for i, m in enumerate(features) if isinstance(m, nn.MaxPool2d)]
