@@ -5,13 +5,14 @@ import numpy as np
 
 from dlcv.runtime.errors import DlcvError
 
-from .data.formats import DatasetFormat, DatasetInfo, Sample
+from .data.formats import DatasetFormat, DatasetInfo, OpenDataset, Sample
 
 CLASS_WEIGHTINGS = ("none", "median", "inverse")
 
 
-def label_frequencies(samples: list[Sample], fmt: DatasetFormat, info: DatasetInfo) -> np.ndarray:
-    """Counts per class over the samples' targets (pixels for segmentation, images for classification)."""
+def label_frequencies(samples: list[Sample], fmt: DatasetFormat | OpenDataset, info: DatasetInfo) -> np.ndarray:
+    """Counts per class over the samples' targets (pixels for segmentation, images for classification);
+    ``fmt`` reads the label maps (an OpenDataset applies its class map)."""
     counts = np.zeros(info.num_classes, dtype=np.int64)
     for s in samples:
         if info.task == "segmentation":

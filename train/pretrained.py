@@ -298,7 +298,8 @@ def load_pretrained(model: nn.Module, arch: str, path: str | os.PathLike) -> Loa
     family = family_of(arch)
     state = read_state_dict(path)
     if family.vgg_batch_norm is not None:
-        _check_vgg_flavour({course_key(k): v for k, v in state.items()}, arch, family.vgg_batch_norm, path)
+        expect_bn = getattr(model, "batch_norm", family.vgg_batch_norm)  # FCNs may be built with batch_norm=True
+        _check_vgg_flavour({course_key(k): v for k, v in state.items()}, arch, expect_bn, path)
     if isinstance(model, FCN) and _is_torchvision_vgg16(state):
         return dataclasses.replace(model.copy_params_from_vgg16(state), source=str(path))
     return transfer_tensors(model, family.map_keys(model, state), source=str(path), head=family.head)

@@ -45,19 +45,75 @@ def test_training_tensor_equals_runtime_tensor(demo):
     assert np.array_equal(y.numpy(), read_label_map(sample.target))
 
 
-def test_augmentation_moves_image_and_mask_together(demo):
-    seg, _ = demo
-    fmt = get_format(None, seg)
-    info = fmt.info(seg)
-    plain = ImageDataset(fmt.samples(seg, "train"), fmt, info, PreprocessSpec(mean=(0, 0, 0), std=(1, 1, 1)))
-    aug = ImageDataset(plain.samples, fmt, info, plain.spec, Augment(hflip=True, scale=(0.7, 1.3), crop=(48, 48)), seed=1)
-    for i in range(len(plain)):
-        x, y = aug[i]
-        assert x.shape == (3, 48, 48) and y.shape == (48, 48)
-        # every labelled digit pixel is darker/lighter consistently with its mask: check the label map
-        # came from the same geometry by matching it against a flip/crop search of the original
-        x0, y0 = plain[i]
-        assert set(np.unique(y.numpy())) <= set(np.unique(y0.numpy())) | {255}
+@pytest.fixture(scope="module")
+def colour_coded(tmp_path_factory):
+    """A CamVid-layout set whose pixels are exactly their class's colour (lossless PNG)."""
+    root = tmp_path_factory.mktemp("coded")
+    rng = np.random.default_rng(3)
+    for i in range(4):
+        labels = np.kron(rng.integers(0, 11, size=(6, 5)), np.ones((5, 5), np.int64))  # 30×25, not square
+        write_png(root / "train" / f"{i}.png", CODE_COLOURS[labels])
+        write_png(root / "trainannot" / f"{i}.png", labels.astype(np.uint8))
+    return root
+
+
+CODE_COLOURS = np.random.default_rng(11).integers(0, 256, size=(11, 3)).astype(np.uint8)
+IDENTITY = PreprocessSpec(mean=(0, 0, 0), std=(1, 1, 1))
+
+
+def _pixels(x) -> np.ndarray:
+    return np.rint(x.numpy().transpose(1, 2, 0) * 255).astype(np.int64)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_flips_and_crops_keep_image_and_mask_aligned(colour_coded, seed):
+    fmt = get_format(None, colour_coded)
+    info = fmt.info(colour_coded)
+    aug = Augment(hflip=True, vflip=True, crop=(36, 20))  # taller than the images: padded rows
+    ds = ImageDataset(fmt.samples(colour_coded, "train"), fmt, info, IDENTITY, aug, seed=seed)
+    flipped = set()
+    for epoch in range(3):
+        ds.set_epoch(epoch)
+        for i in range(len(ds)):
+            x, y = ds[i]
+            image, labels = _pixels(x), y.numpy()
+            assert labels.shape == (36, 20)
+            labelled = labels != info.ignore_index
+            assert labelled.sum() == 30 * 20 and (image[~labelled] == 0).all()  # padding: ignored, black
+            assert np.array_equal(image[labelled], CODE_COLOURS[labels[labelled]].astype(np.int64))
+            flipped.add(bool(labels[0, 0] != fmt.read_labels(ds.samples[i])[0, 0]))
+    assert flipped == {True, False}  # the transforms did act
+
+
+def test_scaling_keeps_image_and_mask_aligned_and_evaluation_does_not_augment(colour_coded):
+    fmt = get_format(None, colour_coded)
+    info = fmt.info(colour_coded)
+    ds = ImageDataset(fmt.samples(colour_coded, "train"), fmt, info, IDENTITY, Augment(scale=(0.6, 1.7)), seed=1)
+    sizes = set()
+    for i in range(len(ds)):
+        x, y = ds[i]
+        image, labels = _pixels(x), y.numpy()
+        sizes.add(labels.shape)
+        # away from class boundaries the interpolated photo is exactly its label's colour
+        padded = np.pad(labels, 1, mode="edge")
+        inner = np.all([padded[1 + dy : 1 + dy + labels.shape[0], 1 + dx : 1 + dx + labels.shape[1]] == labels
+                        for dy in (-1, 0, 1) for dx in (-1, 0, 1)], axis=0)  # fmt: skip
+        assert inner.mean() > 0.3
+        assert np.abs(image[inner] - CODE_COLOURS[labels[inner]]).max() <= 1
+    assert len(sizes) > 1
+    plain = ImageDataset(ds.samples, fmt, info, IDENTITY)  # how evaluation builds it: the contract only
+    x, _ = plain[0]
+    runtime_x, _ = preprocess_image(read_image(ds.samples[0].image), IDENTITY)
+    assert np.array_equal(x.numpy(), runtime_x)
+
+
+def test_color_jitter_changes_the_image_only(colour_coded):
+    fmt = get_format(None, colour_coded)
+    info = fmt.info(colour_coded)
+    plain = ImageDataset(fmt.samples(colour_coded, "train"), fmt, info, IDENTITY)
+    jit = ImageDataset(plain.samples, fmt, info, IDENTITY, Augment(color_jitter=0.3), seed=0)
+    (x0, y0), (x1, y1) = plain[0], jit[0]
+    assert np.array_equal(y0.numpy(), y1.numpy()) and not np.array_equal(x0.numpy(), x1.numpy())
 
 
 def test_unknown_and_mismatched_formats(demo, tmp_path):

@@ -215,3 +215,26 @@ def test_width_scales_the_new_architectures():
     # EfficientNet rounds channels to multiples of 8, as torchvision does: 1408 * 0.25 -> 352
     assert create_model("efficientnet_b2", num_classes=2, width=quarter).classifier[-1].in_features == 352
     assert create_model("fcn8s_deconv", num_classes=2, width=quarter).classifier.in_channels == 8
+
+
+@pytest.mark.slow  # two full-width VGG16s
+def test_fcn8s_batch_norm_variant_loads_vgg16_bn_weights(tmp_path):
+    """FCN8s with a batch-norm encoder (the demo's from-scratch choice) takes torchvision vgg16_bn weights."""
+    import torch
+    import torchvision
+
+    from dlcv.train import create_model
+    from dlcv.runtime.errors import DlcvError
+    from dlcv.train.pretrained import load_pretrained
+
+    vgg = torchvision.models.vgg16_bn(weights=None)
+    path = tmp_path / "vgg16_bn.pth"
+    torch.save(vgg.state_dict(), path)
+    fcn = create_model("fcn8s", num_classes=3, batch_norm=True)
+    report = load_pretrained(fcn, "fcn8s", path)
+    assert torch.equal(fcn.features[1].running_var, vgg.features[1].running_var)
+    assert torch.equal(fcn.fc6.weight, vgg.classifier[0].weight.view_as(fcn.fc6.weight))
+    assert len(report.loaded) == len([k for k in vgg.state_dict() if k.startswith("features.")]) + 4
+    plain = create_model("fcn8s", num_classes=3, width=0.0625)
+    with pytest.raises(DlcvError, match="VGG16-BN"):
+        load_pretrained(plain, "fcn8s", path)

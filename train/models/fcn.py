@@ -66,10 +66,16 @@ def _crop(x: torch.Tensor, offset: int, like_h, like_w) -> torch.Tensor:
 class FCN(nn.Module):
     """A VGG16 fully convolutional network; output logits have the input's height and width."""
 
-    def __init__(self, variant: FCNVariant, *, num_classes: int, width: float = 1.0, dropout: float = 0.5):
+    def __init__(
+        self, variant: FCNVariant, *, num_classes: int, width: float = 1.0, dropout: float = 0.5, batch_norm: bool = False
+    ):
         super().__init__()
         self.variant = variant
-        self.features = make_vgg16_features(width, first_padding=100, ceil_mode=True)
+        # batch_norm=True puts BatchNorm after every encoder convolution (torchvision's vgg16_bn
+        # layout, so its weights load). Off by default, as in the paper; from scratch, without
+        # ImageNet weights, it is what makes a narrow FCN train in minutes (the demo uses it).
+        self.batch_norm = batch_norm
+        self.features = make_vgg16_features(width, batch_norm=batch_norm, first_padding=100, ceil_mode=True)
         pools = vgg16_pool_indices(self.features)
         self._taps = {"pool3": pools[2], "pool4": pools[3]}
         c5, fc = scaled(512, width), scaled(4096, width)
@@ -134,10 +140,14 @@ class FCN(nn.Module):
         from ..pretrained import read_state_dict, transfer_tensors  # the transfer layer sits above the models
 
         state = source if isinstance(source, Mapping) else read_state_dict(source)
-        if any(k.endswith("running_mean") for k in state):
+        has_bn = any(k.endswith("running_mean") for k in state)
+        if has_bn and not self.batch_norm:
             raise DlcvError(
-                "these are VGG16-BN weights; the FCN encoder is VGG16 without batch norm (torchvision's vgg16)"
+                "these are VGG16-BN weights; this FCN encoder is VGG16 without batch norm (torchvision's vgg16); "
+                "build the model with batch_norm=True to load them"
             )
+        if self.batch_norm and not has_bn:
+            raise DlcvError("this FCN has a batch-norm encoder (batch_norm=True): it loads VGG16-BN weights (torchvision's vgg16_bn)")
         own = self.state_dict()
         pairs = []
         for key, tensor in state.items():
@@ -175,8 +185,8 @@ _COURSE_TO_FEATURES = dict(zip(COURSE_CONV_NAMES, vgg16_conv_indices()))
 
 
 def _fcn_builder(name: str):
-    def build(*, num_classes: int, width: float = 1.0, dropout: float = 0.5) -> nn.Module:
-        return FCN(FCN_VARIANTS[name], num_classes=num_classes, width=width, dropout=dropout)
+    def build(*, num_classes: int, width: float = 1.0, dropout: float = 0.5, batch_norm: bool = False) -> nn.Module:
+        return FCN(FCN_VARIANTS[name], num_classes=num_classes, width=width, dropout=dropout, batch_norm=batch_norm)
 
     build.__name__ = name
     build.__doc__ = f"{name.upper()} on VGG16 (see :class:`FCN`)."
