@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -79,6 +80,21 @@ class _TrainOrByol(click.Group):
         formatter.write_text("dlcv-train byol --backbone NAME --data DIR ...: self-supervised pre-training (dlcv-train byol --help).")
 
 
+def _model_args(pairs: tuple[str, ...]) -> tuple[tuple[str, object], ...]:
+    """``("batch_norm=true", "dropout=0.1")`` -> ``(("batch_norm", True), ("dropout", 0.1))`` (JSON values, else text)."""
+    out = []
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise DlcvUsageError(f"--model-arg must look like KEY=VALUE (e.g. batch_norm=true), not {pair!r}")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        out.append((key.strip(), value))
+    return tuple(out)
+
+
 @click.group(cls=_TrainOrByol, context_settings={"help_option_names": ["-h", "--help"], "ignore_unknown_options": True})
 def main() -> None:
     """Train a model (dlcv-train MODEL --data DIR ...) or pre-train a backbone (dlcv-train byol ...)."""
@@ -103,6 +119,8 @@ def main() -> None:
 @click.option("--patience", type=click.IntRange(min=1), default=None, help="Early stopping: stop after N epochs without a better val metric.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None, help="Run folder [runs/MODEL; with --resume, its folder].")
 @click.option("--width", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True, help="Channel width multiplier.")
+@click.option("--model-arg", "model_args", multiple=True, metavar="KEY=VALUE",
+              help="Extra model option (repeatable), e.g. batch_norm=true for an FCN with a batch-norm encoder, skip=false.")  # fmt: skip
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N (under torchrun: cuda = one GPU per process).")
 @click.option("--input-size", default=None, help="Resize inputs to N or HxW (classification default 224; segmentation keeps sizes).")
@@ -127,7 +145,7 @@ def main() -> None:
 @debug_option
 @handle_errors
 def train_command(model, data, fmt, class_map, domains, split_sizes, epochs, batch_size, lr, weight_decay, optimizer, momentum,
-                  scheduler, plateau_patience, patience, out, width, seed, device, input_size, class_weighting, hflip, vflip,
+                  scheduler, plateau_patience, patience, out, width, model_args, seed, device, input_size, class_weighting, hflip, vflip,
                   scale, crop, color_jitter, amp, pretrained, finetune, trainable_stages, overlays, tensorboard, snapshot_every,
                   num_workers, resume, quiet, debug):  # fmt: skip
     """Train MODEL; writes best.pt, last.pt (self-describing checkpoints), log.csv, overlays/ and
@@ -145,7 +163,7 @@ def train_command(model, data, fmt, class_map, domains, split_sizes, epochs, bat
     )
     cfg = TrainConfig(
         model=model, data=data, out=out, format=fmt, epochs=epochs, batch_size=batch_size, lr=lr,
-        weight_decay=weight_decay, width=width, seed=seed, device=device, num_workers=num_workers,
+        weight_decay=weight_decay, width=width, model_args=_model_args(model_args), seed=seed, device=device, num_workers=num_workers,
         input_size=parse_size(input_size), augment=_augment(hflip, vflip, scale, crop, color_jitter),
         class_weighting=class_weighting, class_map=class_map, layout=layout, optimizer=optimizer, momentum=momentum,
         scheduler=scheduler, plateau_patience=plateau_patience, amp=amp, patience=patience,

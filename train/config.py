@@ -33,6 +33,7 @@ class TrainConfig:
     lr: float = 1e-4
     weight_decay: float = 0.0
     width: float = 1.0
+    model_args: tuple[tuple[str, object], ...] = ()  # extra builder keywords, e.g. (("batch_norm", True),)
     seed: int = 0
     device: str = "cpu"
     num_workers: int = 0
@@ -67,6 +68,11 @@ class TrainConfig:
                 raise DlcvUsageError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
         if self.patience is not None and self.patience < 1:
             raise DlcvUsageError(f"--patience must be at least 1, got {self.patience}")
+
+    @property
+    def arch_kwargs(self) -> dict:
+        """The builder keywords the checkpoint records (``width`` plus ``--model-arg`` values)."""
+        return {"width": self.width, **dict(self.model_args)}
 
     def trajectory(self) -> dict:
         """The settings that decide the weights a run produces (a resumed run must repeat them).

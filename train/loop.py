@@ -127,7 +127,7 @@ def prepare_data(cfg: TrainConfig, task: str, ctx: DistContext = DistContext()) 
 def build_model(cfg: TrainConfig, num_classes: int, device: torch.device, ctx: DistContext, resuming: bool) -> nn.Module:
     """The registry model, with pretrained weights (not when resuming: last.pt has the weights)
     and the fine-tuning mode applied."""
-    model = create_model(cfg.model, num_classes=num_classes, width=cfg.width)
+    model = create_model(cfg.model, num_classes=num_classes, **cfg.arch_kwargs)
     if cfg.pretrained and not resuming:
         from .pretrained import load_pretrained
 
@@ -359,7 +359,7 @@ class Run:
     def checkpoint(self, metrics: dict, epoch: int, train_state: dict | None = None) -> dict:
         info = self.data.info
         return build_checkpoint(
-            unwrap(self.trainer.model), arch=self.cfg.model, arch_kwargs={"width": self.cfg.width},
+            unwrap(self.trainer.model), arch=self.cfg.model, arch_kwargs=self.cfg.arch_kwargs,
             class_names=info.class_names, preprocess=self.data.spec, palette=info.palette,
             ignore_index=info.ignore_index, exclude_classes=info.exclude_classes, metrics=metrics, epoch=epoch,
             train_state=train_state,

@@ -1,6 +1,7 @@
 """The model registry: ``@register_model("name")`` on a builder, ``create_model(name, ...)`` to build."""
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Callable
 
@@ -64,6 +65,12 @@ def create_model(name: str, *, num_classes: int | None = None, width: float = 1.
     n = info.default_num_classes if num_classes is None else int(num_classes)
     if n < 1:
         raise DlcvError(f"num_classes must be positive, got {n}")
+    accepted = [p for p in inspect.signature(info.builder).parameters if p not in ("num_classes", "width")]
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        raise DlcvError(
+            f"{name} takes no option {', '.join(unknown)}; its options are: {', '.join(accepted) or 'none'}"
+        )
     return info.builder(num_classes=n, width=width, **kwargs)
 
 

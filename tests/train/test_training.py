@@ -239,3 +239,23 @@ def test_list_formats_and_help():
     for option in ("--optimizer", "--scheduler", "--patience", "--amp", "--resume", "--pretrained", "--finetune", "--overlays", "--crop"):
         assert option in help_text
     assert "dlcv-train byol" in help_text
+
+
+def test_model_args_reach_the_builder_and_the_checkpoint(tmp_path):
+    """--model-arg batch_norm=true builds FCN8s with a batch-norm encoder, recorded in the checkpoint."""
+    from click.testing import CliRunner
+
+    from dlcv.train.checkpoint import load_checkpoint, model_from_checkpoint
+    from dlcv.train.cli import main
+    from dlcv.train.data.demo import DemoSizes, demo_root
+
+    data = demo_root("segmentation", tmp_path / "cache", DemoSizes(seg=(4, 2, 2), cls=(1, 1, 1)))
+    args = ["fcn8s", "--data", str(data), "--epochs", "1", "--batch-size", "2", "--width", "0.0625", "--quiet",
+            "--no-tensorboard", "--overlays", "0", "--out", str(tmp_path / "run"), "--model-arg", "batch_norm=true"]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    ckpt = load_checkpoint(tmp_path / "run" / "best.pt")
+    assert ckpt["arch_kwargs"] == {"width": 0.0625, "batch_norm": True}
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model_from_checkpoint(ckpt).modules())
+    bad = CliRunner().invoke(main, args[:-1] + ["colour=red"])
+    assert bad.exit_code == 1 and "fcn8s takes no option colour" in bad.output
