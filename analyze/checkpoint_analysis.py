@@ -18,7 +18,7 @@ import torch
 
 from dlcv.runtime.errors import DlcvUsageError
 from dlcv.runtime.imageio import read_image
-from dlcv.train.loop import resolve_device
+from dlcv.train.device import resolve_device
 
 from . import classification, segmentation
 from .config import AnalyzeConfig

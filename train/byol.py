@@ -34,7 +34,7 @@ from dlcv.runtime.preprocess import PreprocessSpec, preprocess_image
 
 from .data.demo import demo_root
 from .data.formats import get_format
-from .loop import resolve_device
+from .device import resolve_device
 from .pretrained import output_layer
 from .registry import create_model, list_models, model_info, scaled
 

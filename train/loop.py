@@ -41,6 +41,7 @@ from .distributed import (
 from .evaluate import eval_loader, evaluate, headline
 from .optim import MixedPrecision, build_optimizer, build_scheduler, step_scheduler
 from .overlays import OverlayWriter
+from .device import resolve_device
 from .registry import create_model, model_info
 
 LOG_FIELDS = ("epoch", "train_loss", "val_loss", "val_metric", "val_pixel_accuracy", "lr", "seconds")
@@ -62,12 +63,6 @@ def default_preprocess(task: str, input_size: tuple[int, int] | None) -> Preproc
     if task == "segmentation":
         return PreprocessSpec(resize="none") if input_size is None else PreprocessSpec(resize="resize", size=input_size)
     return PreprocessSpec(resize="resize", size=input_size or (224, 224))
-
-
-def resolve_device(name: str) -> torch.device:
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise DlcvError("--device cuda was asked for but PyTorch sees no CUDA GPU; use --device cpu")
-    return torch.device(name)
 
 
 def _say(ctx: DistContext, message: str) -> None:

@@ -7,9 +7,9 @@ import numpy as np
 import torch
 
 from dlcv.runtime.backends.base import Backend
-from dlcv.runtime.errors import DlcvError
 
 from .checkpoint import file_sha256, load_checkpoint, metadata_from_checkpoint, model_from_checkpoint
+from .device import resolve_device
 
 
 class TorchBackend(Backend):
@@ -21,11 +21,9 @@ class TorchBackend(Backend):
         path = Path(path)
         ckpt = load_checkpoint(path)
         super().__init__(path, metadata_from_checkpoint(ckpt, source_sha256=file_sha256(path)))
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise DlcvError("--device cuda was asked for but PyTorch sees no CUDA GPU; use --device cpu")
         if threads:
             torch.set_num_threads(threads)
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         self.model = model_from_checkpoint(ckpt, source=str(path)).to(self.device)
 
     @classmethod
