@@ -1,16 +1,25 @@
-"""``dlcv-export CKPT``: a dlcv checkpoint -> ``<out>/<arch>.onnx``, verified against PyTorch.
+"""``dlcv-export CKPT``: a dlcv checkpoint -> ``<out>/<arch>.onnx`` (+ ``.fp16.onnx``, ``.int8.onnx``,
+``.plan``), each verified against PyTorch.
 
-Thin: parses options, builds an :class:`ExportConfig`, calls :func:`export_onnx`, prints.
+Thin: parses options, builds an :class:`ExportConfig`, calls :func:`export_onnx` (and
+:func:`~dlcv.export.tensorrt_build.build_engine` for ``--trt``), prints.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
+import re
+
 import click
 
 from dlcv.runtime.cli_support import debug_option, handle_errors, parse_size
+from dlcv.runtime.errors import DlcvUsageError
 
-from .config import DEFAULT_ATOL, DEFAULT_MIN_AGREEMENT, DEFAULT_OPSET, ExportConfig
+from .config import (
+    CALIBRATION_METHODS, DEFAULT_ATOL, DEFAULT_CALIB_COUNT, DEFAULT_CALIBRATION_METHOD, DEFAULT_EVAL_COUNT,
+    DEFAULT_FP16_MIN_AGREEMENT, DEFAULT_INT8_MAX_DROP, DEFAULT_MIN_AGREEMENT, DEFAULT_OPSET, DEFAULT_WORKSPACE_MB,
+    PRECISIONS, TIMING_CACHE_NAME, ExportConfig, TensorRTConfig,
+)  # fmt: skip
 from .onnx_export import ExportResult, export_onnx
 
 
@@ -21,10 +30,24 @@ def _shape(dims) -> str:
 def summary(result: ExportResult) -> str:
     md = result.metadata
     mb = result.size_bytes / 1e6
-    return (
+    lines = [
         f"wrote {result.onnx_path} ({mb:.1f} MB, {md.precision}, opset {result.opset}, {result.exporter} exporter): "
         f"{md.input_name}{_shape(result.input_shape)} -> {md.output_name}{_shape(result.output_shape)}"
-    )
+    ]
+    for precision, path in result.precision_paths.items():
+        if precision != "fp32":
+            lines.append(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {precision})")
+    return "\n".join(lines)
+
+
+def parse_shape(text: str | None, option: str) -> tuple[int, int, int, int] | None:
+    """``"BxCxHxW"`` (e.g. 1x3x256x256) -> a tuple of four ints; None stays None."""
+    if text is None:
+        return None
+    parts = re.split(r"\s*[xX×,]\s*", text.strip())
+    if len(parts) != 4 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise DlcvUsageError(f"{option} must look like BxCxHxW with positive numbers (e.g. 4x3x256x256), not {text!r}")
+    return tuple(int(p) for p in parts)  # type: ignore[return-value]
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -42,16 +65,66 @@ def summary(result: ExportResult) -> str:
               help="Minimum label agreement (pixels or top-1) with PyTorch.")  # fmt: skip
 @click.option("--images", type=click.Path(path_type=Path), default=None,
               help="Folder of real images to verify with (default: synthetic images).")  # fmt: skip
+@click.option("--fp16", is_flag=True, help="Also write <arch>.fp16.onnx (FP16 weights/activations, FP32 I/O).")
+@click.option("--int8", is_flag=True, help="Also write <arch>.int8.onnx (QDQ INT8, calibrated on --calib images).")
+@click.option("--calib", type=click.Path(path_type=Path), default=None,
+              help="Calibration images for INT8: a folder of images, or a dataset (its train split).")  # fmt: skip
+@click.option("--calib-count", type=int, default=DEFAULT_CALIB_COUNT, show_default=True,
+              help="Calibration images used (an even spread over the folder).")  # fmt: skip
+@click.option("--calib-method", type=click.Choice(CALIBRATION_METHODS), default=DEFAULT_CALIBRATION_METHOD,
+              show_default=True, help="How INT8 activation ranges are chosen.")  # fmt: skip
+@click.option("--val", type=click.Path(path_type=Path), default=None,
+              help="Labelled dataset (its val split) on which every precision's mIoU/top-1 is compared.")  # fmt: skip
+@click.option("--eval-count", type=int, default=DEFAULT_EVAL_COUNT, show_default=True,
+              help="Images in the precision comparison.")  # fmt: skip
+@click.option("--fp16-min-agreement", type=float, default=DEFAULT_FP16_MIN_AGREEMENT, show_default=True,
+              help="FP16 gate: label agreement with PyTorch FP32.")  # fmt: skip
+@click.option("--int8-max-drop", type=float, default=100 * DEFAULT_INT8_MAX_DROP, show_default=True,
+              help="INT8 gate: mIoU/top-1 drop allowed, in points (needs labels).")  # fmt: skip
+@click.option("--strict", is_flag=True, help="A precision that misses its gate is an error (exit 1), not a warning.")
+@click.option("--trt", is_flag=True, help="Also build a TensorRT engine <arch>.plan (+ <arch>.plan.json).")
+@click.option("--precision", type=click.Choice(PRECISIONS), default="fp16", show_default=True,
+              help="With --trt: the ONNX precision the engine is built from.")  # fmt: skip
+@click.option("--min-shape", metavar="BxCxHxW", help="With --trt: smallest input of the optimisation profile.")
+@click.option("--opt-shape", metavar="BxCxHxW", help="With --trt: input the engine is tuned for.")
+@click.option("--max-shape", metavar="BxCxHxW", help="With --trt: largest input of the optimisation profile.")
+@click.option("--workspace", type=int, default=DEFAULT_WORKSPACE_MB, show_default=True,
+              help="With --trt: builder workspace memory limit, MB.")  # fmt: skip
+@click.option("--timing-cache", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help=f"With --trt: timing cache file, read and updated [default: <out>/{TIMING_CACHE_NAME}].")  # fmt: skip
+@click.option("--version-compatible", is_flag=True,
+              help="With --trt: an engine later TensorRT versions and the lean runtime can load.")  # fmt: skip
 @debug_option
 @handle_errors
-def main(checkpoint, out, opset, static, input_size, batch, atol, min_agreement, images, debug):
-    """Export a dlcv checkpoint (CHECKPOINT.pt) to ONNX and verify it against PyTorch."""
+def main(checkpoint, out, opset, static, input_size, batch, atol, min_agreement, images, fp16, int8, calib,
+         calib_count, calib_method, val, eval_count, fp16_min_agreement, int8_max_drop, strict, trt, precision,
+         min_shape, opt_shape, max_shape, workspace, timing_cache, version_compatible, debug):  # fmt: skip
+    """Export a dlcv checkpoint (CHECKPOINT.pt) to ONNX (FP32, optionally FP16/INT8) and a TensorRT
+    engine, each verified against PyTorch."""
+    trt_only = {"--min-shape": min_shape, "--opt-shape": opt_shape, "--max-shape": max_shape,
+                "--timing-cache": timing_cache, "--version-compatible": version_compatible or None}  # fmt: skip
+    if not trt and any(v is not None for v in trt_only.values()):
+        raise DlcvUsageError(f"{', '.join(k for k, v in trt_only.items() if v is not None)} only apply with --trt")
+    tensorrt = None
+    if trt:
+        tensorrt = TensorRTConfig(
+            precision=precision, min_shape=parse_shape(min_shape, "--min-shape"),
+            opt_shape=parse_shape(opt_shape, "--opt-shape"), max_shape=parse_shape(max_shape, "--max-shape"),
+            workspace_mb=workspace, timing_cache=timing_cache, version_compatible=version_compatible,
+        )  # fmt: skip
     config = ExportConfig(
         checkpoint=checkpoint, out=out, opset=opset, static=static, input_size=parse_size(input_size),
-        batch=batch, atol=atol, min_agreement=min_agreement, images=images,
+        batch=batch, atol=atol, min_agreement=min_agreement, images=images, fp16=fp16, int8=int8, calib=calib,
+        calib_count=calib_count, calib_method=calib_method, val=val, eval_count=eval_count,
+        fp16_min_agreement=fp16_min_agreement, int8_max_drop=int8_max_drop / 100, strict=strict, tensorrt=tensorrt,
     )  # fmt: skip
     result = export_onnx(config, log=click.echo)
     click.echo(summary(result))
+    if tensorrt is not None:
+        from .tensorrt_build import build_engine
+
+        engine = build_engine(result, config, log=click.echo)
+        click.echo(engine.summary())
 
 
 if __name__ == "__main__":  # pragma: no cover

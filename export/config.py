@@ -18,6 +18,62 @@ DEFAULT_ATOL = 1e-3
 DEFAULT_MIN_AGREEMENT = 0.999
 EXPORTERS = ("auto", "dynamo", "torchscript")
 
+PRECISIONS = ("fp32", "fp16", "int8")
+# Gates of the reduced precisions against PyTorch FP32 (a warning when missed; an error with
+# --strict). FP16: label agreement (pixels or top-1). INT8: the drop of the task metric (mIoU
+# or top-1) on labelled images, in metric units (0.01 = 1 point); without labels, label
+# agreement stands in for it (INT8_UNLABELLED_MIN_AGREEMENT: a narrow random-weight FCN8s, whose
+# top-2 margins are small everywhere, reaches 98.3-98.4 %; the trained demo FCN8s 99.998 %).
+DEFAULT_FP16_MIN_AGREEMENT = 0.995
+DEFAULT_INT8_MAX_DROP = 0.01
+INT8_UNLABELLED_MIN_AGREEMENT = 0.98
+DEFAULT_CALIB_COUNT = 64  # calibration images (an even spread over the folder)
+DEFAULT_EVAL_COUNT = 100  # images in the precision comparison
+CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
+DEFAULT_CALIBRATION_METHOD = "percentile"
+
+# TensorRT engine defaults. Profile batch sizes: dlcv-infer's default batch (4) is the optimum.
+DEFAULT_WORKSPACE_MB = 4096
+PROFILE_MIN_BATCH, PROFILE_OPT_BATCH, PROFILE_MAX_BATCH = 1, 4, 16
+TIMING_CACHE_NAME = "tensorrt.timing.cache"  # in --out, shared by every build there
+
+Shape4 = tuple[int, int, int, int]  # N, C, H, W
+
+
+@dataclass(frozen=True)
+class TensorRTConfig:
+    """How ``dlcv-export --trt`` builds ``<arch>.plan``.
+
+    ``precision`` picks the ONNX file the engine is compiled from (its types decide the
+    engine's, DESIGN.md contract 5). ``min_shape``/``opt_shape``/``max_shape``: the input's
+    optimisation profile (None: derived from the checkpoint's input size, see
+    :func:`dlcv.export.tensorrt_build.profile_shapes`). ``timing_cache``: None = ``<out>/{cache}``.
+    ``version_compatible``: an engine later TensorRT versions and the lean runtime can load.
+    """.replace("{cache}", TIMING_CACHE_NAME)
+
+    precision: str = "fp16"
+    min_shape: Shape4 | None = None
+    opt_shape: Shape4 | None = None
+    max_shape: Shape4 | None = None
+    workspace_mb: int = DEFAULT_WORKSPACE_MB
+    timing_cache: Path | None = None
+    version_compatible: bool = False
+
+    def __post_init__(self) -> None:
+        if self.timing_cache is not None:
+            object.__setattr__(self, "timing_cache", Path(self.timing_cache))
+        problems = []
+        if self.precision not in PRECISIONS:
+            problems.append(f"--precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
+        if self.workspace_mb < 1:
+            problems.append(f"--workspace must be a positive number of MB, got {self.workspace_mb}")
+        for name in ("min_shape", "opt_shape", "max_shape"):
+            shape = getattr(self, name)
+            if shape is not None and (len(shape) != 4 or min(shape) < 1):
+                problems.append(f"--{name.replace('_', '-')} needs four positive values BxCxHxW, got {shape}")
+        if problems:
+            raise DlcvUsageError("; ".join(problems))
+
 
 @dataclass(frozen=True)
 class ExportConfig:
@@ -31,6 +87,15 @@ class ExportConfig:
     :func:`dlcv.export.onnx_export.plan_inputs`).
     ``images``: optional folder of real images for verification (synthetic images otherwise).
     ``exporter``: ``auto`` tries torch.export (dynamo) and falls back to TorchScript.
+
+    Reduced precisions (written beside the FP32 file, which is always written first):
+    ``fp16`` -> ``<arch>.fp16.onnx``; ``int8`` -> ``<arch>.int8.onnx``, calibrated on up to
+    ``calib_count`` images of ``calib`` (a folder of images, or a dataset whose train split is
+    used) with ``calib_method``. Each is compared with PyTorch FP32 on up to ``eval_count``
+    images: ``val`` (a dataset; its val split, with labels), else the calibration dataset's
+    labelled images, else the calibration or ``images`` folder, else synthetic images. Gates:
+    ``fp16_min_agreement``, ``int8_max_drop``; ``strict`` makes a miss an error.
+    ``tensorrt``: also build a TensorRT engine (see :class:`TensorRTConfig`).
     """
 
     checkpoint: Path
@@ -46,13 +111,41 @@ class ExportConfig:
     images: Path | None = None
     seed: int = 0
     exporter: str = "auto"
+    fp16: bool = False
+    int8: bool = False
+    calib: Path | None = None
+    calib_count: int = DEFAULT_CALIB_COUNT
+    calib_method: str = DEFAULT_CALIBRATION_METHOD
+    val: Path | None = None
+    eval_count: int = DEFAULT_EVAL_COUNT
+    fp16_min_agreement: float = DEFAULT_FP16_MIN_AGREEMENT
+    int8_max_drop: float = DEFAULT_INT8_MAX_DROP
+    strict: bool = False
+    tensorrt: TensorRTConfig | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "checkpoint", Path(self.checkpoint))
         object.__setattr__(self, "out", Path(self.out))
-        if self.images is not None:
-            object.__setattr__(self, "images", Path(self.images))
+        for name in ("images", "calib", "val"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, Path(getattr(self, name)))
         problems = []
+        if "int8" in self.precisions and self.calib is None:
+            why = "--int8" if self.int8 else "--trt --precision int8"
+            problems.append(f"{why} needs --calib DIR: a folder of real images to calibrate the INT8 ranges on")
+        if self.static and ("int8" in self.precisions or self.val is not None):
+            problems.append(
+                "--static fixes the input shape, but INT8 calibration and --val run images at their own sizes; "
+                "export without --static (an engine's shapes are fixed by --min-shape/--opt-shape/--max-shape)"
+            )
+        if self.calib_count < 1 or self.eval_count < 1:
+            problems.append(f"--calib-count and --eval-count must be positive, got {self.calib_count} and {self.eval_count}")
+        if self.calib_method not in CALIBRATION_METHODS:
+            problems.append(f"--calib-method must be one of {', '.join(CALIBRATION_METHODS)}, not {self.calib_method!r}")
+        if not 0 <= self.fp16_min_agreement <= 1:
+            problems.append(f"--fp16-min-agreement must be within 0..1, got {self.fp16_min_agreement}")
+        if not 0 <= self.int8_max_drop <= 1:
+            problems.append(f"the INT8 metric drop allowed must be within 0..1 (0..100 points), got {self.int8_max_drop}")
         if not 7 <= self.opset <= 25:
             problems.append(f"--opset must be within 7..25, got {self.opset}")
         if not self.atol >= 0:
@@ -71,3 +164,10 @@ class ExportConfig:
             problems.append(f"exporter must be one of {', '.join(EXPORTERS)}, not {self.exporter!r}")
         if problems:
             raise DlcvUsageError("; ".join(problems))
+
+    @property
+    def precisions(self) -> tuple[str, ...]:
+        """The ONNX precisions to write: fp32 always, then those asked for (or the engine's)."""
+        engine = self.tensorrt.precision if self.tensorrt is not None else None
+        wanted = {"fp32", *(p for p, on in (("fp16", self.fp16), ("int8", self.int8)) if on), engine}
+        return tuple(p for p in PRECISIONS if p in wanted)

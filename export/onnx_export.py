@@ -1,4 +1,5 @@
-"""Checkpoint -> FP32 ONNX (DESIGN.md contracts 3, 5, 6), verified against PyTorch before it is published.
+"""Checkpoint -> FP32 ONNX, and FP16/INT8 ONNX (DESIGN.md contracts 3, 5, 6), each verified against
+PyTorch before it is published.
 
 Steps, each its own function so later precisions (FP16, INT8 QDQ, TensorRT) reuse them:
 :func:`load_source` (checkpoint, model, metadata) -> :func:`plan_inputs` (which axes are
@@ -9,9 +10,17 @@ dims, metadata under ``metadata_props["dlcv"]``, onnx.checker) -> :func:`save_on
 
 The file is written under a temporary name, verified there, and renamed into place only when
 verification passes: a failed export never leaves an artifact that looks valid.
+
+Reduced precisions follow (:func:`write_precisions`): ``<arch>.fp16.onnx``
+(:mod:`dlcv.export.fp16`) and ``<arch>.int8.onnx`` (:mod:`dlcv.export.int8`) are written
+under temporary names, compared together with the FP32 file against PyTorch FP32 on one
+evaluation set (:func:`build_eval_set`; one table, one row per precision), and published.
+A precision that misses its gate is a warning, or with ``strict`` an error that publishes
+none of them.
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import time
@@ -26,11 +35,16 @@ import torch.nn as nn
 
 from dlcv.runtime.atomic import atomic_path
 from dlcv.runtime.errors import DlcvError, DlcvUsageError, first_line
+from dlcv.runtime.imageio import read_image
 from dlcv.runtime.metadata import METADATA_KEY, ArtifactMetadata
 from dlcv.train.checkpoint import file_sha256, load_checkpoint, metadata_from_checkpoint, model_from_checkpoint
 
-from .config import ExportConfig
-from .verify import _silent, Shape, VerificationReport, load_images, raise_if_failed, verify_onnx_file
+from .config import INT8_UNLABELLED_MIN_AGREEMENT, ExportConfig
+from .int8 import calibration_paths, calibration_tensors, quantize_int8
+from .verify import (
+    Candidate, EvalSet, Gate, PrecisionReport, Shape, VerificationReport, _silent, compare_precisions, eval_set_from_dataset,
+    eval_set_from_images, eval_set_from_shapes, load_images, raise_if_failed, verify_onnx_file,
+)  # fmt: skip
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
 # Size used when the preprocessing keeps the image size (fully convolutional models) and no
@@ -95,6 +109,10 @@ class ExportResult:
     export_seconds: float
     verification: VerificationReport
     notes: tuple[str, ...] = field(default_factory=tuple)
+    precision_paths: Mapping[str, Path] = field(default_factory=dict)  # every ONNX written, by precision
+    precision_report: PrecisionReport | None = None
+    eval_set: EvalSet | None = field(default=None, repr=False)  # reused to verify an engine
+    checkpoint: Path | None = None
 
     @property
     def parity(self) -> dict:
@@ -115,6 +133,8 @@ class ExportResult:
             "export_seconds": round(self.export_seconds, 3),
             "verification": self.verification.to_dict(),
             "notes": list(self.notes),
+            "precision_paths": {k: str(v) for k, v in self.precision_paths.items()},
+            "precisions": None if self.precision_report is None else self.precision_report.to_dict(),
         }
 
 
@@ -346,6 +366,13 @@ def export_onnx(config: ExportConfig, log: Log | None = None) -> ExportResult:
         )  # fmt: skip
         raise_if_failed(report, target.name, f"{target.name} was not written")
         size = tmp.stat().st_size
+
+    paths: dict[str, Path] = {"fp32": target}
+    precision_report = eval_set = None
+    if len(config.precisions) > 1 or config.val is not None or config.tensorrt is not None:
+        eval_set = build_eval_set(config, md, plan, images, log)
+        more, precision_report = write_precisions(config, target, checkpoint_path, md, eval_set, log)
+        paths.update(more)
     return ExportResult(
         onnx_path=target,
         metadata=md,
@@ -357,4 +384,104 @@ def export_onnx(config: ExportConfig, log: Log | None = None) -> ExportResult:
         export_seconds=seconds,
         verification=report,
         notes=notes,
+        precision_paths=paths,
+        precision_report=precision_report,
+        eval_set=eval_set,
+        checkpoint=checkpoint_path,
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# reduced precisions
+
+
+def build_eval_set(config: ExportConfig, metadata: ArtifactMetadata, plan: InputPlan, images, log: Log = _silent) -> EvalSet:
+    """The images every precision is compared on: ``--val`` (labelled), else the calibration
+    folder (labelled when it is a dataset), else ``--images``, else the FP32 verification
+    batches (always for a ``--static`` graph, whose fixed shape other images would not fit)."""
+    from dlcv.train.data.formats import get_format
+
+    if config.static:  # fixed shapes: only the verification batches fit
+        return eval_set_from_shapes(metadata, plan.verify_shapes, seed=config.seed, images=images)
+    if config.val is not None:
+        return eval_set_from_dataset(config.val, metadata, config.eval_count, log)
+    if config.calib is not None:
+        with contextlib.suppress(DlcvError):
+            if get_format(None, config.calib).task == metadata.task:
+                return eval_set_from_dataset(config.calib, metadata, config.eval_count, log)
+        paths, where = calibration_paths(config.calib, config.eval_count)
+        return eval_set_from_images([read_image(p) for p in paths], metadata, where)
+    if images:
+        return eval_set_from_images(images[: config.eval_count], metadata, str(config.images))
+    return eval_set_from_shapes(metadata, plan.verify_shapes, seed=config.seed)
+
+
+def gate_for(precision: str, config: ExportConfig, labelled: bool) -> Gate:
+    """FP32: the FP32 agreement bar; FP16: agreement; INT8: the metric drop (agreement without labels)."""
+    if precision == "fp32":
+        return Gate(min_agreement=config.min_agreement)
+    if precision == "fp16":
+        return Gate(min_agreement=config.fp16_min_agreement)
+    return Gate(max_metric_drop=config.int8_max_drop) if labelled else Gate(min_agreement=INT8_UNLABELLED_MIN_AGREEMENT)
+
+
+def precision_path(out: Path, arch: str, precision: str) -> Path:
+    """``<out>/<arch>.onnx`` for FP32, ``<out>/<arch>.<precision>.onnx`` otherwise."""
+    return out / (f"{arch}.onnx" if precision == "fp32" else f"{arch}.{precision}.onnx")
+
+
+def _reduced_graph(precision: str, config: ExportConfig, fp32_path: Path, metadata: ArtifactMetadata, log: Log) -> onnx.ModelProto:
+    if precision == "fp16":
+        from .fp16 import convert_to_fp16
+
+        return convert_to_fp16(onnx.load(str(fp32_path)), metadata)
+    paths, where = calibration_paths(config.calib, config.calib_count)  # type: ignore[arg-type]
+    tensors = calibration_tensors(paths, metadata, log)
+    sizes = sorted({"x".join(map(str, t.shape[1:])) for t in tensors})
+    log(f"calibrating INT8 ({config.calib_method}) on {len(tensors)} images from {where} "
+        f"(size{'s' if len(sizes) > 1 else ''} {', '.join(sizes[:4])}{', ...' if len(sizes) > 4 else ''})")  # fmt: skip
+    return quantize_int8(fp32_path, metadata, tensors, method=config.calib_method)
+
+
+def write_precisions(
+    config: ExportConfig, fp32_path: Path, checkpoint: Path, metadata: ArtifactMetadata, eval_set: EvalSet, log: Log = _silent
+) -> tuple[dict[str, Path], PrecisionReport]:
+    """Write the FP16/INT8 files config asks for, compare them (and FP32) with PyTorch on
+    ``eval_set``, log the table, publish; returns the published paths and the report."""
+    from dlcv.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
+    from dlcv.train.torch_backend import TorchBackend
+
+    from .fp16 import precision_summary
+
+    reduced = [p for p in config.precisions if p != "fp32"]
+    labelled = eval_set.labelled
+    with contextlib.ExitStack() as stack:
+        staged: dict[str, Path] = {"fp32": fp32_path}
+        for precision in reduced:
+            target = precision_path(config.out, metadata.arch, precision)
+            tmp = stack.enter_context(atomic_path(target))
+            log(f"writing {target} ({precision})")
+            proto = _reduced_graph(precision, config, fp32_path, metadata, log)
+            summary = precision_summary(proto)
+            save_onnx(proto, tmp, final_name=target.name)
+            del proto
+            log(f"  {precision}: initialisers {summary['initializers']}, I/O {summary['io']}, "
+                f"{summary['ops'].get('QuantizeLinear', 0)} QuantizeLinear, {summary['ops'].get('Cast', 0)} Cast")  # fmt: skip
+            staged[precision] = tmp
+        candidates = [
+            Candidate(p, precision_path(config.out, metadata.arch, p).name,
+                      lambda path=path: OnnxRuntimeBackend(path), gate_for(p, config, labelled))
+            for p, path in staged.items()
+        ]  # fmt: skip
+        log(f"comparing {', '.join(staged)} with PyTorch FP32 on {eval_set.source} (onnxruntime, CPU)")
+        with TorchBackend(checkpoint) as reference:
+            report = compare_precisions(reference, candidates, eval_set, config.tie_margin)
+        log(report.table())
+        failed = [r for r in report.rows if not r.passed]
+        for row in failed:
+            message = f"{row.artifact} misses its gate: {'; '.join(row.failures)}"
+            if config.strict:
+                written = ", ".join(precision_path(config.out, metadata.arch, p).name for p in reduced)
+                raise DlcvError(f"{message} (--strict: {written} not written)")
+            log(f"warning: {message}")
+    return {p: precision_path(config.out, metadata.arch, p) for p in staged}, report

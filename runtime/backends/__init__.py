@@ -11,6 +11,8 @@ from .base import Backend
 # onnxruntime users never load TensorRT, and nothing here imports torch unless a .pt is given.
 _OPENERS = {
     ".onnx": "dlcv.runtime.backends.onnxruntime_backend:OnnxRuntimeBackend",
+    ".plan": "dlcv.runtime.backends.tensorrt_backend:TensorRTBackend",
+    ".engine": "dlcv.runtime.backends.tensorrt_backend:TensorRTBackend",
     ".pt": "dlcv.train.torch_backend:TorchBackend",
 }
 

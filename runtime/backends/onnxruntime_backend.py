@@ -7,6 +7,7 @@ import numpy as np
 import onnxruntime as ort
 
 from ..errors import DlcvError, MissingDependencyError, first_line
+from ..external_data import check_external_data
 from ..metadata import METADATA_KEY, ArtifactMetadata
 from .base import Backend
 
@@ -31,10 +32,20 @@ def _session(path: Path, device: str, threads: int | None) -> ort.InferenceSessi
     if threads:
         options.intra_op_num_threads = threads
     options.log_severity_level = 3
+    check_external_data(path)  # untrusted files: no tensor data read from outside the model's folder
     try:
-        return ort.InferenceSession(str(path), sess_options=options, providers=providers)
+        session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
     except Exception as exc:  # onnxruntime raises its own exception types for invalid models
         raise DlcvError(f"{path}: onnxruntime cannot load this model ({first_line(exc)})") from None
+    # A provider that is compiled in but cannot start (CUDA or cuDNN libraries missing, no GPU)
+    # makes onnxruntime fall back to the CPU with only a warning: refuse that silently slow run.
+    if session.get_providers()[0] != providers[0]:
+        raise MissingDependencyError(
+            f"{path}: --device {device} asked for onnxruntime's {providers[0]}, which failed to start (session "
+            f"providers: {', '.join(session.get_providers())}); check the CUDA/cuDNN libraries that onnxruntime-gpu "
+            "needs and the GPU driver, or use --device cpu"
+        )
+    return session
 
 
 def read_onnx_metadata(session: ort.InferenceSession, path: Path) -> ArtifactMetadata:

@@ -79,8 +79,32 @@ def test_parse_size():
 
 def test_help_lists_the_options():
     out = run(["--help"]).output
-    for option in ("--out", "--opset", "--static", "--atol", "--min-agreement", "--debug"):
+    for option in ("--out", "--opset", "--static", "--atol", "--min-agreement", "--debug", "--fp16", "--int8", "--calib",
+                   "--calib-count", "--val", "--strict", "--trt", "--precision", "--min-shape", "--opt-shape",
+                   "--max-shape", "--workspace", "--timing-cache", "--version-compatible"):  # fmt: skip
         assert option in out
+
+
+def test_precision_and_engine_usage_errors_exit_2(make_checkpoint, tmp_path):
+    ckpt = make_checkpoint("fcn32s")
+    assert_one_line_error(run([ckpt, "--int8", "--out", tmp_path]), 2, "--int8 needs --calib DIR")
+    assert_one_line_error(run([ckpt, "--trt", "--precision", "int8", "--out", tmp_path]), 2, "--trt --precision int8 needs --calib")
+    assert_one_line_error(run([ckpt, "--max-shape", "1x3x64x64"]), 2, "--max-shape only apply with --trt")
+    assert_one_line_error(run([ckpt, "--trt", "--opt-shape", "1x3x64"]), 2, "--opt-shape must look like BxCxHxW")
+    assert_one_line_error(run([ckpt, "--trt", "--workspace", "0"]), 2, "--workspace")
+    assert_one_line_error(run([ckpt, "--fp16", "--fp16-min-agreement", "2"]), 2, "--fp16-min-agreement")
+    assert_one_line_error(run([ckpt, "--static", "--input-size", "32x32", "--int8", "--calib", tmp_path]), 2, "--static")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_parse_shape():
+    from dlcv.export.cli import parse_shape
+
+    assert parse_shape("4x3x256x256", "--opt-shape") == (4, 3, 256, 256)
+    assert parse_shape(None, "--opt-shape") is None
+    for bad in ("4x3x256", "0x3x8x8", "axbxcxd"):
+        with pytest.raises(DlcvUsageError, match="--opt-shape"):
+            parse_shape(bad, "--opt-shape")
 
 
 def test_console_entry_point_one_line_error(tmp_path):

@@ -74,6 +74,7 @@ def test_single_file_that_passes_the_checker(exported):
     model = onnx.load(str(result.onnx_path), load_external_data=False)
     assert not any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer)
     assert list(result.onnx_path.parent.iterdir()) == [result.onnx_path]  # no .data file, no temporary left
+    assert result.precision_paths == {"fp32": result.onnx_path} and result.precision_report is None  # FP32 only
 
 
 def test_dynamic_axes(exported):

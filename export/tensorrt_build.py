@@ -1,0 +1,239 @@
+"""ONNX -> TensorRT engine: ``<arch>.plan`` and its sidecar ``<arch>.plan.json`` (TensorRT Python API ≥ 10).
+
+Precision is decided by the ONNX file (DESIGN.md contract 5): the engine is compiled from
+``<arch>.onnx``, ``<arch>.fp16.onnx`` or ``<arch>.int8.onnx`` as a *strongly typed* network
+(``NetworkDefinitionCreationFlag.STRONGLY_TYPED``; TensorRT 11 accepts nothing else), so the
+graph's Casts and Q/DQ nodes fix every layer's type. Only where that build fails and the
+installed TensorRT (< 11) still offers ``BuilderFlag.FP16`` / ``BuilderFlag.INT8`` is the same
+file rebuilt weakly typed with that flag, and the sidecar records ``strongly_typed: false``.
+
+The build: ONNX parser -> one optimisation profile for the input (:func:`profile_shapes`;
+defaults from the checkpoint's input size) -> workspace memory-pool limit -> a timing cache
+read from and merged back into one file (default ``<out>/tensorrt.timing.cache``, so later
+builds on this GPU skip the kernel timing) -> optionally ``VERSION_COMPATIBLE`` with
+``EXCLUDE_LEAN_RUNTIME`` (an engine that the lean runtime and later TensorRT versions load,
+without embedding a runtime that would need ``engine_host_code_allowed``).
+
+The plan and its sidecar (the artifact metadata plus the :class:`EngineBinding`: GPU name,
+compute capability, TensorRT version, precision, profile shapes, plan size and SHA-256) are
+written under temporary names, the engine is run by the runtime's TensorRT backend against
+PyTorch FP32 on the export's evaluation set, and both files are then renamed into place.
+
+Without the TensorRT builder the ONNX files are already written; :func:`load_builder` raises
+a one-line :class:`MissingDependencyError` (exit code 2) saying so and what to install.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from dlcv.runtime.atomic import atomic_path, write_bytes_atomic
+from dlcv.runtime.backends.tensorrt_backend import EngineBinding, make_logger, version_tuple
+from dlcv.runtime.errors import DlcvError, MissingDependencyError
+from dlcv.runtime.metadata import ArtifactMetadata, sidecar_path, write_sidecar
+
+from .config import PROFILE_MAX_BATCH, PROFILE_MIN_BATCH, PROFILE_OPT_BATCH, TIMING_CACHE_NAME, ExportConfig, Shape4, TensorRTConfig
+from .onnx_export import ExportResult, gate_for, plan_inputs
+from .verify import Candidate, PrecisionReport, _silent, compare_precisions
+
+Log = Callable[[str], None]
+MIN_TENSORRT = (10,)
+FALLBACK_FLAGS = {"fp16": "FP16", "int8": "INT8"}  # TensorRT < 11 only
+INSTALL = "TensorRT >= 10 with its builder (pip install 'dlcv[tensorrt]', which also brings cuda-python)"
+
+
+@dataclass(frozen=True)
+class EngineResult:
+    """What :func:`build_engine` wrote."""
+
+    plan_path: Path
+    sidecar: Path
+    binding: EngineBinding
+    build_seconds: float
+    report: PrecisionReport | None
+
+    def summary(self) -> str:
+        b = self.binding
+        lo, hi = ("x".join(map(str, b.profile[k])) for k in ("min", "max"))
+        return (
+            f"wrote {self.plan_path} ({b.plan_size_bytes / 1e6:.1f} MB, {b.precision}, TensorRT {b.tensorrt_version}, "
+            f"{b.gpu_name} (sm {b.compute_capability}), profile {lo} .. {hi}) and {self.sidecar.name}"
+        )
+
+
+def load_builder(onnx_path: Path) -> Any:
+    """The full ``tensorrt`` module (≥ 10, with its builder), or MissingDependencyError naming
+    the ONNX file that is already written."""
+    problem = None
+    try:
+        import tensorrt as trt
+    except (ImportError, OSError) as exc:
+        problem = f"cannot import tensorrt ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+    else:
+        if not all(hasattr(trt, name) for name in ("Builder", "OnnxParser", "NetworkDefinitionCreationFlag")):
+            problem = "the installed tensorrt module has no builder (a lean/dispatch runtime or a placeholder package)"
+        elif version_tuple(trt.__version__)[:1] < MIN_TENSORRT:
+            problem = f"TensorRT {trt.__version__} is installed; dlcv builds with TensorRT >= 10"
+    if problem:
+        raise MissingDependencyError(
+            f"TensorRT is not available to build the engine: {problem}. The ONNX is written: {onnx_path}. To build "
+            f"the engine, install {INSTALL} and run dlcv-export --trt again, or run trtexec --onnx={onnx_path} "
+            "where TensorRT is installed"
+        )
+    return trt
+
+
+def _parse_dims(dims: tuple) -> list[int | None]:
+    return [d if isinstance(d, int) and d > 0 else None for d in dims]
+
+
+def profile_shapes(result: ExportResult, config: ExportConfig, trt_config: TensorRTConfig) -> tuple[Shape4, Shape4, Shape4]:
+    """(min, opt, max) input shapes. Defaults: batch 1/4/16 when dynamic; height and width at
+    the checkpoint's input size (opt), half of it (min) and twice it (max) when dynamic; fixed
+    dims as the graph fixes them. Given shapes win, and the defaults move to contain them
+    (``--max-shape 2x3x64x64`` alone lowers opt's batch to 2). The result is checked against
+    the graph's fixed dims and min <= opt <= max."""
+    dims = _parse_dims(result.input_shape)
+    natural_h, natural_w = plan_inputs(result.metadata, config).sample[1:]
+    defaults = {
+        "min": (PROFILE_MIN_BATCH, 3, math.ceil(natural_h / 2), math.ceil(natural_w / 2)),
+        "opt": (PROFILE_OPT_BATCH, 3, natural_h, natural_w),
+        "max": (PROFILE_MAX_BATCH, 3, 2 * natural_h, 2 * natural_w),
+    }
+    given = {"min": trt_config.min_shape, "opt": trt_config.opt_shape, "max": trt_config.max_shape}
+    # Defaults follow the graph's fixed dims and make room for the shapes that were given.
+    chosen = {k: tuple(f if f is not None else v for f, v in zip(dims, given[k] or defaults[k])) for k in defaults}
+    if given["min"] is None:
+        chosen["min"] = tuple(map(min, chosen["min"], given["opt"] or chosen["max"]))
+    if given["max"] is None:
+        chosen["max"] = tuple(map(max, chosen["max"], given["opt"] or chosen["min"]))
+    if given["opt"] is None:
+        chosen["opt"] = tuple(min(max(o, a), b) for o, a, b in zip(chosen["opt"], chosen["min"], chosen["max"]))
+    chosen = {k: tuple(given[k] or v) for k, v in chosen.items()}
+    problems = []
+    for key, shape in chosen.items():
+        for axis, (fixed, value) in enumerate(zip(dims, shape)):
+            if fixed is not None and value != fixed:
+                problems.append(f"--{key}-shape {'x'.join(map(str, shape))}: axis {axis} is fixed at {fixed} in the ONNX graph")
+    if not all(a <= b <= c for a, b, c in zip(chosen["min"], chosen["opt"], chosen["max"])):
+        problems.append(
+            "the profile needs min <= opt <= max in every dimension, got "
+            + ", ".join(f"{k} {'x'.join(map(str, v))}" for k, v in chosen.items())
+        )
+    if problems:
+        from dlcv.runtime.errors import DlcvUsageError
+
+        raise DlcvUsageError("; ".join(problems))
+    return chosen["min"], chosen["opt"], chosen["max"]  # type: ignore[return-value]
+
+
+def _timing_cache(trt: Any, builder_config: Any, path: Path, log: Log) -> None:
+    data = path.read_bytes() if path.is_file() else b""
+    cache = builder_config.create_timing_cache(data)
+    if not builder_config.set_timing_cache(cache, False):
+        log(f"warning: {path} was made on another GPU or TensorRT version; starting a new timing cache")
+        builder_config.set_timing_cache(builder_config.create_timing_cache(b""), False)
+    elif data:
+        log(f"reusing the timing cache {path}")
+
+
+def build_serialized(
+    trt: Any, onnx_path: Path, input_name: str, shapes: tuple[Shape4, Shape4, Shape4], trt_config: TensorRTConfig,
+    cache_path: Path, log: Log = _silent,
+) -> tuple[bytes, bool]:  # fmt: skip
+    """Compile ``onnx_path``; returns the serialized engine and whether it was built strongly typed."""
+    logger = make_logger(trt)
+    builder = trt.Builder(logger)
+    attempts = [True]
+    flag_name = FALLBACK_FLAGS.get(trt_config.precision)
+    if flag_name and hasattr(trt.BuilderFlag, flag_name):
+        attempts.append(False)
+    failures = []
+    for strongly_typed in attempts:
+        if not strongly_typed:
+            log(f"warning: the strongly typed build failed ({failures[-1]}); retrying with BuilderFlag.{flag_name} "
+                f"(TensorRT {trt.__version__} still offers it)")  # fmt: skip
+        flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if strongly_typed else 0
+        network = builder.create_network(flags)
+        parser = trt.OnnxParser(network, logger)
+        if not parser.parse_from_file(str(onnx_path)):
+            errors = [str(parser.get_error(i).desc()) for i in range(parser.num_errors)]
+            raise DlcvError(f"{onnx_path}: TensorRT's ONNX parser rejects it ({'; '.join(errors)[:400] or 'no reason given'})")
+        builder_config = builder.create_builder_config()
+        builder_config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, trt_config.workspace_mb << 20)
+        if not strongly_typed:
+            builder_config.set_flag(getattr(trt.BuilderFlag, flag_name))
+        if trt_config.version_compatible:
+            builder_config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
+            builder_config.set_flag(trt.BuilderFlag.EXCLUDE_LEAN_RUNTIME)
+        profile = builder.create_optimization_profile()
+        profile.set_shape(input_name, *shapes)
+        builder_config.add_optimization_profile(profile)
+        _timing_cache(trt, builder_config, cache_path, log)
+        serialized = builder.build_serialized_network(network, builder_config)
+        if serialized is not None:
+            write_bytes_atomic(cache_path, bytes(builder_config.get_timing_cache().serialize()))
+            return bytes(serialized), strongly_typed
+        failures.append(logger.first_error("no reason given"))
+    raise DlcvError(f"{onnx_path}: TensorRT could not build an engine ({failures[-1]})")
+
+
+def build_engine(result: ExportResult, config: ExportConfig, log: Log | None = None) -> EngineResult:
+    """Build ``<out>/<arch>.plan`` from the ONNX of ``config.tensorrt.precision``, verify it
+    against PyTorch on the export's evaluation set, and publish it with its sidecar."""
+    from dlcv.runtime.backends.tensorrt_backend import TensorRTBackend
+    from dlcv.runtime.cuda_memory import Cuda
+    from dlcv.train.torch_backend import TorchBackend
+
+    log = log or _silent
+    trt_config = config.tensorrt
+    if trt_config is None:
+        raise DlcvError("build_engine needs config.tensorrt")
+    md = result.metadata
+    onnx_path = result.precision_paths[trt_config.precision]
+    trt = load_builder(onnx_path)
+    gpu = Cuda(0).gpu()
+    shapes = profile_shapes(result, config, trt_config)
+    cache_path = trt_config.timing_cache or config.out / TIMING_CACHE_NAME
+    plan_path = config.out / f"{md.arch}.plan"
+    log(f"building {plan_path.name} from {onnx_path.name} with TensorRT {trt.__version__} on {gpu.name}: profile "
+        + " / ".join("x".join(map(str, s)) for s in shapes) + f", workspace {trt_config.workspace_mb} MB"
+        + (", version-compatible" if trt_config.version_compatible else ""))  # fmt: skip
+    t0 = time.perf_counter()
+    plan, strongly_typed = build_serialized(trt, onnx_path, md.input_name, shapes, trt_config, cache_path, log)
+    seconds = time.perf_counter() - t0
+    binding = EngineBinding(
+        gpu_name=gpu.name, compute_capability=gpu.compute_capability, tensorrt_version=str(trt.__version__),
+        precision=trt_config.precision, profile={k: list(s) for k, s in zip(("min", "opt", "max"), shapes)},
+        plan_size_bytes=len(plan), plan_sha256=hashlib.sha256(plan).hexdigest(),
+        version_compatible=trt_config.version_compatible, strongly_typed=strongly_typed, onnx=onnx_path.name,
+        checkpoint=str(config.checkpoint), workspace_mb=trt_config.workspace_mb,
+    )  # fmt: skip
+    metadata: ArtifactMetadata = md.with_(precision=trt_config.precision, engine=binding.to_dict())
+    log(f"built in {seconds:.1f}s ({len(plan) / 1e6:.1f} MB, {'strongly typed' if strongly_typed else 'builder precision flag'})")
+    report = None
+    with atomic_path(plan_path) as tmp:
+        tmp.write_bytes(plan)
+        try:
+            write_sidecar(tmp, metadata)
+            if result.eval_set is not None:
+                candidate = Candidate(f"{trt_config.precision} engine", plan_path.name, lambda: TensorRTBackend(tmp),
+                                      gate_for(trt_config.precision, config, result.eval_set.labelled))  # fmt: skip
+                log(f"comparing {plan_path.name} with PyTorch FP32 on {result.eval_set.source} (TensorRT, GPU)")
+                with TorchBackend(result.checkpoint or config.checkpoint) as reference:
+                    report = compare_precisions(reference, [candidate], result.eval_set, config.tie_margin)
+                log(report.table())
+                row = report.rows[0]
+                if not row.passed:
+                    message = f"{plan_path.name} misses its gate: {'; '.join(row.failures)}"
+                    if config.strict:
+                        raise DlcvError(f"{message} (--strict: not written)")
+                    log(f"warning: {message}")
+        finally:
+            sidecar_path(tmp).unlink(missing_ok=True)
+    sidecar = write_sidecar(plan_path, metadata)
+    return EngineResult(plan_path, sidecar, binding, seconds, report)

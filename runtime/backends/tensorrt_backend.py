@@ -1,0 +1,311 @@
+"""TensorRT backend: a serialized engine (``x.plan`` / ``x.engine``) with its ``x.plan.json`` sidecar.
+
+Opening an engine checks, in this order and each with a one-line error naming the file:
+the file exists and matches the size and SHA-256 its sidecar records (a truncated or
+replaced plan is refused before anything touches CUDA); a TensorRT runtime can be imported
+(the full ``tensorrt`` module, else the lean runtime ``tensorrt_lean_bindings`` /
+``tensorrt_lean``); its version can run the engine (the same version, or for a
+version-compatible engine the same or a later one); a CUDA GPU exists and has the compute
+capability the engine was built for (another GPU model of the same capability only logs a
+warning). A mismatch says how to rebuild. Only then is the plan deserialized.
+
+Execution uses TensorRT's name-based I/O (``num_io_tensors``, ``get_tensor_name``,
+``get_tensor_mode``, ``set_input_shape``, ``set_tensor_address``, ``execute_async_v3``) on
+one CUDA stream, with pinned host and device buffers (:mod:`dlcv.runtime.cuda_memory`)
+that grow on demand and are reused across batches. A batch larger than the optimisation
+profile's maximum is split; one smaller than its minimum is zero-padded. A TensorRT engine
+runs on the GPU whatever ``device`` says (``cuda:N`` picks the GPU).
+
+Never imports torch or the TensorRT builder: building is :mod:`dlcv.export.tensorrt_build`.
+Engines are never given permission to run host code embedded in the plan
+(``engine_host_code_allowed`` stays off): version-compatible engines are built without an
+embedded lean runtime.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import logging
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from ..cuda_memory import BufferPair, Cuda, GpuInfo
+from ..errors import DlcvError, MissingDependencyError, first_line
+from ..metadata import ArtifactMetadata, read_sidecar
+from .base import Backend
+
+log = logging.getLogger("dlcv.runtime.tensorrt")
+
+ENGINE_SUFFIXES = (".plan", ".engine")
+# Import order: the full TensorRT (also what builds engines), then the lean runtime wheels.
+TENSORRT_MODULES = ("tensorrt", "tensorrt_lean_bindings", "tensorrt_lean")
+INSTALL_HINT = (
+    "pip install 'dlcv[tensorrt]' (full TensorRT) or 'dlcv[tensorrt-lean]' "
+    "(tensorrt-lean-cu13-libs + tensorrt-lean-cu13-bindings, enough for version-compatible engines)"
+)
+
+
+@dataclass(frozen=True)
+class EngineBinding:
+    """What an engine is bound to; stored as the ``engine`` field of its sidecar metadata."""
+
+    gpu_name: str
+    compute_capability: str
+    tensorrt_version: str
+    precision: str
+    profile: Mapping[str, list[int]]  # {"min": [N,C,H,W], "opt": [...], "max": [...]} of the input
+    plan_size_bytes: int
+    plan_sha256: str
+    version_compatible: bool = False
+    strongly_typed: bool = True  # False when TensorRT < 11 builder precision flags were used
+    onnx: str = ""  # the ONNX file the engine was built from (name)
+    checkpoint: str = ""  # the checkpoint that ONNX came from (as given to dlcv-export)
+    workspace_mb: int = 0
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["profile"] = {k: list(v) for k, v in self.profile.items()}
+        d["extra"] = dict(self.extra)
+        return d
+
+    @classmethod
+    def from_metadata(cls, metadata: ArtifactMetadata, source: str) -> "EngineBinding":
+        data = dict(metadata.engine)
+        if not data:
+            raise DlcvError(f"{source}: its metadata has no engine binding (GPU, TensorRT version); rebuild it with dlcv-export --trt")
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise DlcvError(f"{source}: unknown engine binding keys {sorted(unknown)}; was it written by a newer dlcv?")
+        try:
+            binding = cls(**data)
+        except TypeError as exc:
+            raise DlcvError(f"{source}: incomplete engine binding in its metadata ({exc}); rebuild it with dlcv-export --trt") from None
+        if set(binding.profile) != {"min", "opt", "max"} or any(len(v) != 4 for v in binding.profile.values()):
+            raise DlcvError(f"{source}: the engine binding's profile needs min/opt/max shapes of four dimensions")
+        return binding
+
+    def rebuild_hint(self) -> str:
+        source = self.checkpoint or "<checkpoint.pt>"
+        return f"rebuild it on this machine: dlcv-export {source} --trt --precision {self.precision}"
+
+
+def version_tuple(text: str) -> tuple[int, ...]:
+    """``"10.3.0.26"`` -> (10, 3, 0, 26); non-numeric tails are ignored."""
+    return tuple(int(p) for p in re.findall(r"\d+", str(text))[:4])
+
+
+def load_tensorrt() -> Any:
+    """The first TensorRT module that imports (full, then lean), or MissingDependencyError."""
+    errors = []
+    for name in TENSORRT_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except (ImportError, OSError) as exc:  # OSError: a wheel whose shared libraries are missing
+            errors.append(f"{name}: {first_line(exc, 120)}")
+            continue
+        if hasattr(module, "Runtime"):
+            return module
+        errors.append(f"{name}: has no Runtime (a placeholder package?)")
+    raise MissingDependencyError(f"no TensorRT runtime can be imported ({'; '.join(errors)}); {INSTALL_HINT}")
+
+
+def check_plan_file(path: Path, binding: EngineBinding) -> bytes:
+    """The plan's bytes, when they are the bytes the sidecar describes."""
+    data = path.read_bytes()
+    if not data:
+        raise DlcvError(f"{path}: empty engine file (0 bytes); rebuild it with dlcv-export --trt")
+    if binding.plan_size_bytes and len(data) != binding.plan_size_bytes:
+        raise DlcvError(
+            f"{path}: is {len(data)} bytes but its metadata records an engine of {binding.plan_size_bytes} bytes: "
+            f"the file is truncated or was replaced; {binding.rebuild_hint()}"
+        )
+    if binding.plan_sha256 and hashlib.sha256(data).hexdigest() != binding.plan_sha256:
+        raise DlcvError(
+            f"{path}: its SHA-256 differs from the one its metadata records: the file is corrupt or is "
+            f"another engine than {path.name}.json describes; {binding.rebuild_hint()}"
+        )
+    return data
+
+
+def check_tensorrt_version(path: Path, binding: EngineBinding, runtime_version: str) -> None:
+    """Refuse an engine this TensorRT cannot run (exact version, or ≥ for version-compatible engines)."""
+    built, here = version_tuple(binding.tensorrt_version)[:3], version_tuple(runtime_version)[:3]
+    ok = here >= built if binding.version_compatible else here == built
+    if not ok:
+        kind = "a version-compatible engine needs that version or later" if binding.version_compatible else (
+            "engines run only on the TensorRT version that built them (build with --version-compatible to relax this)"
+        )
+        raise DlcvError(
+            f"{path}: built with TensorRT {binding.tensorrt_version}, this machine has TensorRT {runtime_version}; "
+            f"{kind}; {binding.rebuild_hint()}"
+        )
+
+
+def check_gpu(path: Path, binding: EngineBinding, gpu: GpuInfo) -> None:
+    """Refuse an engine built for another compute capability; warn about another GPU model."""
+    if gpu.compute_capability != binding.compute_capability:
+        raise DlcvError(
+            f"{path}: built for {binding.gpu_name} (compute capability {binding.compute_capability}), this machine "
+            f"has {gpu.name} (compute capability {gpu.compute_capability}); {binding.rebuild_hint()}"
+        )
+    if gpu.name != binding.gpu_name:
+        log.warning("%s: built on %s, running on %s (same compute capability %s); rebuild for best performance",
+                    path.name, binding.gpu_name, gpu.name, gpu.compute_capability)  # fmt: skip
+
+
+def device_index(device: str) -> int:
+    """``cuda`` / ``cpu`` -> 0, ``cuda:N`` -> N."""
+    m = re.fullmatch(r"(?:cuda|gpu)(?::(\d+))?|cpu", str(device).strip().lower())
+    if not m:
+        raise DlcvError(f"unknown device {device!r} for a TensorRT engine; use cuda or cuda:N")
+    return int(m.group(1) or 0)
+
+
+def make_logger(trt: Any) -> Any:
+    """A TensorRT logger that keeps error messages (for one-line errors) and logs warnings."""
+
+    class CollectingLogger(trt.ILogger):
+        def __init__(self) -> None:
+            trt.ILogger.__init__(self)
+            self.errors: list[str] = []
+
+        def log(self, severity, msg) -> None:  # called by TensorRT
+            if severity in (trt.ILogger.Severity.INTERNAL_ERROR, trt.ILogger.Severity.ERROR):
+                self.errors.append(str(msg))
+            elif severity == trt.ILogger.Severity.WARNING:
+                log.warning("TensorRT: %s", msg)
+
+        def first_error(self, default: str) -> str:
+            """The first line of the first error TensorRT reported (``default`` when none)."""
+            lines = [line.strip() for line in "\n".join(self.errors).splitlines() if line.strip()]
+            return lines[0][:300] if lines else default
+
+    return CollectingLogger()
+
+
+class TensorRTBackend(Backend):
+    """A TensorRT engine run through the full or the lean TensorRT runtime."""
+
+    name = "tensorrt"
+
+    def __init__(self, path: str | Path, device: str = "cuda", threads: int | None = None):
+        path = Path(path)
+        if not path.is_file():
+            raise DlcvError(f"{path}: engine file not found")
+        metadata = read_sidecar(path)
+        super().__init__(path, metadata)
+        self.binding = EngineBinding.from_metadata(metadata, str(path))
+        self.runtime = self.engine = self.context = self.stream = None
+        self.buffers: dict[str, BufferPair] = {}
+        plan = check_plan_file(path, self.binding)
+        trt = load_tensorrt()
+        self.tensorrt_version = str(trt.__version__)
+        check_tensorrt_version(path, self.binding, self.tensorrt_version)
+        self.cuda = Cuda(device_index(device))
+        try:
+            self.gpu = self.cuda.gpu()
+        except DlcvError as exc:
+            raise DlcvError(f"{path}: cannot run a TensorRT engine here: {exc}") from None
+        check_gpu(path, self.binding, self.gpu)
+        try:
+            self._open(trt, plan)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self, trt: Any, plan: bytes) -> None:
+        path, md = self.path, self.metadata
+        self.logger = make_logger(trt)
+        runtime = trt.Runtime(self.logger)
+        self.runtime = runtime
+        engine = runtime.deserialize_cuda_engine(plan)
+        if engine is None:
+            detail = self.logger.first_error("no reason given")
+            raise DlcvError(
+                f"{path}: TensorRT {self.tensorrt_version} cannot load this engine ({detail}); the file is not a "
+                f"TensorRT engine, is damaged, or was built by another TensorRT; {self.binding.rebuild_hint()}"
+            )
+        self.engine = engine
+        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        outputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+        if inputs != [md.input_name] or outputs != [md.output_name]:
+            raise DlcvError(
+                f"{path}: the engine has inputs {inputs} and outputs {outputs}, its metadata names input "
+                f"{md.input_name!r} and output {md.output_name!r}; {self.binding.rebuild_hint()}"
+            )
+        self.input_dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(md.input_name)))
+        self.output_dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(md.output_name)))
+        if self.input_dtype != np.float32 or self.output_dtype not in (np.float32, np.float16):
+            raise DlcvError(
+                f"{path}: engine I/O is {self.input_dtype} -> {self.output_dtype}; dlcv engines take float32 and "
+                f"return float32 (or float16) logits; {self.binding.rebuild_hint()}"
+            )
+        lo, opt, hi = engine.get_tensor_profile_shape(md.input_name, 0)
+        self.profile = tuple(tuple(int(d) for d in dims) for dims in (lo, opt, hi))
+        context = engine.create_execution_context()
+        if context is None:
+            detail = self.logger.first_error("out of GPU memory?")
+            raise DlcvError(f"{path}: TensorRT could not create an execution context ({detail})")
+        self.context = context
+        self.stream = self.cuda.create_stream()
+        self.buffers = {md.input_name: BufferPair(self.cuda), md.output_name: BufferPair(self.cuda)}
+
+    @property
+    def max_batch(self) -> int:
+        return self.profile[2][0]
+
+    def check_input(self, batch: np.ndarray) -> None:
+        super().check_input(batch)
+        lo, _, hi = self.profile
+        _, c, h, w = batch.shape
+        if not (lo[1] <= c <= hi[1] and lo[2] <= h <= hi[2] and lo[3] <= w <= hi[3]):
+            raise DlcvError(
+                f"{self.path.name}: input {c}x{h}x{w} is outside the engine's optimisation profile "
+                f"{'x'.join(map(str, lo[1:]))} .. {'x'.join(map(str, hi[1:]))}; rebuild it with --min-shape/--max-shape "
+                "covering this size"
+            )
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        chunks = [self._run_chunk(batch[i : i + self.max_batch]) for i in range(0, batch.shape[0], self.max_batch)]
+        return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+
+    def _run_chunk(self, chunk: np.ndarray) -> np.ndarray:
+        count = chunk.shape[0]
+        if count < self.profile[0][0]:  # below the profile's minimum batch: pad with zeros
+            pad = np.zeros((self.profile[0][0] - count, *chunk.shape[1:]), dtype=np.float32)
+            chunk = np.concatenate([chunk, pad])
+        md, context, cuda = self.metadata, self.context, self.cuda
+        if not context.set_input_shape(md.input_name, chunk.shape):
+            raise DlcvError(f"{self.path.name}: TensorRT rejected the input shape {chunk.shape}")
+        out_shape = tuple(int(d) for d in context.get_tensor_shape(md.output_name))
+        out_bytes = int(np.prod(out_shape)) * self.output_dtype.itemsize
+        inp, out = self.buffers[md.input_name], self.buffers[md.output_name]
+        inp.reserve(chunk.nbytes)
+        out.reserve(out_bytes)
+        inp.host.view(chunk.shape, np.float32)[...] = chunk
+        cuda.copy_to_device(inp.device.ptr, inp.host.ptr, chunk.nbytes, self.stream)
+        context.set_tensor_address(md.input_name, inp.device.ptr)
+        context.set_tensor_address(md.output_name, out.device.ptr)
+        if not context.execute_async_v3(int(self.stream)):
+            raise DlcvError(f"{self.path.name}: TensorRT execution failed ({self.logger.first_error('no reason given')})")
+        cuda.copy_to_host(out.host.ptr, out.device.ptr, out_bytes, self.stream)
+        cuda.synchronize(self.stream)
+        return out.host.view(out_shape, self.output_dtype)[:count].astype(np.float32)  # a copy: the buffer is reused
+
+    def close(self) -> None:
+        for pair in getattr(self, "buffers", {}).values():
+            pair.free()
+        self.buffers = {}
+        if getattr(self, "stream", None) is not None:
+            self.cuda.destroy_stream(self.stream)
+            self.stream = None
+        # Destruction order matters to TensorRT: context, then engine, then runtime.
+        self.context = None
+        self.engine = None
+        self.runtime = None

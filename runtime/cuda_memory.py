@@ -1,0 +1,176 @@
+"""CUDA through cuda-python: the GPU's identity, a stream, device buffers and pinned host buffers.
+
+Used by the TensorRT backend (which has no framework to allocate memory for it). Every call
+goes through :meth:`Cuda.call`, which turns a CUDA error code into a one-line
+:class:`~dlcv.runtime.errors.DlcvError` naming the call and the error. Buffers only grow: a
+:class:`BufferPair` keeps one pinned host buffer and one device buffer per tensor and reuses
+them for every batch that fits.
+
+Imports cuda-python's runtime API as ``cuda.bindings.runtime`` (cuda-python ≥ 12.6) or
+``cuda.cudart`` (older releases); never torch.
+"""
+from __future__ import annotations
+
+import ctypes
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .errors import DlcvError, MissingDependencyError
+
+CUDART_MODULES = ("cuda.bindings.runtime", "cuda.cudart")
+INSTALL_HINT = "pip install 'dlcv[tensorrt]' (or: pip install cuda-python)"
+
+# Every cudart function this module calls; a test checks that they exist in the installed bindings.
+CUDART_FUNCTIONS = (
+    "cudaGetDeviceCount", "cudaSetDevice", "cudaGetDeviceProperties", "cudaGetErrorName", "cudaGetErrorString",
+    "cudaStreamCreateWithFlags", "cudaStreamSynchronize", "cudaStreamDestroy", "cudaMalloc", "cudaFree",
+    "cudaMallocHost", "cudaFreeHost", "cudaMemcpyAsync",
+)  # fmt: skip
+
+
+def load_cudart() -> Any:
+    """cuda-python's runtime module, or MissingDependencyError saying what to install."""
+    errors = []
+    for name in CUDART_MODULES:
+        try:
+            return importlib.import_module(name)
+        except ImportError as exc:
+            errors.append(f"{name}: {exc}")
+    raise MissingDependencyError(f"cuda-python is not installed ({'; '.join(errors)}); {INSTALL_HINT}")
+
+
+@dataclass(frozen=True)
+class GpuInfo:
+    """What an engine is bound to on the device side."""
+
+    index: int
+    name: str
+    compute_capability: str  # "major.minor", e.g. "9.0"
+    total_memory_bytes: int
+
+
+class Cuda:
+    """A thin, checked wrapper over cuda-python's runtime API for one device."""
+
+    def __init__(self, device: int = 0, cudart: Any = None):
+        self.cudart = cudart if cudart is not None else load_cudart()
+        self.device = device
+
+    def call(self, function: str, *args) -> Any:
+        """Call ``cudart.<function>(*args)``; return its value(s) or raise a one-line DlcvError."""
+        result = getattr(self.cudart, function)(*args)
+        err, values = (result[0], result[1:]) if isinstance(result, tuple) else (result, ())
+        if int(err) != 0:
+            raise DlcvError(f"CUDA call {function} failed: {self.error_text(err)}")
+        if not values:
+            return None
+        return values[0] if len(values) == 1 else values
+
+    def error_text(self, err: Any) -> str:
+        """``cudaErrorName (description)`` for an error code."""
+        name = self.cudart.cudaGetErrorName(err)[1]
+        text = self.cudart.cudaGetErrorString(err)[1]
+        decode = lambda b: b.decode(errors="replace") if isinstance(b, bytes) else str(b)  # noqa: E731
+        return f"{decode(name)} ({decode(text)})"
+
+    def gpu(self) -> GpuInfo:
+        """Select the device and describe it; a one-line error when no usable GPU exists."""
+        err, count = self.cudart.cudaGetDeviceCount()
+        if int(err) != 0:
+            raise DlcvError(f"no usable CUDA GPU ({self.error_text(err)})")
+        if not count:
+            raise DlcvError("no CUDA GPU is visible (cudaGetDeviceCount returned 0)")
+        if not 0 <= self.device < count:
+            raise DlcvError(f"CUDA device {self.device} does not exist; this machine has {count} GPU(s) (0..{count - 1})")
+        self.call("cudaSetDevice", self.device)
+        prop = self.call("cudaGetDeviceProperties", self.device)
+        name = prop.name.split(b"\0", 1)[0].decode(errors="replace") if isinstance(prop.name, bytes) else str(prop.name)
+        return GpuInfo(self.device, name.strip(), f"{prop.major}.{prop.minor}", int(prop.totalGlobalMem))
+
+    # -- streams and copies ------------------------------------------------------------------
+
+    def create_stream(self) -> Any:
+        return self.call("cudaStreamCreateWithFlags", self.cudart.cudaStreamNonBlocking)
+
+    def synchronize(self, stream: Any) -> None:
+        self.call("cudaStreamSynchronize", stream)
+
+    def destroy_stream(self, stream: Any) -> None:
+        self.call("cudaStreamDestroy", stream)
+
+    def copy_to_device(self, device_ptr: int, host_ptr: int, nbytes: int, stream: Any) -> None:
+        kind = self.cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
+        self.call("cudaMemcpyAsync", device_ptr, host_ptr, nbytes, kind, stream)
+
+    def copy_to_host(self, host_ptr: int, device_ptr: int, nbytes: int, stream: Any) -> None:
+        kind = self.cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
+        self.call("cudaMemcpyAsync", host_ptr, device_ptr, nbytes, kind, stream)
+
+
+class DeviceBuffer:
+    """``nbytes`` of device memory (cudaMalloc); ``ptr`` is the address TensorRT binds."""
+
+    def __init__(self, cuda: Cuda, nbytes: int):
+        self.cuda = cuda
+        self.nbytes = int(nbytes)
+        self.ptr = int(cuda.call("cudaMalloc", self.nbytes))
+
+    def free(self) -> None:
+        if self.ptr:
+            self.cuda.call("cudaFree", self.ptr)
+            self.ptr = 0
+
+
+class PinnedBuffer:
+    """``nbytes`` of page-locked host memory (cudaMallocHost), viewed as numpy arrays."""
+
+    def __init__(self, cuda: Cuda, nbytes: int):
+        self.cuda = cuda
+        self.nbytes = int(nbytes)
+        self.ptr = int(cuda.call("cudaMallocHost", self.nbytes))
+
+    def view(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        """A numpy array over the first bytes of the buffer (no copy)."""
+        dtype = np.dtype(dtype)
+        count = int(np.prod(shape)) * dtype.itemsize
+        if count > self.nbytes:
+            raise DlcvError(f"internal error: a {shape} {dtype} view needs {count} bytes, the pinned buffer has {self.nbytes}")
+        raw = (ctypes.c_byte * count).from_address(self.ptr)
+        return np.frombuffer(raw, dtype=dtype, count=int(np.prod(shape))).reshape(shape)
+
+    def free(self) -> None:
+        if self.ptr:
+            self.cuda.call("cudaFreeHost", self.ptr)
+            self.ptr = 0
+
+
+class BufferPair:
+    """A pinned host buffer and a device buffer for one tensor, grown on demand and reused."""
+
+    def __init__(self, cuda: Cuda):
+        self.cuda = cuda
+        self.host: PinnedBuffer | None = None
+        self.device: DeviceBuffer | None = None
+        self.allocations = 0  # how many times memory was (re)allocated; tests read it
+
+    @property
+    def capacity(self) -> int:
+        return self.device.nbytes if self.device is not None else 0
+
+    def reserve(self, nbytes: int) -> None:
+        """Make room for ``nbytes``; keeps the current buffers when they are large enough."""
+        if nbytes <= self.capacity:
+            return
+        self.free()
+        self.host = PinnedBuffer(self.cuda, nbytes)
+        self.device = DeviceBuffer(self.cuda, nbytes)
+        self.allocations += 1
+
+    def free(self) -> None:
+        for buffer in (self.host, self.device):
+            if buffer is not None:
+                buffer.free()
+        self.host = self.device = None

@@ -1,0 +1,487 @@
+"""The TensorRT backend: API names checked against the real (lean) TensorRT and cuda-python classes,
+sidecar and file checks that refuse bad engines with one line, and the execution logic (split
+batches, padding, pinned/device buffer reuse) run against a simulated TensorRT and CUDA."""
+from __future__ import annotations
+
+import ast
+import ctypes
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+import dlcv.runtime.backends.tensorrt_backend as backend_module
+import dlcv.runtime.cuda_memory as cuda_module
+from dlcv.runtime.backends import open_backend
+from dlcv.runtime.backends.tensorrt_backend import (
+    EngineBinding, TensorRTBackend, check_gpu, check_tensorrt_version, device_index,
+)  # fmt: skip
+from dlcv.runtime.cuda_memory import CUDART_FUNCTIONS, Cuda, GpuInfo
+from dlcv.runtime.errors import DlcvError
+from dlcv.runtime.imageio import write_png
+from dlcv.runtime.metadata import ArtifactMetadata, write_sidecar
+from dlcv.runtime.preprocess import PreprocessSpec
+
+BACKEND_SOURCE = Path(backend_module.__file__)
+CUDA_SOURCE = Path(cuda_module.__file__)
+# Names the backend binds TensorRT objects to (local variables or self attributes) -> real class.
+TRT_ROOTS = {"runtime": "Runtime", "engine": "ICudaEngine", "context": "IExecutionContext"}
+MUST_USE = {
+    "deserialize_cuda_engine", "num_io_tensors", "get_tensor_name", "get_tensor_mode", "get_tensor_dtype",
+    "get_tensor_profile_shape", "create_execution_context", "set_input_shape", "get_tensor_shape",
+    "set_tensor_address", "execute_async_v3",
+}  # fmt: skip
+
+
+def _chain(node: ast.AST) -> list[str] | None:
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if isinstance(node, ast.Name):
+        return [node.id, *reversed(parts)]
+    return None
+
+
+def attribute_chains(source: Path) -> set[tuple[str, ...]]:
+    """Every maximal dotted attribute chain rooted at a name (``trt.TensorIOMode.INPUT``,
+    ``self.context.execute_async_v3``), with a leading ``self`` folded into the attribute."""
+    tree = ast.parse(source.read_text())
+    inner = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+    chains = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and id(node) not in inner:
+            chain = _chain(node)
+            if chain:
+                chains.add(tuple(chain[1:] if chain[0] == "self" else chain))
+    return chains
+
+
+def tensorrt_names_used() -> dict[str, set[str]]:
+    used: dict[str, set[str]] = {"trt": set(), **{cls: set() for cls in TRT_ROOTS.values()}}
+    for chain in attribute_chains(BACKEND_SOURCE):
+        if chain[0] == "trt" and len(chain) > 1:
+            used["trt"].add(".".join(chain[1:]))
+        elif chain[0] in TRT_ROOTS and len(chain) > 1:
+            used[TRT_ROOTS[chain[0]]].add(chain[1])
+    return used
+
+
+def test_every_tensorrt_name_the_backend_uses_exists_in_the_lean_runtime():
+    trt = pytest.importorskip("tensorrt_lean_bindings")
+    used = tensorrt_names_used()
+    assert MUST_USE <= set().union(*used.values()), "the scan missed calls the backend is known to make"
+    assert not {"Builder", "OnnxParser", "BuilderFlag"} & {n.split(".")[0] for n in used["trt"]}, "runtime must not build"
+    missing = []
+    for dotted in sorted(used["trt"]):
+        obj = trt
+        for part in dotted.split("."):
+            if not hasattr(obj, part):
+                missing.append(f"trt.{dotted}")
+                break
+            obj = getattr(obj, part)
+    for cls, names in used.items():
+        if cls != "trt":
+            missing += [f"trt.{cls}.{n}" for n in sorted(names) if not hasattr(getattr(trt, cls), n)]
+    assert not missing, missing
+
+
+def test_every_cuda_runtime_function_used_exists():
+    from cuda.bindings import runtime as cudart
+
+    tree = ast.parse(CUDA_SOURCE.read_text())
+    called = {
+        node.args[0].value for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "call"
+        and node.args and isinstance(node.args[0], ast.Constant)
+    }  # fmt: skip
+    direct = {c[1:] for c in attribute_chains(CUDA_SOURCE) if c[0] == "cudart" and len(c) > 1}
+    assert {"cudaMalloc", "cudaMallocHost", "cudaMemcpyAsync", "cudaStreamCreateWithFlags"} <= called
+    assert called <= set(CUDART_FUNCTIONS)
+    for chain in direct:  # e.g. cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
+        obj = cudart
+        for part in chain:
+            assert hasattr(obj, part), "cudart." + ".".join(chain)
+            obj = getattr(obj, part)
+    missing = [n for n in sorted(set(CUDART_FUNCTIONS) | called) if not hasattr(cudart, n)]
+    assert not missing, missing
+
+
+# --------------------------------------------------------------------------- sidecar and file checks
+
+TRT_LEAN_VERSION = "11.4.0.106"
+
+
+def binding_for(plan: bytes, **changes) -> EngineBinding:
+    fields = dict(
+        gpu_name="Fake GPU", compute_capability="8.6", tensorrt_version="10.8.0.43", precision="fp16",
+        profile={"min": [1, 3, 8, 8], "opt": [2, 3, 16, 16], "max": [2, 3, 32, 32]},
+        plan_size_bytes=len(plan), plan_sha256=hashlib.sha256(plan).hexdigest(), checkpoint="runs/x/best.pt",
+    )  # fmt: skip
+    fields.update(changes)
+    return EngineBinding(**fields)
+
+
+def write_engine(folder: Path, plan: bytes, binding: EngineBinding, name: str = "model.plan", num_classes: int = 3) -> Path:
+    path = folder / name
+    path.write_bytes(plan)
+    md = ArtifactMetadata(
+        task="segmentation", arch="fcn8s", num_classes=num_classes, class_names=tuple(f"c{i}" for i in range(num_classes)),
+        preprocess=PreprocessSpec(), precision=binding.precision, engine=binding.to_dict(),
+    )  # fmt: skip
+    write_sidecar(path, md)
+    return path
+
+
+def one_line_error(excinfo, path: Path, *needles: str) -> str:
+    message = str(excinfo.value)
+    assert "\n" not in message and str(path) in message, message
+    for needle in needles:
+        assert needle in message, message
+    return message
+
+
+def test_truncated_plan_is_refused_before_cuda(tmp_path):
+    plan = b"FAKEPLAN" + bytes(range(256)) * 8
+    path = write_engine(tmp_path, plan[:100], binding_for(plan))
+    with pytest.raises(DlcvError) as info:
+        TensorRTBackend(path)
+    one_line_error(info, path, "truncated", "dlcv-export runs/x/best.pt --trt --precision fp16")
+
+
+def test_replaced_plan_is_refused_by_its_hash(tmp_path):
+    plan = b"FAKEPLAN" + bytes(range(256)) * 8
+    other = bytes(reversed(plan))
+    path = write_engine(tmp_path, other, binding_for(plan))
+    with pytest.raises(DlcvError) as info:
+        TensorRTBackend(path)
+    one_line_error(info, path, "SHA-256")
+
+
+def test_foreign_plan_without_recorded_hash_gives_one_line(tmp_path, make_checkpoint):
+    """A file that is no engine (here an ONNX-like protobuf) with a sidecar that records no size
+    or hash: refused with one line, by CUDA where no GPU exists, by TensorRT where one does."""
+    pytest.importorskip("tensorrt_lean_bindings")
+    path = write_engine(tmp_path, b"\x08\x07\x12\x04onnx" * 40, binding_for(b"", plan_size_bytes=0, plan_sha256="",
+                                                                          tensorrt_version=TRT_LEAN_VERSION))
+    with pytest.raises(DlcvError) as info:
+        TensorRTBackend(path)
+    one_line_error(info, path)
+
+
+def test_empty_and_missing_files(tmp_path):
+    with pytest.raises(DlcvError) as info:
+        TensorRTBackend(tmp_path / "absent.plan")
+    one_line_error(info, tmp_path / "absent.plan", "not found")
+    path = write_engine(tmp_path, b"", binding_for(b"x"))
+    with pytest.raises(DlcvError) as info:
+        TensorRTBackend(path)
+    one_line_error(info, path, "empty")
+    lone = tmp_path / "lone.plan"
+    lone.write_bytes(b"FAKEPLAN")
+    with pytest.raises(DlcvError) as info:
+        TensorRTBackend(lone)
+    one_line_error(info, lone, "lone.plan.json", "dlcv-export --trt")
+
+
+def test_dlcv_infer_with_a_truncated_plan_prints_one_line(tmp_path):
+    plan = b"FAKEPLAN" + bytes(200)
+    path = write_engine(tmp_path, plan[:20], binding_for(plan))
+    images = tmp_path / "images"
+    write_png(images / "a.png", np.zeros((8, 8, 3), np.uint8))
+    proc = subprocess.run([sys.executable, "-m", "dlcv.runtime.cli", str(images), "--engine", str(path), "-q"],
+                          capture_output=True, text=True)  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and str(path) in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_plan_and_engine_suffixes_open_the_tensorrt_backend(tmp_path):
+    for name in ("m.plan", "m.engine"):
+        with pytest.raises(DlcvError, match=f"{name}: engine file not found"):
+            open_backend(tmp_path / name, device="cuda")
+
+
+def test_version_rules():
+    exact = binding_for(b"p", tensorrt_version="10.8.0.43")
+    check_tensorrt_version(Path("m.plan"), exact, "10.8.0.43")
+    check_tensorrt_version(Path("m.plan"), exact, "10.8.0.99")  # the build number does not matter
+    with pytest.raises(DlcvError, match="built with TensorRT 10.8.0.43, this machine has TensorRT 10.9.0.1.*--version-compatible"):
+        check_tensorrt_version(Path("m.plan"), exact, "10.9.0.1")
+    compatible = binding_for(b"p", tensorrt_version="10.8.0.43", version_compatible=True)
+    check_tensorrt_version(Path("m.plan"), compatible, "10.9.0.1")
+    check_tensorrt_version(Path("m.plan"), compatible, TRT_LEAN_VERSION)
+    with pytest.raises(DlcvError, match="that version or later"):
+        check_tensorrt_version(Path("m.plan"), compatible, "10.7.0")
+
+
+def test_gpu_rules(caplog):
+    b = binding_for(b"p")
+    check_gpu(Path("m.plan"), b, GpuInfo(0, "Fake GPU", "8.6", 1))
+    with pytest.raises(DlcvError, match=r"built for Fake GPU \(compute capability 8.6\), this machine has H100 \(compute capability 9.0\); rebuild"):
+        check_gpu(Path("m.plan"), b, GpuInfo(0, "H100", "9.0", 1))
+    check_gpu(Path("m.plan"), b, GpuInfo(0, "Other GPU", "8.6", 1))
+    assert "Other GPU" in caplog.text
+
+
+def test_device_index():
+    assert device_index("cuda") == device_index("cpu") == 0
+    assert device_index("cuda:2") == 2
+    with pytest.raises(DlcvError):
+        device_index("tpu")
+
+
+# --------------------------------------------------------------------------- execution, simulated
+
+
+class FakeCudart:
+    """cuda-python's runtime API over host memory: "device" pointers are host addresses."""
+
+    cudaStreamNonBlocking = 1
+    cudaMemcpyKind = SimpleNamespace(cudaMemcpyHostToDevice=1, cudaMemcpyDeviceToHost=2)
+
+    def __init__(self, compute_capability=(8, 6)):
+        self.blocks: dict[int, ctypes.Array] = {}
+        self.mallocs = 0
+        self.cc = compute_capability
+
+    def _alloc(self, n):
+        buf = ctypes.create_string_buffer(int(n))
+        self.blocks[ctypes.addressof(buf)] = buf
+        return ctypes.addressof(buf)
+
+    def cudaGetDeviceCount(self):
+        return 0, 1
+
+    def cudaSetDevice(self, index):
+        return (0,)
+
+    def cudaGetDeviceProperties(self, index):
+        return 0, SimpleNamespace(name=b"Fake GPU\0\0\0", major=self.cc[0], minor=self.cc[1], totalGlobalMem=1 << 30)
+
+    def cudaGetErrorName(self, err):
+        return 0, b"cudaErrorFake"
+
+    def cudaGetErrorString(self, err):
+        return 0, b"fake error"
+
+    def cudaStreamCreateWithFlags(self, flags):
+        return 0, 7
+
+    def cudaStreamSynchronize(self, stream):
+        return (0,)
+
+    def cudaStreamDestroy(self, stream):
+        return (0,)
+
+    def cudaMalloc(self, n):
+        self.mallocs += 1
+        return 0, self._alloc(n)
+
+    cudaMallocHost = cudaMalloc
+
+    def cudaFree(self, ptr):
+        del self.blocks[ptr]
+        return (0,)
+
+    cudaFreeHost = cudaFree
+
+    def cudaMemcpyAsync(self, dst, src, n, kind, stream):
+        ctypes.memmove(dst, src, n)
+        return (0,)
+
+
+def fake_logits(x: np.ndarray, num_classes: int, classify: bool = False) -> np.ndarray:
+    """What the simulated engine computes: per class, a scaled channel sum (pooled when classifying)."""
+    summed = x.sum(axis=(1, 2, 3) if classify else 1)
+    return np.stack([summed * (c + 1) - c for c in range(num_classes)], axis=1).astype(np.float32)
+
+
+class FakeContext:
+    def __init__(self, engine):
+        self.engine, self.shapes, self.addresses, self.batches = engine, {}, {}, []
+
+    def set_input_shape(self, name, shape):
+        self.shapes[name] = tuple(shape)
+        return True
+
+    def get_tensor_shape(self, name):
+        n, _, h, w = self.shapes["input"]
+        if name != "logits":
+            return self.shapes[name]
+        return (n, self.engine.num_classes) if self.engine.classify else (n, self.engine.num_classes, h, w)
+
+    def set_tensor_address(self, name, ptr):
+        self.addresses[name] = ptr
+        return True
+
+    def execute_async_v3(self, stream):
+        shape = self.shapes["input"]
+        x = np.frombuffer((ctypes.c_byte * (4 * int(np.prod(shape)))).from_address(self.addresses["input"]), np.float32)
+        y = fake_logits(x.reshape(shape), self.engine.num_classes, self.engine.classify)
+        ctypes.memmove(self.addresses["logits"], y.ctypes.data, y.nbytes)
+        self.batches.append(shape[0])
+        return True
+
+
+class FakeEngine:
+    num_io_tensors = 2
+
+    def __init__(self, profile, num_classes, classify):
+        self.profile, self.num_classes, self.classify, self.contexts = profile, num_classes, classify, []
+
+    def get_tensor_name(self, i):
+        return ("input", "logits")[i]
+
+    def get_tensor_mode(self, name):
+        return FakeTrt.TensorIOMode.INPUT if name == "input" else FakeTrt.TensorIOMode.OUTPUT
+
+    def get_tensor_dtype(self, name):
+        return "float32"
+
+    def get_tensor_profile_shape(self, name, index):
+        return [self.profile[k] for k in ("min", "opt", "max")]
+
+    def create_execution_context(self):
+        self.contexts.append(FakeContext(self))
+        return self.contexts[-1]
+
+
+class FakeTrt:
+    __version__ = "10.8.0.43"
+    TensorIOMode = SimpleNamespace(INPUT="input-mode", OUTPUT="output-mode")
+    engines: list = []
+
+    class ILogger:
+        Severity = SimpleNamespace(INTERNAL_ERROR=0, ERROR=1, WARNING=2, INFO=3, VERBOSE=4)
+
+        def __init__(self):
+            pass
+
+    @staticmethod
+    def nptype(dtype):
+        return np.dtype(dtype).type
+
+    class Runtime:
+        def __init__(self, logger):
+            self.logger = logger
+
+        def deserialize_cuda_engine(self, data):
+            if not data.startswith(b"FAKEPLAN"):
+                self.logger.log(FakeTrt.ILogger.Severity.ERROR, "Serialization assertion magicTagRead == kMAGIC_TAG failed.")
+                return None
+            profile = {k: tuple(v) for k, v in zip(("min", "opt", "max"), np.frombuffer(data[8:32], np.int16).reshape(3, 4).tolist())}
+            FakeTrt.engines.append(FakeEngine(profile, int(data[32]), bool(data[33])))
+            return FakeTrt.engines[-1]
+
+
+def fake_plan(profile: dict, num_classes: int = 3, classify: bool = False) -> bytes:
+    """A plan the simulated runtime loads: its profile, classes and task are in its bytes."""
+    dims = np.array([profile[k] for k in ("min", "opt", "max")], np.int16)
+    return b"FAKEPLAN" + dims.tobytes() + bytes([num_classes, classify]) + b"weights" * 10
+
+
+@pytest.fixture
+def simulated(monkeypatch):
+    cudart = FakeCudart()
+    monkeypatch.setattr(backend_module, "load_tensorrt", lambda: FakeTrt)
+    monkeypatch.setattr(backend_module, "Cuda", lambda device: Cuda(device, cudart=cudart))
+    FakeTrt.engines = []
+    return cudart
+
+
+def open_fake(tmp_path, profile, **binding_changes):
+    plan = fake_plan(profile)
+    binding = binding_for(plan, profile={k: list(v) for k, v in profile.items()}, **binding_changes)
+    return TensorRTBackend(write_engine(tmp_path, plan, binding), device="cuda")
+
+
+PROFILE = {"min": (1, 3, 8, 8), "opt": (2, 3, 16, 16), "max": (2, 3, 32, 32)}
+
+
+def test_large_batches_are_split_and_buffers_reused(tmp_path, simulated):
+    rng = np.random.default_rng(0)
+    with open_fake(tmp_path, PROFILE) as trt_backend:
+        context = FakeTrt.engines[0].contexts[0]
+        batch = rng.normal(size=(5, 3, 16, 16)).astype(np.float32)
+        np.testing.assert_allclose(trt_backend.infer(batch), fake_logits(batch, 3), rtol=1e-6)
+        assert context.batches == [2, 2, 1]  # the profile's maximum batch is 2
+        allocations = simulated.mallocs
+        assert allocations == 4  # pinned + device, input + output, sized by the first chunk
+        again = rng.normal(size=(2, 3, 12, 16)).astype(np.float32)  # smaller: fits the same buffers
+        np.testing.assert_allclose(trt_backend.infer(again), fake_logits(again, 3), rtol=1e-6)
+        assert simulated.mallocs == allocations
+        bigger = rng.normal(size=(1, 3, 32, 32)).astype(np.float32)
+        np.testing.assert_allclose(trt_backend.infer(bigger), fake_logits(bigger, 3), rtol=1e-6)
+        assert simulated.mallocs == allocations + 4  # grown once
+    assert simulated.blocks == {}  # close() freed every buffer
+
+
+def test_small_batches_are_padded_to_the_profile_minimum(tmp_path, simulated):
+    profile = {"min": (2, 3, 8, 8), "opt": (4, 3, 16, 16), "max": (4, 3, 16, 16)}
+    batch = np.random.default_rng(1).normal(size=(1, 3, 16, 16)).astype(np.float32)
+    with open_fake(tmp_path, profile) as trt_backend:
+        out = trt_backend.infer(batch)
+    assert out.shape == (1, 3, 16, 16)
+    np.testing.assert_allclose(out, fake_logits(batch, 3), rtol=1e-6)
+    assert FakeTrt.engines[0].contexts[0].batches == [2]
+
+
+def test_input_outside_the_profile_is_refused(tmp_path, simulated):
+    with open_fake(tmp_path, PROFILE) as trt_backend, pytest.raises(DlcvError) as info:
+        trt_backend.infer(np.zeros((1, 3, 64, 64), np.float32))
+    assert "outside the engine's optimisation profile 3x8x8 .. 3x32x32" in str(info.value)
+
+
+def test_mismatches_refused_with_a_rebuild_hint(tmp_path, simulated):
+    for changes, needle in [
+        ({"tensorrt_version": "10.7.0.1"}, "built with TensorRT 10.7.0.1, this machine has TensorRT 10.8.0.43"),
+        ({"compute_capability": "9.0", "gpu_name": "H100"}, "built for H100 (compute capability 9.0)"),
+    ]:
+        with pytest.raises(DlcvError) as info:
+            open_fake(tmp_path, PROFILE, **changes)
+        one_line_error(info, tmp_path / "model.plan", needle, "dlcv-export runs/x/best.pt --trt")
+
+
+def test_undeserializable_plan_gives_tensorrt_reason(tmp_path, simulated):
+    plan = b"NOTAPLAN" * 20
+    path = write_engine(tmp_path, plan, binding_for(plan))
+    with pytest.raises(DlcvError) as info:
+        TensorRTBackend(path)
+    one_line_error(info, path, "cannot load this engine (Serialization assertion magicTagRead")
+
+
+# --------------------------------------------------------------------------- real GPU
+
+
+def _gpu_available() -> bool:
+    try:
+        trt = backend_module.load_tensorrt()
+        Cuda(0).gpu()
+        return trt is not None
+    except DlcvError:
+        return False
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _gpu_available(), reason="needs a CUDA GPU and TensorRT")
+def test_real_engine_runs_a_truncated_copy_is_refused(tmp_path):
+    pytest.importorskip("tensorrt")  # the builder, to make an engine
+    from tests.export.test_tensorrt_build import build_real_engine
+
+    plan_path, reference = build_real_engine(tmp_path)
+    with TensorRTBackend(plan_path) as trt_backend:
+        batch, want = reference
+        got = trt_backend.infer(batch)
+        assert got.shape == want.shape and (got.argmax(1) == want.argmax(1)).mean() > 0.99
+    truncated = tmp_path / "copy.plan"
+    truncated.write_bytes(plan_path.read_bytes()[:1000])
+    (tmp_path / "copy.plan.json").write_text((tmp_path / f"{plan_path.name}.json").read_text())
+    with pytest.raises(DlcvError) as info:
+        TensorRTBackend(truncated)
+    one_line_error(info, truncated, "truncated")
