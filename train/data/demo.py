@@ -22,7 +22,7 @@ import numpy as np
 
 from dlcv.runtime.imageio import write_png
 
-DEMO_VERSION = 1
+DEMO_VERSION = 3
 SEG_CLASSES = ("background",) + tuple(f"digit_{d}" for d in range(10))
 CLS_CLASSES = tuple(str(d) for d in range(10))
 SPLITS = ("train", "val", "test")
@@ -66,13 +66,13 @@ def _digit_pools(seed: int) -> dict[str, list[tuple[np.ndarray, int]]]:
 
 
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:
-    """A smooth random colour field with stripes and pixel noise, float32 in [0, 1]."""
+    """A light, smooth random colour field with stripes (like tinted, textured paper), float32 in [0, 1]."""
     coarse = rng.uniform(0.0, 1.0, size=(4, 4, 3)).astype(np.float32)
     field = cv2.resize(coarse, (size, size), interpolation=cv2.INTER_CUBIC)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     angle, freq = rng.uniform(0, np.pi), rng.uniform(0.15, 0.6)
-    stripes = 0.12 * np.sin(freq * (np.cos(angle) * xx + np.sin(angle) * yy))[..., None]
-    return np.clip(0.55 * field + 0.2 + stripes, 0, 1)
+    stripes = 0.06 * np.sin(freq * (np.cos(angle) * xx + np.sin(angle) * yy))[..., None]
+    return np.clip(0.35 * field + 0.55 + stripes, 0, 1)
 
 
 def _paste_digit(canvas, labels, digit, cls, rng, min_size, max_size):
@@ -82,17 +82,16 @@ def _paste_digit(canvas, labels, digit, cls, rng, min_size, max_size):
     h, w = labels.shape
     top, left = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
     region = canvas[top : top + size, left : left + size]
-    bg_mean = region.mean(axis=(0, 1))
-    colour = rng.uniform(0, 1, 3).astype(np.float32)
-    while np.abs(colour - bg_mean).sum() < 0.9:  # keep digits visible against the background
-        colour = rng.uniform(0, 1, 3).astype(np.float32)
+    # Dark ink of a random hue on light paper: digits always stand out by brightness, while
+    # colour and texture still vary, so the task needs shape, not a colour shortcut.
+    colour = (rng.uniform(0.0, 0.35, 3)).astype(np.float32)
     alpha = np.clip(glyph * 1.5, 0, 1)[..., None]
     region[:] = alpha * colour + (1 - alpha) * region
     labels[top : top + size, left : left + size][mask] = cls
 
 
 def _finish(canvas: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    noisy = canvas + rng.normal(0, 0.04, canvas.shape).astype(np.float32)
+    noisy = canvas + rng.normal(0, 0.03, canvas.shape).astype(np.float32)
     return (np.clip(noisy, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
@@ -105,7 +104,7 @@ def _write_segmentation(root: Path, pools, sizes: DemoSizes) -> None:
             labels = np.zeros((sizes.canvas, sizes.canvas), np.uint8)
             for _ in range(int(rng.integers(1, 4))):
                 digit, target = pool[int(rng.integers(len(pool)))]
-                _paste_digit(canvas, labels, digit, target + 1, rng, 22, 34)
+                _paste_digit(canvas, labels, digit, target + 1, rng, 24, 38)
             write_png(root / split / f"{i:04d}.png", _finish(canvas, rng))
             write_png(root / f"{split}annot" / f"{i:04d}.png", labels)
     classes = {"class_names": list(SEG_CLASSES), "palette": demo_palette(len(SEG_CLASSES)), "ignore_index": 255}
