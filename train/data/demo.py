@@ -22,7 +22,7 @@ import numpy as np
 
 from dlcv.runtime.imageio import write_png
 
-DEMO_VERSION = 3
+DEMO_VERSION = 4
 SEG_CLASSES = ("background",) + tuple(f"digit_{d}" for d in range(10))
 CLS_CLASSES = tuple(str(d) for d in range(10))
 SPLITS = ("train", "val", "test")
@@ -80,7 +80,10 @@ def _paste_digit(canvas, labels, digit, cls, rng, min_size, max_size):
     glyph = cv2.resize(digit.astype(np.float32), (size, size), interpolation=cv2.INTER_LINEAR)
     mask = glyph > 0.35
     h, w = labels.shape
-    top, left = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
+    for _ in range(20):  # prefer a spot that does not cover digits already placed
+        top, left = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
+        if np.count_nonzero(labels[top : top + size, left : left + size][mask]) <= 0.02 * mask.sum():
+            break
     region = canvas[top : top + size, left : left + size]
     # Dark ink of a random hue on light paper: digits always stand out by brightness, while
     # colour and texture still vary, so the task needs shape, not a colour shortcut.
