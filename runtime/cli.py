@@ -30,21 +30,25 @@ DEFAULT_WORKERS = max(1, min(4, os.cpu_count() or 1))
               help="Threads that decode and preprocess images.")
 @click.option("--recursive", is_flag=True, help="Include nested folders (outputs mirror them).")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
+@click.option("--skip-existing", is_flag=True,
+              help="Resume an interrupted run: images whose outputs all exist are not run again (their "
+                   "masks or predictions rows are still scored with --labels).")
 @click.option("--strict", is_flag=True, help="Exit with code 1 when any image failed.")
 @click.option("--max-pixels", type=click.IntRange(min=1), default=DEFAULT_MAX_PIXELS, show_default=True,
-              help="Refuse images larger than this many pixels.")
+              help="Refuse images larger than this many pixels (read from the header, before decoding).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no per-file warnings.")
 @debug_option
 @handle_errors
 def main(images_dir: Path, engine: Path, labels: Path | None, out: Path | None, batch_size: int, device: str,
-         workers: int, recursive: bool, overwrite: bool, strict: bool, max_pixels: int, quiet: bool,
-         debug: bool) -> None:
+         workers: int, recursive: bool, overwrite: bool, skip_existing: bool, strict: bool, max_pixels: int,
+         quiet: bool, debug: bool) -> None:
     """Run a deployed model over the images in IMAGES_DIR and write masks or predictions.csv.
 
     Segmentation writes <stem>.png (class indices, original size) and <stem>_color.png;
     classification writes predictions.csv. With --labels, metrics.json holds the scores.
     Unreadable images are listed in errors.csv and skipped; the exit code is 0 when any
-    image succeeded (1 with --strict when any failed).
+    image succeeded (1 with --strict when any failed). Outputs are written atomically: a
+    killed run is resumed with --skip-existing.
     """
     config = InferConfig(
         engine=engine,
@@ -56,9 +60,11 @@ def main(images_dir: Path, engine: Path, labels: Path | None, out: Path | None, 
         workers=workers,
         recursive=recursive,
         overwrite=overwrite,
+        skip_existing=skip_existing,
         strict=strict,
         progress=False if quiet else None,
         max_pixels=max_pixels,
+        debug=debug,
     )
 
     if not debug:  # OpenCV's own decoder warnings would duplicate the per-file messages

@@ -53,8 +53,13 @@ def colour_model(
     metadata: bool = True,
     opset: int = 17,
     input_hw: tuple[int, int] | None = None,
+    metadata_class_names: Sequence[str] | None = None,
 ) -> Path:
-    """Write a colour-template model (float32 input N×3×H×W, output ``logits``) to ``path``."""
+    """Write a colour-template model (float32 input N×3×H×W, output ``logits``) to ``path``.
+
+    ``metadata_class_names`` puts other classes into the metadata than the graph computes (a
+    model whose metadata does not match it).
+    """
     if colours is None:
         colours = SEG_COLOURS if task == "segmentation" else CLS_COLOURS
     if class_names is None:
@@ -80,11 +85,12 @@ def colour_model(
     graph = helper.make_graph(nodes, f"colour_{task}", [x], [y], initializer=inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=8)
     if metadata:
+        names = tuple(metadata_class_names if metadata_class_names is not None else class_names)
         md = ArtifactMetadata(
             task=task,
             arch="colour-templates",
-            num_classes=c,
-            class_names=tuple(class_names),
+            num_classes=len(names),
+            class_names=names,
             preprocess=preprocess or PreprocessSpec(**PLAIN),
             palette=None if palette is None else tuple(tuple(int(v) for v in p) for p in palette),
             ignore_index=ignore_index,
@@ -136,3 +142,40 @@ def save_image(path: Path, image: np.ndarray, quality: int = 95) -> Path:
 def save_mask(path: Path, labels: np.ndarray) -> Path:
     """Write an index-PNG label map (uint8)."""
     return save_image(path, labels.astype(np.uint8))
+
+
+def with_external_data(model_path: Path, data_name: str = "weights.bin") -> Path:
+    """Move every tensor of a saved model into ``data_name`` beside it (onnx's own writer)."""
+    from onnx import external_data_helper
+
+    model = onnx.load(str(model_path))
+    external_data_helper.convert_model_to_external_data(
+        model, all_tensors_to_one_file=True, location=data_name, size_threshold=0, convert_attribute=True
+    )
+    onnx.save(model, str(model_path))
+    return model_path
+
+
+def set_external_location(model_path: Path, location: str) -> Path:
+    """Rewrite every external tensor's recorded data location, as a crafted file would."""
+    model = onnx.load(str(model_path), load_external_data=False)
+    for tensor in _graph_tensors(model.graph):
+        for entry in tensor.external_data:
+            if entry.key == "location":
+                entry.value = location
+    Path(model_path).write_bytes(model.SerializeToString())  # onnx.save would refuse (or follow) the location
+    return model_path
+
+
+def _graph_tensors(graph: onnx.GraphProto):
+    """Every TensorProto of a graph: initializers, and node attributes down into subgraphs."""
+    yield from graph.initializer
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("t"):
+                yield attr.t
+            yield from attr.tensors
+            if attr.HasField("g"):
+                yield from _graph_tensors(attr.g)
+            for sub in attr.graphs:
+                yield from _graph_tensors(sub)

@@ -12,14 +12,10 @@ import pytest
 
 from dlcv.runtime.errors import DlcvError, DlcvUsageError
 from dlcv.runtime.imageio import read_image, read_label_map
-from dlcv.runtime.infer import (
-    LABEL_RULES,
-    PREDICTION_COLUMNS,
-    InferConfig,
-    ShapeBatcher,
-    parse_label,
-    run_inference,
-)
+from dlcv.runtime.batching import ShapeBatcher
+from dlcv.runtime.infer import InferConfig, run_inference
+from dlcv.runtime.labels import LABEL_RULES, parse_label
+from dlcv.runtime.outputs import PREDICTION_COLUMNS
 from dlcv.runtime.listing import ListingStats, iter_image_files
 from dlcv.runtime.postprocess import default_palette, softmax, topk
 from dlcv.runtime.preprocess import PreprocessSpec
