@@ -52,6 +52,7 @@ from tqdm import tqdm
 
 from .atomic import remove_stale_temporaries, write_text_atomic
 from .backends import Backend, open_backend
+from .backends.onnxruntime_backend import DEVICE_PROVIDERS
 from .batching import Loaded, LoadJob, ShapeBatcher, load_job, window_size
 from .errors import DlcvError, DlcvUsageError, first_line
 from .imageio import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, write_png
@@ -73,7 +74,7 @@ from .version import dlcv_version
 
 logger = logging.getLogger("dlcv.runtime.infer")
 
-DEVICES = ("cpu", "cuda")
+DEVICES = tuple(DEVICE_PROVIDERS)  # cpu, cuda, tensorrt (onnxruntime providers; engines always run on the GPU)
 
 
 @dataclass(frozen=True)
