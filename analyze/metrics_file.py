@@ -9,13 +9,12 @@ without PyTorch. This module imports neither torch nor matplotlib.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-import numpy as np
 
+from dlcv.runtime.jsonable import strict_json
 from dlcv.runtime.atomic import write_text_atomic
 from dlcv.runtime.errors import DlcvError
 from dlcv.runtime.metrics import ConfusionMatrix, confusion_from_dict
@@ -75,23 +74,6 @@ def read_metrics_json(path: str | Path) -> MetricsRecord:
         raise DlcvError(f"{path}: {len(names)} class names for a {n}×{n} confusion matrix")
     context = {k: v for k, v in record.items() if k != "metrics"}
     return MetricsRecord(path, _task(record, metrics, path), tuple(str(c) for c in names), confusion, metrics, context)
-
-
-def strict_json(value: Any) -> Any:
-    """NaN/inf -> None, numpy values -> Python, tuples -> lists, paths -> str (valid JSON)."""
-    if isinstance(value, dict):
-        return {str(k): strict_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [strict_json(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return strict_json(value.tolist())
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Path):
-        return str(value)
-    return value
 
 
 def write_metrics_json(path: str | Path, task: str, metrics: Mapping[str, Any], class_names, **context: Any) -> Path:

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import sys
 import time
@@ -45,7 +44,7 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 from tqdm import tqdm
@@ -56,6 +55,7 @@ from .backends.onnxruntime_backend import DEVICE_PROVIDERS
 from .batching import Loaded, LoadJob, ShapeBatcher, load_job, window_size
 from .errors import DlcvError, DlcvUsageError, first_line
 from .imageio import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, write_png
+from .jsonable import strict_json
 from .labels import TOPK, ClassificationLabels, ClassificationScorer, SegmentationScorer, ranking_scores
 from .listing import ImageFile, ListingStats, has_subfolders, iter_image_files
 from .metadata import ArtifactMetadata
@@ -326,21 +326,6 @@ class _Run:
         return {k: (float(v) if isinstance(v, float) else v) for k, v in stats.items()}
 
 
-def _jsonable(value: Any) -> Any:
-    """NaN/inf -> None, numpy scalars -> Python, tuples -> lists, Paths -> str (strict JSON)."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
 def _check_paths(config: InferConfig, out_dir: Path) -> None:
     """Input/output folder sanity before the model is opened."""
     images = config.images
@@ -520,7 +505,7 @@ def run_inference(config: InferConfig, *, log: Callable[[str], None] | None = No
             "label_report": report,
         }
         try:
-            write_text_atomic(outputs["metrics_json"], json.dumps(_jsonable(record), indent=2, ensure_ascii=False) + "\n")
+            write_text_atomic(outputs["metrics_json"], json.dumps(strict_json(record), indent=2, ensure_ascii=False) + "\n")
         except OSError as exc:
             raise _write_error(out_dir, exc) from exc
     return summary

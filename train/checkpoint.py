@@ -65,25 +65,34 @@ def save_checkpoint(path: str | os.PathLike, ckpt: Mapping[str, Any]) -> Path:
     return path
 
 
-def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Load and validate a dlcv checkpoint. Pickled objects are refused, never executed."""
-    path = Path(path)
-    if not path.is_file():
-        raise DlcvError(f"{path}: checkpoint not found")
+def load_weights_only(path: Path, kind: str, remedy: str) -> Any:
+    """``torch.load(path, weights_only=True)`` with one-line errors naming the file.
+
+    A file that carries pickled Python objects is refused (never executed), with ``remedy``;
+    a truncated or foreign file is reported as not a readable PyTorch ``kind``.
+    """
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         detail = next((ln.strip() for ln in str(exc).splitlines() if "WeightsUnpickler error" in ln), first_line(exc))
         if "Unsupported global" in detail or "GLOBAL" in detail:
             raise DlcvError(
                 f"{path}: refused: the file holds pickled Python objects that weights-only loading does not run "
-                f"({detail[:200]}). Re-save it as a plain dict of tensors and values (dlcv checkpoints are)."
+                f"({detail[:200]}). {remedy}"
             ) from None
-        raise DlcvError(f"{path}: not a readable PyTorch checkpoint ({detail[:200]})") from None
+        raise DlcvError(f"{path}: not a readable PyTorch {kind} ({detail[:200]})") from None
     except Exception as exc:  # zip/format errors from torch: truncated or not a torch file
         raise DlcvError(
-            f"{path}: not a readable PyTorch checkpoint, truncated or another format ({type(exc).__name__}: {first_line(exc, 200)})"
+            f"{path}: not a readable PyTorch {kind}, truncated or another format ({type(exc).__name__}: {first_line(exc, 200)})"
         ) from None
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Load and validate a dlcv checkpoint. Pickled objects are refused, never executed."""
+    path = Path(path)
+    if not path.is_file():
+        raise DlcvError(f"{path}: checkpoint not found")
+    ckpt = load_weights_only(path, "checkpoint", "Re-save it as a plain dict of tensors and values (dlcv checkpoints are).")
     if not isinstance(ckpt, dict):
         raise DlcvError(f"{path}: expected a dlcv checkpoint (a dict), found {type(ckpt).__name__}")
     missing = [k for k in REQUIRED_KEYS if k not in ckpt]

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
@@ -20,8 +19,9 @@ from typing import Callable, Iterable, Mapping
 import torch
 import torch.nn as nn
 
-from dlcv.runtime.errors import DlcvError, DlcvUsageError, first_line
+from dlcv.runtime.errors import DlcvError, DlcvUsageError
 
+from .checkpoint import load_weights_only
 from .models.fcn import FCN, course_key
 from .models.vgg import vgg16_pool_indices
 
@@ -97,18 +97,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise DlcvError(f"{path}: weights file not found")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        detail = next((ln.strip() for ln in str(exc).splitlines() if "WeightsUnpickler error" in ln), first_line(exc))
-        if "Unsupported global" in detail or "GLOBAL" in detail:
-            raise DlcvError(
-                f"{path}: refused: the file holds pickled Python objects that weights-only loading does not run "
-                f"({detail[:200]}). Save model.state_dict() instead of the model object."
-            ) from None
-        raise DlcvError(f"{path}: not a readable PyTorch weights file ({detail[:200]})") from None
-    except Exception as exc:  # zip/format errors: truncated or not a torch file
-        raise DlcvError(f"{path}: not a readable PyTorch weights file ({type(exc).__name__}: {first_line(exc, 200)})") from None
+    obj = load_weights_only(path, "weights file", "Save model.state_dict() instead of the model object.")
     state = _tensor_dict(obj)
     if state is None and isinstance(obj, Mapping):
         state = next((found for k in NESTED_STATE_KEYS if (found := _tensor_dict(obj.get(k)))), None)

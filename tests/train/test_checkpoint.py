@@ -1,5 +1,4 @@
 """Self-describing checkpoints: round trip, weights-only loading, refusal of pickled objects."""
-import pickle
 
 import pytest
 import torch
