@@ -5,11 +5,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.dlcv-installed
 
-# Demo settings: a narrow FCN8s (same architecture, 1/8 of the channels) that trains on 2 CPU cores.
+# Demo settings: a narrow FCN8s (same architecture, 1/8 of the channels, BatchNorm in the encoder
+# since it starts without ImageNet weights) that trains in about six minutes on 2 CPU cores.
 DEMO_MODEL ?= fcn8s
 DEMO_WIDTH ?= 0.125
-DEMO_EPOCHS ?= 6
-DEMO_LR ?= 1e-4
+DEMO_EPOCHS ?= 7
+DEMO_LR ?= 1e-3
 DEMO_RUN ?= runs/demo-$(DEMO_MODEL)
 DEMO_ART ?= artifacts/demo-$(DEMO_MODEL)
 DEMO_OUT ?= demo-out

@@ -43,9 +43,9 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--model", default="fcn8s")
     p.add_argument("--width", default="0.125")
-    p.add_argument("--epochs", default="6")
-    p.add_argument("--lr", default="1e-4")
-    p.add_argument("--batch-size", default="16")
+    p.add_argument("--epochs", default="7")
+    p.add_argument("--lr", default="1e-3")
+    p.add_argument("--batch-size", default="8")
     p.add_argument("--run", type=Path, default=Path("runs/demo-fcn8s"))
     p.add_argument("--artifacts", type=Path, default=Path("artifacts/demo-fcn8s"))
     p.add_argument("--out", type=Path, default=Path("demo-out"))
@@ -57,7 +57,8 @@ def main() -> int:
     data = demo_root("segmentation")
     print(f"demo data: {data}")
     run(["dlcv-train", a.model, "--data", "demo", "--width", a.width, "--epochs", a.epochs, "--lr", a.lr,
-         "--batch-size", a.batch_size, "--out", str(a.run)])  # fmt: skip
+         "--batch-size", a.batch_size, "--scheduler", "cosine", "--model-arg", "batch_norm=true",
+         "--no-tensorboard", "--out", str(a.run)])  # fmt: skip
     run(["dlcv-export", str(a.run / "best.pt"), "--out", str(a.artifacts)])
     onnx_path = a.artifacts / f"{a.model}.onnx"
     rows = []
@@ -68,7 +69,8 @@ def main() -> int:
         rows.append((name, json.loads((out / "metrics.json").read_text())))
 
     agreement = mask_agreement(a.out / "torch", a.out / "onnxruntime")
-    print("\nHeld-out demo test images (150 images, 64×64), same preprocessing, same pipeline:\n")
+    n_test = len(list((data / "test").glob("*.png")))
+    print(f"\nHeld-out demo test images ({n_test} images, 64×64), same preprocessing, same dlcv-infer pipeline:\n")
     print(f"{'backend':<12} {'mIoU':>7} {'pixel acc':>9} {'infer ms/img':>12} {'end-to-end ms/img':>18}")
     for name, m in rows:
         t = m["timing"]

@@ -1,0 +1,81 @@
+"""``dlcv-bench CKPT.pt [ARTIFACT ...]``: latency and task-level parity against the PyTorch original.
+
+Thin: parses options, builds a :class:`BenchConfig`, calls :func:`run_benchmark`, prints
+the headline table and where the report is.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+from dlcv.runtime.cli_support import debug_option, handle_errors, parse_size
+
+from .config import BACKEND_FAMILIES, DEFAULT_RESULTS_DIR, PRECISIONS, BenchConfig, parse_int_list, parse_name_list
+
+
+# fmt: off
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("checkpoint", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("artifacts", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--data", default=None, metavar="DIR|demo",
+              help="Dataset folder (test split, else val), a folder of images, or 'demo'. Default: synthetic images.")
+@click.option("--backends", default=None, metavar="LIST",
+              help=f"Families to run, from {','.join(BACKEND_FAMILIES)} (default: all there is a model for). "
+                   "PyTorch eager FP32 always runs: it is the reference.")
+@click.option("--batch-sizes", default="1,8", show_default=True, metavar="LIST", help="Batch sizes to time.")
+@click.option("--shape", default=None, metavar="HxW",
+              help="Latency input size (default: the preprocessing's fixed size, else the first image's, else 224x224).")
+@click.option("--warmup", type=int, default=3, show_default=True, help="Untimed calls per backend and batch size.")
+@click.option("--iters", type=int, default=20, show_default=True, help="Timed calls per backend and batch size.")
+@click.option("--rounds", type=int, default=5, show_default=True, help="Interleaved rounds the timed calls are split into.")
+@click.option("--device", default="cpu", show_default=True, help="cpu or cuda[:N] (GPU baselines: autocast, CUDA graphs).")
+@click.option("--precisions", default=",".join(PRECISIONS), show_default=True, metavar="LIST",
+              help="ONNX precisions to export when no artifact is given.")
+@click.option("--images", type=int, default=32, show_default=True, help="Images compared for parity (and INT8 calibration).")
+@click.option("--e2e-images", type=int, default=16, show_default=True,
+              help="Image files run through the end-to-end split (0: skip).")
+@click.option("--bootstrap", type=int, default=1000, show_default=True, help="Bootstrap resamples for the 95% intervals.")
+@click.option("--tie-margin", type=float, default=None, help="Near-tie logit margin (default: per precision).")
+@click.option("--threads", type=int, default=None, help="Intra-op threads for PyTorch and onnxruntime (default: all cores).")
+@click.option("--ceiling-size", type=int, default=None, metavar="N",
+              help="Matrix size of the FP32 matmul ceiling (default: 2048 on the CPU, 8192 on a GPU).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for synthetic images and the bootstrap.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_RESULTS_DIR, show_default=True,
+              help="Parent folder of the results folder.")
+@click.option("--name", default=None, help="Results folder name under --out (default: <arch>-<H>x<W>-<device>).")
+@click.option("--note", default=None, help="A sentence added to the report's notes (e.g. 'untrained weights').")
+@debug_option
+@handle_errors
+def main(checkpoint, artifacts, data, backends, batch_sizes, shape, warmup, iters, rounds, device, precisions, images,
+         e2e_images, bootstrap, tie_margin, threads, ceiling_size, seed, out, name, note, debug):
+    # fmt: on
+    """Benchmark CHECKPOINT.pt and its deployed ARTIFACTs (.onnx, .plan): latency, throughput,
+    memory, FLOP/s against the machine's ceiling, and parity in task terms against PyTorch FP32.
+    Without ARTIFACTs the ONNX files are exported into a temporary folder."""
+    from .report import headline_table
+    from .run import run_benchmark
+
+    config = BenchConfig(
+        checkpoint=checkpoint, artifacts=tuple(artifacts), data=data,
+        backends=parse_name_list(backends, "--backends", BACKEND_FAMILIES) if backends else None,
+        batch_sizes=parse_int_list(batch_sizes, "--batch-sizes"), shape=parse_size(shape, "--shape"),
+        warmup=warmup, iters=iters, rounds=rounds, device=device,
+        precisions=parse_name_list(precisions, "--precisions", PRECISIONS), images=images, e2e_images=e2e_images,
+        bootstrap=bootstrap, tie_margin=tie_margin, seed=seed, threads=threads, ceiling_size=ceiling_size, out=out,
+        name=name, note=note,
+    )  # fmt: skip
+    command = shlex.join(["dlcv-bench", *sys.argv[1:]]) if Path(sys.argv[0]).name == "dlcv-bench" else None
+    result = run_benchmark(config, log=lambda line: click.echo(line, err=True), command=command)
+    click.echo(headline_table(result))
+    failed = sum(1 for r in result.records if r["error"])
+    if failed:
+        click.echo(f"{failed} record(s) carry an error; see the report's 'Skipped and failed' section", err=True)
+    click.echo(f"wrote {', '.join(str(p) for p in result.files.values())}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

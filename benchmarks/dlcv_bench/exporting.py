@@ -1,0 +1,95 @@
+"""Artifacts for a run without explicit ones: export them from the checkpoint with dlcv-export's library.
+
+FP32 ONNX always; FP16 and INT8 when asked for and when this dlcv's export offers them
+(``ExportConfig.fp16`` / ``.int8`` writing ``<arch>.fp16.onnx`` / ``<arch>.int8.onnx``). The
+export is imported lazily, and anything that is missing or fails becomes a message for that
+precision's row instead of stopping the benchmark.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from dlcv.runtime.errors import first_line
+from dlcv.runtime.metadata import ArtifactMetadata
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class ExportOutcome:
+    """The ONNX files written per precision, and why the others are absent."""
+
+    paths: dict[str, Path] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {first_line(exc)}"
+
+
+def export_artifacts(
+    checkpoint: Path,
+    metadata: ArtifactMetadata,
+    precisions: tuple[str, ...],
+    *,
+    out: Path,
+    shape: tuple[int, int],
+    calibration: Path,
+    calib_count: int,
+    eval_count: int,
+    log: Log,
+) -> ExportOutcome:
+    """Export ``precisions`` of ``checkpoint`` into ``out`` (see the module docstring)."""
+    outcome = ExportOutcome()
+    try:
+        from dlcv.export.config import ExportConfig
+        from dlcv.export.onnx_export import export_onnx, precision_path
+    except ImportError as exc:
+        message = f"dlcv.export cannot be imported ({first_line(exc)}); install dlcv[train] or pass ONNX files"
+        outcome.errors = dict.fromkeys(precisions, message)
+        return outcome
+
+    spec = metadata.preprocess
+    fixed = tuple(spec.size) if spec.resize != "none" and spec.size else None
+    # A size fixed by the preprocessing is the export's own; otherwise export and verify at ``shape``.
+    base = dict(checkpoint=checkpoint, out=out, strict=False, input_size=None if fixed else tuple(shape))
+    options = {f.name for f in dataclasses.fields(ExportConfig)}
+    reduced = [p for p in precisions if p != "fp32"]
+    for p in reduced:
+        if p not in options:
+            name = precision_path(out, metadata.arch, p).name
+            outcome.errors[p] = f"this dlcv's export has no {p} option (ExportConfig.{p}); pass a {name} file instead"
+    wanted = [p for p in reduced if p in options]
+    extra: dict = {p: True for p in wanted}
+    if "int8" in wanted:
+        extra.update(calib=calibration, calib_count=calib_count)
+    if wanted and "eval_count" in options:
+        extra["eval_count"] = eval_count
+
+    try:
+        export_onnx(ExportConfig(**base, **extra), log=log)
+    except Exception as exc:  # an export problem is a row's error, never the run's end
+        message = _describe(exc)
+        if not wanted:
+            outcome.errors.update(dict.fromkeys(precisions, f"export failed: {message}"))
+            return outcome
+        for p in wanted:
+            outcome.errors[p] = f"export with --{' --'.join(wanted)} failed: {message}"
+        if not precision_path(out, metadata.arch, "fp32").is_file():
+            log(f"warning: export with {', '.join(wanted)} failed ({message}); exporting FP32 alone")
+            try:
+                export_onnx(ExportConfig(**base), log=log)
+            except Exception as exc2:
+                outcome.errors["fp32"] = f"export failed: {_describe(exc2)}"
+    for p in precisions:
+        path = precision_path(out, metadata.arch, p)
+        if path.is_file():  # published only after its verification: usable whatever failed later
+            outcome.paths[p] = path
+            outcome.errors.pop(p, None)
+        elif p not in outcome.errors:
+            outcome.errors[p] = f"the export wrote no {path.name}: this dlcv's export does not produce {p} ONNX files"
+    return outcome

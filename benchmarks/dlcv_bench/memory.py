@@ -1,0 +1,85 @@
+"""Process memory: resident set size and its peak (Linux ``/proc``), and PyTorch's GPU peak.
+
+The peak resident set size (``VmHWM``) is reset before each measured stretch by writing
+``5`` to ``/proc/self/clear_refs`` (Linux 4.0+), so a backend's peak is its own stretch's,
+not the whole run's. Where that is impossible the peak is the process's since it started
+(``getrusage``), and :func:`peak_method` says so.
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+from pathlib import Path
+
+_STATUS = Path("/proc/self/status")
+_CLEAR_REFS = Path("/proc/self/clear_refs")
+_resettable: bool | None = None
+
+
+def _status_kb(field: str) -> float | None:
+    try:
+        for line in _STATUS.read_text().splitlines():
+            if line.startswith(field + ":"):
+                return float(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def current_rss_mb() -> float | None:
+    """Resident set size now, in MB (None where /proc is absent)."""
+    kb = _status_kb("VmRSS")
+    return None if kb is None else kb / 1024.0
+
+
+def reset_peak_rss() -> bool:
+    """Reset the peak RSS to the current RSS; False where the kernel does not allow it."""
+    global _resettable
+    if _resettable is False:
+        return False
+    try:
+        _CLEAR_REFS.write_text("5")
+        _resettable = True
+    except OSError:
+        _resettable = False
+    return _resettable
+
+
+def peak_rss_mb() -> float:
+    """Peak RSS in MB since the last :func:`reset_peak_rss` (or since the process started)."""
+    kb = _status_kb("VmHWM")
+    if kb is not None:
+        return kb / 1024.0
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / (1024.0 * 1024.0) if sys.platform == "darwin" else rss / 1024.0  # bytes on macOS, KB on Linux
+
+
+def peak_method() -> str:
+    """How peaks are measured on this machine (for the report)."""
+    if reset_peak_rss():
+        return "VmHWM, reset per measured stretch (/proc/self/clear_refs)"
+    return "process peak since start (getrusage); not reset between backends"
+
+
+def _torch_cuda():
+    torch = sys.modules.get("torch")  # never import torch just to ask
+    if torch is None or not torch.cuda.is_available() or not torch.cuda.is_initialized():
+        return None
+    return torch.cuda
+
+
+def reset_gpu_peak() -> None:
+    """Reset PyTorch's CUDA allocator peak (no-op without CUDA)."""
+    cuda = _torch_cuda()
+    if cuda is not None:
+        cuda.reset_peak_memory_stats()
+
+
+def gpu_peak_mb() -> float | None:
+    """PyTorch's CUDA allocator peak since :func:`reset_gpu_peak`, in MB; None without CUDA.
+
+    Memory that onnxruntime or TensorRT allocate themselves is not seen here.
+    """
+    cuda = _torch_cuda()
+    return None if cuda is None else cuda.max_memory_allocated() / 2**20
