@@ -20,10 +20,10 @@ from dlcv.runtime.errors import DlcvError
 from dlcv.runtime.metrics import ClassificationMetrics, ConfusionMatrix
 from dlcv.runtime.parity import ParityStats
 from dlcv.runtime.postprocess import softmax
-from dlcv.runtime.preprocess import PreprocessSpec
+from dlcv.runtime.preprocess import PreprocessSpec, input_to_rgb
 from dlcv.train.checkpoint import file_sha256
 
-from .display import disagreement_map, input_to_rgb
+from .display import disagreement_map
 from .evaluation import EvalSplit, LoadedModel, iterate
 from .figures import FigureFile, image_grid, probability_comparison
 from .report import Section, Table

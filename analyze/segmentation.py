@@ -12,8 +12,9 @@ import torch
 from dlcv.runtime.errors import DlcvUsageError
 from dlcv.runtime.metrics import ConfusionMatrix
 from dlcv.runtime.postprocess import palette_array
+from dlcv.runtime.preprocess import input_to_rgb
 
-from .display import colour_labels, input_to_rgb
+from .display import colour_labels
 from .evaluation import EvalSplit, LoadedModel, iterate
 from .figures import FigureFile, image_grid
 from .report import Section, Table

@@ -55,12 +55,22 @@ def segmentation_labels(logits: np.ndarray) -> np.ndarray:
     return np.argmax(logits, axis=1).astype(label_dtype(logits.shape[1]))
 
 
-def colorize(labels: np.ndarray, palette: np.ndarray) -> np.ndarray:
-    """H×W class indices -> H×W×3 RGB uint8 via ``palette`` (indices beyond it are drawn black)."""
+IGNORE_COLOUR = (128, 128, 128)  # unlabelled (ignore-index) pixels
+
+
+def colorize(labels: np.ndarray, palette: np.ndarray, ignore_index: int | None = None) -> np.ndarray:
+    """H×W class indices -> H×W×3 RGB uint8 via ``palette`` (indices beyond it are drawn black;
+    ``ignore_index`` pixels grey)."""
     labels = np.asarray(labels)
+    ignore = labels == ignore_index if ignore_index is not None else None
+    if ignore is not None:
+        labels = np.where(ignore, 0, labels)
     if labels.size and int(labels.max()) >= len(palette):
         palette = np.concatenate([palette, np.zeros((int(labels.max()) + 1 - len(palette), 3), np.uint8)])
-    return palette[labels]
+    rgb = palette[labels]
+    if ignore is not None:
+        rgb[ignore] = IGNORE_COLOUR
+    return rgb
 
 
 def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:

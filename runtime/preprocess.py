@@ -183,3 +183,11 @@ def restore_label_map(pred: np.ndarray, g: Geometry) -> np.ndarray:
     work = region if dtype in (np.uint8, np.uint16, np.int32) else region.astype(np.int32)
     resized = cv2.resize(work, (g.orig_w, g.orig_h), interpolation=cv2.INTER_NEAREST_EXACT)
     return resized.astype(dtype, copy=False)
+
+
+def input_to_rgb(x: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """Undo the normalisation: a 3×H×W model input back to RGB uint8 (the photo as the model saw it)."""
+    rgb = x.transpose(1, 2, 0) * np.asarray(spec.std, np.float32) + np.asarray(spec.mean, np.float32)
+    if spec.color_order == "bgr":
+        rgb = rgb[:, :, ::-1]
+    return np.clip(rgb * 255 + 0.5, 0, 255).astype(np.uint8)

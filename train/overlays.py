@@ -11,11 +11,11 @@ import torch.nn as nn
 
 from dlcv.runtime.imageio import write_png
 from dlcv.runtime.postprocess import colorize, palette_array
+from dlcv.runtime.preprocess import input_to_rgb
 
 from .data.datasets import ImageDataset
 
 TILE_HEIGHT = (96, 256)  # tiles are scaled into this height range (nearest neighbour keeps labels crisp)
-IGNORE_COLOUR = (128, 128, 128)
 LINE = 16  # pixels per header line (the epoch, then the column titles)
 GAP = 4  # white pixels between tiles and rows
 TITLES = ("image", "ground truth", "prediction")
@@ -75,26 +75,15 @@ class OverlayWriter:
         return bool(self.indices)
 
     def _colour(self, labels: np.ndarray) -> np.ndarray:
-        ignore = labels == self.dataset.info.ignore_index
-        rgb = colorize(np.where(ignore, 0, labels), self.palette)
-        rgb[ignore] = IGNORE_COLOUR
-        return rgb
+        return colorize(labels, self.palette, self.dataset.info.ignore_index)
 
     def _row(self, model: nn.Module, index: int, device: torch.device) -> np.ndarray:
         x, y = self.dataset[index]
         pred = model(x[None].to(device)).argmax(1)[0].cpu().numpy()
         labels = y.numpy()
-        tiles = [self._denormalise(x.numpy()), self._colour(labels), self._colour(pred)]
+        tiles = [input_to_rgb(x.numpy(), self.dataset.spec), self._colour(labels), self._colour(pred)]
         scale = _tile_scale(labels.shape[0])
         return _side_by_side([_resize(t, scale) for t in tiles])
-
-    def _denormalise(self, x: np.ndarray) -> np.ndarray:
-        """The photo as the model saw it (the contract's geometry), back in RGB uint8."""
-        spec = self.dataset.spec
-        rgb = x.transpose(1, 2, 0) * np.asarray(spec.std, np.float32) + np.asarray(spec.mean, np.float32)
-        if spec.color_order == "bgr":
-            rgb = rgb[:, :, ::-1]
-        return np.clip(rgb * 255 + 0.5, 0, 255).astype(np.uint8)
 
     @torch.no_grad()
     def write(self, model: nn.Module, epoch: int, device: torch.device) -> Path | None:

@@ -141,7 +141,8 @@ def test_overlays_and_tensorboard_scalars(tmp_path, camvid):
     figure = read_image(run / "overlays" / "epoch_002.png")
     # row 1, tile 2 is the first validation image's ground truth in the dataset's palette (grey = void)
     from dlcv.train.data.formats import open_dataset
-    from dlcv.train.overlays import GAP, IGNORE_COLOUR, LINE, _tile_scale
+    from dlcv.runtime.postprocess import IGNORE_COLOUR
+    from dlcv.train.overlays import GAP, LINE, _tile_scale
     from dlcv.runtime.postprocess import default_palette
 
     ds = open_dataset(camvid)
