@@ -103,7 +103,7 @@ def headline_table(result: "BenchResult") -> str:
     small, large = min(result.config.batch_sizes), max(result.config.batch_sizes)
     header = [
         "backend", "precision", f"latency p50 ms (batch {small})", f"throughput img/s (batch {large})",
-        f"speed-up vs fastest PyTorch (batch {large})", f"{title} Δ points [95% CI]", "agreement",
+        f"p50 speed-up vs fastest PyTorch (batch {large})", f"{title} Δ points [95% CI]", "agreement",
     ]  # fmt: skip
     rows = []
     for label, recs in _by_label(result.records).items():
@@ -120,8 +120,8 @@ def headline_table(result: "BenchResult") -> str:
 
 def _latency_table(records: list[dict]) -> str:
     header = [
-        "backend", "batch", "p50 ms", "p90 ms", "p99 ms", "mean ms", "p50 ms/img", "img/s", "× eager", "× best torch",
-        "peak RSS MB", "open RSS MB", "GFLOP/s", "% ceiling",
+        "backend", "batch", "p50 ms", "p90 ms", "p99 ms", "mean ms", "p50 ms/img", "img/s", "p50 × eager",
+        "p50 × best torch", "peak RSS MB", "open RSS MB", "GFLOP/s", "% ceiling",
     ]  # fmt: skip
     columns = (
         ("latency_p50_ms", 1), ("latency_p90_ms", 1), ("latency_p99_ms", 1), ("latency_mean_ms", 1),
