@@ -15,16 +15,24 @@ from pathlib import Path
 _STATUS = Path("/proc/self/status")
 _CLEAR_REFS = Path("/proc/self/clear_refs")
 _resettable: bool | None = None
+_RESET_SLACK_KB = 4096
+
+
+def _status_fields_kb(*fields: str) -> dict[str, float]:
+    """The named ``/proc/self/status`` fields in KB, read in one go (absent fields left out)."""
+    found: dict[str, float] = {}
+    try:
+        for line in _STATUS.read_text().splitlines():
+            name, _, rest = line.partition(":")
+            if name in fields:
+                found[name] = float(rest.split()[0])
+    except (OSError, ValueError, IndexError):
+        return {}
+    return found
 
 
 def _status_kb(field: str) -> float | None:
-    try:
-        for line in _STATUS.read_text().splitlines():
-            if line.startswith(field + ":"):
-                return float(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
+    return _status_fields_kb(field).get(field)
 
 
 def current_rss_mb() -> float | None:
@@ -34,15 +42,22 @@ def current_rss_mb() -> float | None:
 
 
 def reset_peak_rss() -> bool:
-    """Reset the peak RSS to the current RSS; False where the kernel does not allow it."""
+    """Reset the peak RSS to the current RSS; False where the kernel does not allow it.
+
+    Some kernels and sandboxes (gVisor, for one) accept the write to ``clear_refs`` and
+    ignore it, so the reset counts only when the peak is seen to fall to the current RSS.
+    """
     global _resettable
     if _resettable is False:
         return False
     try:
         _CLEAR_REFS.write_text("5")
-        _resettable = True
     except OSError:
         _resettable = False
+        return False
+    now = _status_fields_kb("VmHWM", "VmRSS")
+    # 4 MB of slack: the process may grow between the write and the read
+    _resettable = len(now) == 2 and now["VmHWM"] <= now["VmRSS"] + _RESET_SLACK_KB
     return _resettable
 
 

@@ -8,6 +8,7 @@ import torch
 import torch.nn as nn
 
 from dlcv.bench.flops import achieved, ceiling_fields, matmul_ceiling, model_flops_per_image
+from dlcv.bench import memory
 from dlcv.bench.memory import current_rss_mb, peak_rss_mb, reset_peak_rss
 from dlcv.bench.records import IDENTITY_KEYS, MACHINE_KEYS, TASK_PARITY_KEYS, make_record, record_keys
 from dlcv.train.registry import create_model
@@ -62,12 +63,27 @@ def test_ceiling_and_achieved_share():
 def test_peak_rss_sees_an_allocation_and_resets():
     if current_rss_mb() is None or not reset_peak_rss():
         pytest.skip("no resettable /proc peak on this system")
-    before = peak_rss_mb()
+    base = current_rss_mb()
+    assert peak_rss_mb() <= base + 4  # the reset was verified, so the peak starts at the RSS
     block = np.ones(40_000_000 // 8)  # 40 MB, touched
-    assert peak_rss_mb() >= before + 30
+    assert peak_rss_mb() >= base + 30
     del block
-    reset_peak_rss()
-    assert peak_rss_mb() < before + 30
+    assert reset_peak_rss()
+    assert peak_rss_mb() < base + 30
+
+
+def test_a_reset_the_kernel_ignores_is_reported_as_impossible(tmp_path, monkeypatch):
+    """A sandbox that accepts the clear_refs write but keeps the old peak must not fool us."""
+    status = tmp_path / "status"
+    status.write_text("Name:\tpython\nVmHWM:\t 1500000 kB\nVmRSS:\t 1400000 kB\n")
+    monkeypatch.setattr(memory, "_STATUS", status)
+    monkeypatch.setattr(memory, "_CLEAR_REFS", tmp_path / "clear_refs")
+    monkeypatch.setattr(memory, "_resettable", None)
+    assert memory.reset_peak_rss() is False
+    assert memory.peak_method().startswith("process peak since start")
+    status.write_text("VmHWM:\t 1400500 kB\nVmRSS:\t 1400000 kB\n")
+    monkeypatch.setattr(memory, "_resettable", None)
+    assert memory.reset_peak_rss() is True
 
 
 def test_records_have_every_documented_key():
