@@ -1,16 +1,9 @@
-"""Model tensors and label maps as RGB pictures (numpy only)."""
+"""Parity pictures: where two models disagree (numpy only; label colours are runtime.postprocess.colorize)."""
 from __future__ import annotations
 
 import numpy as np
 
-from dlcv.runtime.postprocess import colorize
-
 DISAGREE_COLOUR = (255, 0, 0)
-
-
-def colour_labels(labels: np.ndarray, palette: np.ndarray, ignore_index: int | None) -> np.ndarray:
-    """An H×W label map in the palette's colours, ignore-index pixels grey."""
-    return colorize(labels, palette, ignore_index)
 
 
 def disagreement_map(image_rgb: np.ndarray, disagree: np.ndarray) -> np.ndarray:

@@ -11,10 +11,9 @@ import torch
 
 from dlcv.runtime.errors import DlcvUsageError
 from dlcv.runtime.metrics import ConfusionMatrix
-from dlcv.runtime.postprocess import palette_array
+from dlcv.runtime.postprocess import colorize, palette_array
 from dlcv.runtime.preprocess import input_to_rgb
 
-from .display import colour_labels
 from .evaluation import EvalSplit, LoadedModel, iterate
 from .figures import FigureFile, image_grid
 from .report import Section, Table
@@ -102,7 +101,7 @@ class Painter:
         return input_to_rgb(x.numpy(), self.split.spec), y.numpy()
 
     def labels(self, labels: np.ndarray) -> np.ndarray:
-        return colour_labels(labels, self.palette, self.split.info.ignore_index)
+        return colorize(labels, self.palette, self.split.info.ignore_index)
 
     @property
     def legend(self):

@@ -11,6 +11,7 @@ import torch
 import torch.nn as nn
 
 from dlcv.runtime.atomic import atomic_path
+from dlcv.runtime.backends import DEPLOYED_SUFFIXES
 from dlcv.runtime.errors import DlcvError, first_line
 from dlcv.runtime.metadata import ArtifactMetadata
 from dlcv.runtime.preprocess import PreprocessSpec
@@ -92,6 +93,11 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise DlcvError(f"{path}: checkpoint not found")
+    if path.suffix.lower() in DEPLOYED_SUFFIXES:
+        raise DlcvError(
+            f"{path}: this is a deployed model ({path.suffix}), not a PyTorch checkpoint; "
+            "give the .pt file that dlcv-train wrote (the artifact's source, the parity reference)"
+        )
     ckpt = load_weights_only(path, "checkpoint", "Re-save it as a plain dict of tensors and values (dlcv checkpoints are).")
     if not isinstance(ckpt, dict):
         raise DlcvError(f"{path}: expected a dlcv checkpoint (a dict), found {type(ckpt).__name__}")

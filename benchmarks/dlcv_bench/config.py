@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from dlcv.runtime.backends import DEPLOYED_SUFFIXES
 from dlcv.runtime.errors import DlcvUsageError
 
 BACKEND_FAMILIES = ("torch", "onnxruntime", "tensorrt")
@@ -60,6 +61,11 @@ class BenchConfig:
         object.__setattr__(self, "artifacts", tuple(Path(a) for a in self.artifacts))
         object.__setattr__(self, "out", Path(self.out))
         problems = []
+        if self.checkpoint.suffix.lower() in DEPLOYED_SUFFIXES:
+            problems.append(
+                f"{self.checkpoint} is a deployed model; dlcv-bench takes the PyTorch checkpoint first (the parity "
+                f"reference), then the artifacts: dlcv-bench best.pt {self.checkpoint}"
+            )
         if not self.batch_sizes or any(b < 1 for b in self.batch_sizes):
             problems.append(f"--batch-sizes needs positive integers, got {list(self.batch_sizes)}")
         if self.warmup < 0 or self.iters < 1:

@@ -15,6 +15,8 @@ _OPENERS = {
     ".engine": "dlcv.runtime.backends.tensorrt_backend:TensorRTBackend",
     ".pt": "dlcv.train.torch_backend:TorchBackend",
 }
+# The files dlcv-export writes (a .pt is the PyTorch source, not a deployed model).
+DEPLOYED_SUFFIXES = (".onnx", ".plan", ".engine")
 
 
 def register_backend(suffix: str, target: str) -> None:
@@ -36,4 +38,4 @@ def open_backend(path: str | Path, device: str = "cpu", **options) -> Backend:
     return getattr(module, cls_name)(path, device=device, **options)
 
 
-__all__ = ["Backend", "open_backend", "register_backend"]
+__all__ = ["DEPLOYED_SUFFIXES", "Backend", "open_backend", "register_backend"]

@@ -211,3 +211,11 @@ def test_missing_checkpoint_exits_1(tmp_path):
     missing = tmp_path / "nope.pt"
     result = run([missing, "--out", tmp_path])
     assert result.exit_code == 1 and "not found" in result.stderr and "Traceback" not in result.output
+
+
+def test_an_artifact_given_as_the_checkpoint_says_the_argument_order(tmp_path):
+    """DESIGN.md's sketch reads `dlcv-bench fcn8s.onnx`; the reference checkpoint must come first."""
+    model = colour_model(tmp_path / "fcn8s.onnx")
+    result = run([model, "--out", tmp_path])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "dlcv-bench takes the PyTorch checkpoint first" in result.stderr and "fcn8s.onnx" in result.stderr

@@ -38,16 +38,6 @@ def _config(engine, images, out, **kw) -> InferConfig:
     return InferConfig(engine=engine, images=images, out=out, **kw)
 
 
-@pytest.fixture(scope="module")
-def seg_model(tmp_path_factory) -> Path:
-    return colour_model(tmp_path_factory.mktemp("models") / "seg.onnx")
-
-
-@pytest.fixture(scope="module")
-def cls_model(tmp_path_factory) -> Path:
-    return colour_model(tmp_path_factory.mktemp("models") / "cls.onnx", "classification")
-
-
 def _seg_folder(folder: Path, seed: int = 0) -> dict[str, np.ndarray]:
     """Images of several sizes and kinds; returns image name -> expected label map (original size)."""
     rng = np.random.default_rng(seed)

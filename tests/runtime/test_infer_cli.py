@@ -17,19 +17,9 @@ from dlcv.runtime.cli import main
 from dlcv.runtime.imageio import read_label_map
 
 try:
-    from .onnx_fixtures import blocks_image, colour_model, save_image
+    from .onnx_fixtures import blocks_image, save_image
 except ImportError:
-    from onnx_fixtures import blocks_image, colour_model, save_image  # type: ignore[no-redef]
-
-
-@pytest.fixture(scope="module")
-def seg_model(tmp_path_factory) -> Path:
-    return colour_model(tmp_path_factory.mktemp("models") / "seg model.onnx")
-
-
-@pytest.fixture(scope="module")
-def cls_model(tmp_path_factory) -> Path:
-    return colour_model(tmp_path_factory.mktemp("models") / "cls.onnx", "classification")
+    from onnx_fixtures import blocks_image, save_image  # type: ignore[no-redef]
 
 
 def _images(folder: Path, bad: bool = True) -> Path:

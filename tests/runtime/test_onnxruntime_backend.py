@@ -10,14 +10,13 @@ from dlcv.runtime.backends import open_backend
 from dlcv.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
 from dlcv.runtime.errors import DlcvError, MissingDependencyError
 
-from .onnx_fixtures import colour_model
 
 HAS_CUDA_EP = "CUDAExecutionProvider" in ort.get_available_providers()
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    return colour_model(tmp_path_factory.mktemp("models") / "seg.onnx")
+def model(seg_model):
+    return seg_model
 
 
 @pytest.mark.skipif(HAS_CUDA_EP, reason="this onnxruntime has the CUDA execution provider")

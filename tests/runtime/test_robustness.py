@@ -45,16 +45,6 @@ PALETTE = default_palette(NUM_SEG)
 
 
 @pytest.fixture(scope="module")
-def seg_model(tmp_path_factory) -> Path:
-    return colour_model(tmp_path_factory.mktemp("models") / "seg.onnx")
-
-
-@pytest.fixture(scope="module")
-def cls_model(tmp_path_factory) -> Path:
-    return colour_model(tmp_path_factory.mktemp("models") / "cls.onnx", "classification")
-
-
-@pytest.fixture(scope="module")
 def bad(tmp_path_factory):
     return make_bad_inputs(tmp_path_factory.mktemp("bad"))
 

@@ -85,3 +85,11 @@ def test_save_is_atomic_on_failure(tmp_path, monkeypatch):
         save_checkpoint(path, ckpt)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["best.pt"]
+
+
+@pytest.mark.parametrize("name", ["fcn8s.onnx", "fcn8s.plan", "fcn8s.engine"])
+def test_a_deployed_model_is_named_as_such(tmp_path, name):
+    path = tmp_path / name
+    path.write_bytes(b"not a torch file")
+    with pytest.raises(DlcvError, match=rf"{name}: this is a deployed model .*give the \.pt file"):
+        load_checkpoint(path)

@@ -9,7 +9,23 @@ from ..registry import register_model, scaled
 CNN_SMALL_GRID = (8, 8)
 
 
-class SmallCNN(nn.Module):
+class PooledClassifier(nn.Module):
+    """torchvision's classifier shape: ``features`` → ``avgpool`` → flatten → ``classifier``
+    (a Sequential ending in the class layer). Subclasses build those three modules."""
+
+    features: nn.Module
+    avgpool: nn.Module
+    classifier: nn.Sequential
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The penultimate-layer features (input to the class layer)."""
+        return self.classifier[:-1](torch.flatten(self.avgpool(self.features(x)), 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier[-1](self.forward_features(x))
+
+
+class SmallCNN(PooledClassifier):
     """Two conv(3×3, padding 1)-ReLU-maxpool(2) blocks 3→32→64, then fc 128 and a class layer.
 
     The fc input is fixed at 64×8×8 by an adaptive average pool to 8×8: the course's 32×32
@@ -36,15 +52,8 @@ class SmallCNN(nn.Module):
             nn.Linear(hidden, num_classes),
         )
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """The 128-d fc features (input to the class layer)."""
-        return self.classifier[:-1](torch.flatten(self.avgpool(self.features(x)), 1))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier[-1](self.forward_features(x))
-
-
-class AlexNet(nn.Module):
+class AlexNet(PooledClassifier):
     """torchvision's AlexNet (same layers and names, so its weight files load), width-scaled.
 
     As torchvision's, it needs inputs of at least 63×63 (three stride-2 3×3 pools after a stride-4 conv).
@@ -79,13 +88,6 @@ class AlexNet(nn.Module):
             nn.ReLU(inplace=True),
             nn.Linear(hidden, num_classes),
         )
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """The second 4096-d fc features (input to the class layer)."""
-        return self.classifier[:-1](torch.flatten(self.avgpool(self.features(x)), 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier[-1](self.forward_features(x))
 
 
 @register_model("cnn_small", task="classification", default_num_classes=50)

@@ -1,10 +1,10 @@
 """VGG16 layers shared by the classifiers and the FCN family, in torchvision's layout."""
 from __future__ import annotations
 
-import torch
 import torch.nn as nn
 
 from ..registry import register_model, scaled
+from .classifiers import PooledClassifier
 
 VGG16_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
 
@@ -49,7 +49,7 @@ def vgg16_pool_indices(features: nn.Sequential) -> list[int]:
     return [i for i, m in enumerate(features) if isinstance(m, nn.MaxPool2d)]
 
 
-class VGG16Classifier(nn.Module):
+class VGG16Classifier(PooledClassifier):
     """torchvision's VGG16(-BN) with the last Linear sized for ``num_classes``, width-scaled."""
 
     def __init__(self, *, num_classes: int, width: float = 1.0, batch_norm: bool = True, dropout: float = 0.5):
@@ -77,14 +77,6 @@ class VGG16Classifier(nn.Module):
             elif isinstance(m, nn.Linear):
                 nn.init.normal_(m.weight, 0, 0.01)
                 nn.init.constant_(m.bias, 0)
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """The penultimate-layer features (input to the last Linear)."""
-        x = torch.flatten(self.avgpool(self.features(x)), 1)
-        return self.classifier[:-1](x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier[-1](self.forward_features(x))
 
 
 @register_model("vgg16_bn", task="classification", default_num_classes=50)
