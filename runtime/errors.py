@@ -28,3 +28,13 @@ def first_line(exc: BaseException, limit: int = 300) -> str:
         if line.strip():
             return line.strip()[:limit]
     return type(exc).__name__
+
+
+def unknown_choice(kind: str, name: str, known) -> str:
+    """``unknown <kind> 'x' (did you mean 'y'?); choose one of: ...`` for a name not in ``known``."""
+    import difflib
+
+    known = sorted(known)
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown {kind} {name!r}{hint}; choose one of: {', '.join(known)}"

@@ -7,7 +7,7 @@ from typing import Callable
 
 import torch.nn as nn
 
-from dlcv.runtime.errors import DlcvError
+from dlcv.runtime.errors import DlcvError, unknown_choice
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ def model_info(name: str) -> ModelInfo:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise DlcvError(f"unknown model {name!r}; choose one of: {', '.join(sorted(_REGISTRY))}") from None
+        raise DlcvError(unknown_choice("model", name, _REGISTRY)) from None
 
 
 def create_model(name: str, *, num_classes: int | None = None, width: float = 1.0, **kwargs) -> nn.Module:

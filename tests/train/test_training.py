@@ -260,3 +260,12 @@ def test_model_args_reach_the_builder_and_the_checkpoint(tmp_path):
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model_from_checkpoint(ckpt).modules())
     bad = CliRunner().invoke(main, args[:-1] + ["colour=red"])
     assert bad.exit_code == 1 and "fcn8s takes no option colour" in bad.output
+
+
+def test_a_misspelt_model_or_format_is_one_line_with_a_suggestion(tmp_path):
+    model = dlcv_train("fcn9s", "--data", "demo", "--out", tmp_path / "run", expect=1)
+    assert "unknown model 'fcn9s' (did you mean 'fcn8s'?); choose one of:" in model.output
+    assert "Traceback" not in model.output and not (tmp_path / "run").exists()
+    data = write_camvid(tmp_path / "camvid")
+    fmt = dlcv_train(SEG_MODEL, "--data", data, "--format", "camvd", "--out", tmp_path / "run2", expect=1)
+    assert "unknown dataset format 'camvd' (did you mean 'camvid'?)" in fmt.output

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dlcv.runtime.errors import DlcvError
+from dlcv.runtime.errors import DlcvError, unknown_choice
 from dlcv.runtime.imageio import read_label_map
 
 
@@ -94,7 +94,7 @@ def get_format(name: str | None, root: Path) -> DatasetFormat:
         raise DlcvError(f"{root}: dataset folder not found")
     if name is not None:
         if name not in _FORMATS:
-            raise DlcvError(f"unknown dataset format {name!r}; choose one of: {', '.join(sorted(_FORMATS))}")
+            raise DlcvError(unknown_choice("dataset format", name, _FORMATS))
         fmt = _FORMATS[name]
         if not fmt.detect(root):
             raise DlcvError(f"{root}: does not look like the {name!r} layout ({fmt.description})")
