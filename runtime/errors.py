@@ -1,5 +1,7 @@
 """The toolkit's error types: mistakes a user can act on, reported without a traceback."""
 
+import difflib
+
 
 class DlcvError(Exception):
     """A user-facing problem: the message names what was wrong, where, and what to do.
@@ -32,8 +34,6 @@ def first_line(exc: BaseException, limit: int = 300) -> str:
 
 def unknown_choice(kind: str, name: str, known) -> str:
     """``unknown <kind> 'x' (did you mean 'y'?); choose one of: ...`` for a name not in ``known``."""
-    import difflib
-
     known = sorted(known)
     close = difflib.get_close_matches(name, known, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""

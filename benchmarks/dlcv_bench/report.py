@@ -336,8 +336,12 @@ def _pyplot():
 
 
 def _save(fig, path: Path) -> Path:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    """Write ``fig`` as a PNG atomically and close it (pyplot keeps every open figure alive)."""
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    finally:
+        _pyplot().close(fig)
     return path
 
 
@@ -362,10 +366,7 @@ def plot_latency(records: list[dict], path: Path, title: str) -> Path | None:
         ax.set_xticks(ticks, [str(t) for t in ticks])
     left.legend(fontsize=8)
     fig.suptitle(title)
-    try:
-        return _save(fig, path)
-    finally:
-        plt.close(fig)
+    return _save(fig, path)
 
 
 def plot_per_class_delta(
@@ -402,10 +403,7 @@ def plot_per_class_delta(
     ax.grid(True, axis="y", alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title(title)
-    try:
-        return _save(fig, path)
-    finally:
-        plt.close(fig)
+    return _save(fig, path)
 
 
 def plot_e2e(records: list[dict], path: Path, title: str) -> Path | None:
@@ -423,10 +421,7 @@ def plot_e2e(records: list[dict], path: Path, title: str) -> Path | None:
     ax.set_xlabel("milliseconds per image")
     ax.legend(fontsize=8, ncol=len(E2E_STAGES), loc="upper center", bbox_to_anchor=(0.5, -0.25))
     ax.set_title(title)
-    try:
-        return _save(fig, path)
-    finally:
-        plt.close(fig)
+    return _save(fig, path)
 
 
 def write_outputs(result: "BenchResult") -> dict[str, Path]:

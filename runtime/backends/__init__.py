@@ -16,7 +16,7 @@ _OPENERS = {
     ".pt": "dlcv.train.torch_backend:TorchBackend",
 }
 # The files dlcv-export writes (a .pt is the PyTorch source, not a deployed model).
-DEPLOYED_SUFFIXES = (".onnx", ".plan", ".engine")
+DEPLOYED_SUFFIXES = tuple(suffix for suffix in _OPENERS if suffix != ".pt")
 
 
 def register_backend(suffix: str, target: str) -> None:

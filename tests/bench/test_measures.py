@@ -63,13 +63,14 @@ def test_ceiling_and_achieved_share():
 def test_peak_rss_sees_an_allocation_and_resets():
     if current_rss_mb() is None or not reset_peak_rss():
         pytest.skip("no resettable /proc peak on this system")
-    base = current_rss_mb()
-    assert peak_rss_mb() <= base + 4  # the reset was verified, so the peak starts at the RSS
-    block = np.ones(40_000_000 // 8)  # 40 MB, touched
-    assert peak_rss_mb() >= base + 30
+    # Threads left by earlier tests may free or allocate a few MB at any moment, so the block is
+    # large and the margins wide: the assertions hold whatever they do within 50 MB.
+    start = peak_rss_mb()
+    block = np.ones(200_000_000 // 8)  # 200 MB, touched
+    assert peak_rss_mb() >= start + 150
     del block
     assert reset_peak_rss()
-    assert peak_rss_mb() < base + 30
+    assert peak_rss_mb() < start + 150
 
 
 def test_a_reset_the_kernel_ignores_is_reported_as_impossible(tmp_path, monkeypatch):
