@@ -1,9 +1,13 @@
 # Quick start: `make demo` (train -> export -> infer on the built-in digits data) and `make test`.
-# Both create .venv when missing and install the project into it.
+# Both create .venv when missing and install the project into it, pinned by constraints.txt
+# (the exact versions the suite last passed with). `make test-latest` tries the newest releases.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.dlcv-installed
+CONSTRAINTS ?= constraints.txt
+EXTRAS ?= train,test
+LATEST_VENV ?= .venv-latest
 
 # Demo settings: a narrow FCN8s (same architecture, 1/8 of the channels, BatchNorm in the encoder
 # since it starts without ImageNet weights) that trains in about six minutes on 2 CPU cores.
@@ -15,12 +19,12 @@ DEMO_RUN ?= runs/demo-$(DEMO_MODEL)
 DEMO_ART ?= artifacts/demo-$(DEMO_MODEL)
 DEMO_OUT ?= demo-out
 
-.PHONY: install demo test test-slow clean
+.PHONY: install demo test test-slow test-latest constraints clean
 
-$(STAMP): setup.cfg pyproject.toml
+$(STAMP): setup.cfg pyproject.toml $(CONSTRAINTS)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[train,test]'
+	$(PY) -m pip install --quiet --upgrade pip -c $(CONSTRAINTS)
+	$(PY) -m pip install --quiet -c $(CONSTRAINTS) --build-constraint $(CONSTRAINTS) -e '.[$(EXTRAS)]'
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -34,6 +38,24 @@ test: install
 
 test-slow: install
 	$(PY) -m pytest -q -m "slow or not slow"
+
+# The newest releases the package's own (loose) ranges admit, in a fresh venv, without the
+# constraints: finds upstream drift on purpose. `make constraints` then pins what passed.
+test-latest:
+	rm -rf $(LATEST_VENV)
+	$(PYTHON) -m venv $(LATEST_VENV)
+	$(LATEST_VENV)/bin/python -m pip install --quiet --upgrade pip setuptools
+	$(LATEST_VENV)/bin/python -m pip install --quiet -e '.[$(EXTRAS)]'
+	$(LATEST_VENV)/bin/python -m pip freeze --all --exclude-editable > $(LATEST_VENV)/freeze.txt
+	$(LATEST_VENV)/bin/python -m pytest -q -p no:cacheprovider
+
+# Write constraints.txt from the venv `make test-latest` built (run that first, and only commit
+# the result when its tests passed).
+constraints:
+	@test -f $(LATEST_VENV)/freeze.txt || { echo "run make test-latest first"; exit 2; }
+	{ echo "# Exact versions make demo/test/.ci/run install (Python 3.11, Linux x86-64)."; \
+	  echo "# Refresh: make test-latest && make constraints (see README, Tests)."; \
+	  grep -v -i -E '^(dlcv|-e )' $(LATEST_VENV)/freeze.txt; } > $(CONSTRAINTS)
 
 clean:
 	rm -rf $(DEMO_RUN) $(DEMO_ART) $(DEMO_OUT) build *.egg-info

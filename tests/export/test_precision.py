@@ -202,25 +202,34 @@ def _run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
 TOY = ArtifactMetadata(task="segmentation", arch="toy", num_classes=3, class_names=("a", "b", "c"), preprocess=PreprocessSpec())
 
 
-def test_fp16_conversion_repairs_shared_casts_and_node_order():
-    """input -> Relu -> r, and r feeds two ops kept in FP32 (Exp, Sqrt): the converter gives r
-    two identical Casts (one output name twice) appended after their consumers."""
-    from onnxruntime.transformers.float16 import convert_float_to_float16
+def _shared_fp32_consumers() -> onnx.ModelProto:
+    """input -> Relu -> r, and r feeds two ops kept in FP32 (Exp, Sqrt)."""
+    return _model([
+        helper.make_node("Relu", ["input"], ["r"]), helper.make_node("Exp", ["r"], ["e"]),
+        helper.make_node("Sqrt", ["r"], ["q"]), helper.make_node("Mul", ["e", "half"], ["m"]),
+        helper.make_node("Add", ["m", "q"], ["logits"]),
+    ], [numpy_helper.from_array(np.float32(0.5).reshape(1), "half")])  # fmt: skip
 
-    from dlcv.export.fp16 import block_list
 
-    def graph():
-        return _model([
-            helper.make_node("Relu", ["input"], ["r"]), helper.make_node("Exp", ["r"], ["e"]),
-            helper.make_node("Sqrt", ["r"], ["q"]), helper.make_node("Mul", ["e", "half"], ["m"]),
-            helper.make_node("Add", ["m", "q"], ["logits"]),
-        ], [numpy_helper.from_array(np.float32(0.5).reshape(1), "half")])  # fmt: skip
+def _assert_valid_ordered_graph(model: onnx.ModelProto) -> None:
+    """What dlcv promises of every graph it writes: one producer per tensor name, every node
+    after the producers of its inputs, and onnx.checker's full check passes."""
+    outputs = [o for n in model.graph.node for o in n.output]
+    assert len(outputs) == len(set(outputs)), sorted(o for o in outputs if outputs.count(o) > 1)
+    available = {i.name for i in model.graph.input} | {t.name for t in model.graph.initializer}
+    for node in model.graph.node:
+        missing = [x for x in node.input if x and x not in available]
+        assert not missing, f"{node.op_type} reads {missing} before they are produced"
+        available.update(node.output)
+    onnx.checker.check_model(model, full_check=True)
 
-    raw = convert_float_to_float16(graph(), keep_io_types=True, op_block_list=block_list())
-    outputs = [o for n in raw.graph.node for o in n.output]
-    assert len(outputs) != len(set(outputs))  # the converter's defect repaired here
-    fixed = convert_to_fp16(graph(), TOY)
-    onnx.checker.check_model(fixed, full_check=True)
+
+def test_fp16_conversion_of_shared_fp32_consumers_is_valid_and_correct():
+    """Whatever the installed converter does with a tensor that feeds two blocked ops (older
+    onnxruntime releases gave it two identical Casts appended after their consumers), dlcv's
+    FP16 graph is valid, ordered, typed as promised and computes the model."""
+    fixed = convert_to_fp16(_shared_fp32_consumers(), TOY)
+    _assert_valid_ordered_graph(fixed)
     types = {v.name: v.type.tensor_type.elem_type for v in onnx.shape_inference.infer_shapes(fixed).graph.value_info}
     ops = {n.op_type: n for n in fixed.graph.node}
     assert types["r"] == TensorProto.FLOAT16  # Relu runs in FP16
@@ -229,6 +238,38 @@ def test_fp16_conversion_repairs_shared_casts_and_node_order():
     x = np.random.default_rng(0).normal(size=(2, 3, 4, 4)).astype(np.float32)
     r = np.maximum(x, 0)
     np.testing.assert_allclose(_run(fixed, x), 0.5 * np.exp(r) + np.sqrt(r), rtol=2e-3, atol=2e-3)  # FP16 rounding of r only
+
+
+def test_repair_casts_fixes_duplicate_casts_appended_after_their_consumers():
+    """The converter defect, built by hand so the repair stays covered whatever onnxruntime is
+    installed: r (FP16) gets two identical Casts to FP32 (one output name twice), both appended
+    after the nodes that read them, plus an FP32 -> FP16 -> FP32 round trip between two kept ops."""
+    f32, f16 = TensorProto.FLOAT, TensorProto.FLOAT16
+    cast = lambda src, dst, to: helper.make_node("Cast", [src], [dst], to=to)  # noqa: E731
+    nodes = [
+        cast("input", "x16", f16), helper.make_node("Relu", ["x16"], ["r"]),
+        helper.make_node("Exp", ["r32"], ["e"]), helper.make_node("Sqrt", ["r32"], ["q"]),
+        cast("e", "e16", f16), cast("e16", "e32", f32), helper.make_node("Log", ["e32"], ["l"]),
+        helper.make_node("Add", ["l", "q"], ["logits"]),
+        cast("r", "r32", f32), cast("r", "r32", f32),  # the duplicate, after its consumers
+    ]  # fmt: skip
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("input", f32, ["batch", 3, 4, 4])],
+        [helper.make_tensor_value_info("logits", f32, ["batch", 3, 4, 4])],
+        value_info=[helper.make_tensor_value_info("e", f32, ["batch", 3, 4, 4])],
+    )  # fmt: skip
+    broken = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=10)
+    with pytest.raises(onnx.checker.ValidationError):
+        onnx.checker.check_model(broken, full_check=True)
+    from dlcv.export.fp16 import repair_casts
+
+    repair_casts(broken.graph)
+    _assert_valid_ordered_graph(broken)
+    assert [n.op_type for n in broken.graph.node].count("Cast") == 2  # input->FP16, r->FP32; the round trip is gone
+    assert next(n for n in broken.graph.node if n.op_type == "Log").input[0] == "e"  # reads FP32 e itself
+    x = np.random.default_rng(0).normal(size=(2, 3, 4, 4)).astype(np.float32)
+    r = np.maximum(x.astype(np.float16), 0).astype(np.float32)
+    np.testing.assert_allclose(_run(broken, x), r + np.sqrt(r), rtol=1e-5, atol=1e-5)  # log(exp(r)) == r
 
 
 def test_ops_kept_fp32_are_the_ones_fp16_range_breaks():
