@@ -13,12 +13,12 @@ from typing import Any, Mapping
 
 from .atomic import write_text_atomic
 from .errors import DlcvError
+from .precision import PRECISION_NAMES
 from .preprocess import PreprocessSpec
 
 METADATA_KEY = "dlcv"
 METADATA_SCHEMA_VERSION = 1
 TASKS = ("segmentation", "classification")
-PRECISIONS = ("fp32", "fp16", "int8")
 
 
 @dataclass(frozen=True)
@@ -50,8 +50,8 @@ class ArtifactMetadata:
             problems.append(f"task must be one of {TASKS}, not {self.task!r}")
         if self.num_classes < 1 or len(self.class_names) != self.num_classes:
             problems.append(f"num_classes={self.num_classes} but {len(self.class_names)} class names")
-        if self.precision not in PRECISIONS:
-            problems.append(f"precision must be one of {PRECISIONS}, not {self.precision!r}")
+        if self.precision not in PRECISION_NAMES:
+            problems.append(f"precision must be one of {PRECISION_NAMES}, not {self.precision!r}")
         if self.palette is not None and (
             len(self.palette) != self.num_classes or any(len(c) != 3 for c in self.palette)
         ):

@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 
 from dlcv.runtime.atomic import atomic_path
-from dlcv.runtime.backends import DEPLOYED_SUFFIXES
+from dlcv.runtime.backends import deployed_suffixes
 from dlcv.runtime.errors import DlcvError, first_line
 from dlcv.runtime.metadata import ArtifactMetadata
 from dlcv.runtime.preprocess import PreprocessSpec
@@ -93,7 +93,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise DlcvError(f"{path}: checkpoint not found")
-    if path.suffix.lower() in DEPLOYED_SUFFIXES:
+    if path.suffix.lower() in deployed_suffixes():
         raise DlcvError(
             f"{path}: this is a deployed model ({path.suffix}), not a PyTorch checkpoint; "
             "give the .pt file that dlcv-train wrote (the artifact's source, the parity reference)"

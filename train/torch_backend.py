@@ -1,23 +1,41 @@
-"""The PyTorch reference backend: a dlcv checkpoint run eagerly, behind the runtime's Backend contract."""
+"""The PyTorch reference backend: a dlcv checkpoint run eagerly, behind the runtime's Backend contract.
+
+Registered by the train package itself (entry point ``dlcv.backends: torch``); torch and the
+model code are imported when a checkpoint is opened, not when the registry reads this class.
+"""
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from dlcv.runtime.backends.base import Backend
-
-from .checkpoint import file_sha256, load_checkpoint, metadata_from_checkpoint, model_from_checkpoint
-from .device import resolve_device
 
 
 class TorchBackend(Backend):
     """Runs a ``.pt`` checkpoint with PyTorch FP32 (eval mode, no grad): the parity reference."""
 
     name = "torch"
+    suffixes = (".pt", ".pth")
+    devices = ("cpu", "cuda")
+    extra = "train"
+    priority = 50
+
+    @classmethod
+    def library_version(cls) -> str | None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("torch")
+        except PackageNotFoundError:
+            return None
 
     def __init__(self, path: str | Path, device: str = "cpu", threads: int | None = None):
+        import torch
+
+        from .checkpoint import file_sha256, load_checkpoint, metadata_from_checkpoint, model_from_checkpoint
+        from .device import resolve_device
+
         path = Path(path)
         ckpt = load_checkpoint(path)
         super().__init__(path, metadata_from_checkpoint(ckpt, source_sha256=file_sha256(path)))
@@ -26,18 +44,11 @@ class TorchBackend(Backend):
         self.device = resolve_device(device)
         self.model = model_from_checkpoint(ckpt, source=str(path)).to(self.device)
 
-    @classmethod
-    def from_model(cls, model: torch.nn.Module, metadata, path: str | Path = "<in-memory>") -> "TorchBackend":
-        """Wrap an already-built model (used right after training or in export checks)."""
-        self = cls.__new__(cls)
-        Backend.__init__(self, Path(path), metadata)
-        self.device = next(model.parameters()).device
-        self.model = model.eval()
-        return self
-
-    @torch.no_grad()
     def _run(self, batch: np.ndarray) -> np.ndarray:
-        out = self.model(torch.from_numpy(batch).to(self.device))
+        import torch
+
+        with torch.no_grad():
+            out = self.model(torch.from_numpy(batch).to(self.device))
         return out.float().cpu().numpy()
 
     def close(self) -> None:

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from dlcv.runtime.backends import DEPLOYED_SUFFIXES
+from dlcv.runtime.backends import deployed_suffixes
 from dlcv.runtime.errors import DlcvUsageError
 
 BACKEND_FAMILIES = ("torch", "onnxruntime", "tensorrt")
@@ -61,7 +61,7 @@ class BenchConfig:
         object.__setattr__(self, "artifacts", tuple(Path(a) for a in self.artifacts))
         object.__setattr__(self, "out", Path(self.out))
         problems = []
-        if self.checkpoint.suffix.lower() in DEPLOYED_SUFFIXES:
+        if self.checkpoint.suffix.lower() in deployed_suffixes():
             problems.append(
                 f"{self.checkpoint} is a deployed model; dlcv-bench takes the PyTorch checkpoint first (the parity "
                 f"reference), then the artifacts: dlcv-bench best.pt {self.checkpoint}"

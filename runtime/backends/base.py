@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -12,10 +13,35 @@ from ..metadata import ArtifactMetadata
 
 class Backend(ABC):
     """A deployed model. ``infer`` takes float32 N×3×H×W and returns float32 logits
-    (N×C×H×W for segmentation, N×C for classification)."""
+    (N×C×H×W for segmentation, N×C for classification).
 
-    #: short name used in reports ("onnxruntime", "tensorrt", "torch")
-    name: str = "backend"
+    Each backend class owns its identity (DESIGN.md contract 4); the registry
+    (:mod:`dlcv.runtime.backends.registry`) is built from these attributes and nothing else
+    lists backends. A backend module must not import its engine library at module level
+    (import it in ``__init__`` or :meth:`library_version`), so the registry can read every
+    class's identity without loading onnxruntime, TensorRT, OpenVINO or torch.
+    """
+
+    #: the backend's name: ``--backend NAME``, report rows ("onnxruntime", "tensorrt", "torch")
+    name: ClassVar[str] = "backend"
+    #: file suffixes it opens (lower case, with the dot); the first backend by ``priority``
+    #: that claims a suffix is that suffix's default
+    suffixes: ClassVar[tuple[str, ...]] = ()
+    #: URL schemes it opens instead of files (``triton`` for ``triton://host:port/model``)
+    schemes: ClassVar[tuple[str, ...]] = ()
+    #: the devices ``--device`` may name for it (``cuda:N`` is accepted wherever ``cuda`` is)
+    devices: ClassVar[tuple[str, ...]] = ("cpu",)
+    #: True when it runs only on a GPU whatever ``--device`` says (TensorRT engines)
+    needs_gpu: ClassVar[bool] = False
+    #: the pip extra that installs its library (for error messages), e.g. "openvino"
+    extra: ClassVar[str | None] = None
+    #: lower runs first when several backends claim a suffix (the suffix's default)
+    priority: ClassVar[int] = 100
+
+    @classmethod
+    def library_version(cls) -> str | None:
+        """The version of the library it runs on, or None when that library is not installed."""
+        return None
 
     def __init__(self, path: Path, metadata: ArtifactMetadata):
         self.path = Path(path)

@@ -63,6 +63,13 @@ class OnnxRuntimeBackend(Backend):
     """An ONNX file run by onnxruntime."""
 
     name = "onnxruntime"
+    suffixes = (".onnx",)
+    devices = tuple(DEVICE_PROVIDERS)
+    priority = 10
+
+    @classmethod
+    def library_version(cls) -> str | None:
+        return ort.__version__
 
     def __init__(self, path: str | Path, device: str = "cpu", threads: int | None = None):
         path = Path(path)

@@ -40,7 +40,6 @@ from .base import Backend
 
 log = logging.getLogger("dlcv.runtime.tensorrt")
 
-ENGINE_SUFFIXES = (".plan", ".engine")
 # Import order: the full TensorRT (also what builds engines), then the lean runtime wheels.
 TENSORRT_MODULES = ("tensorrt", "tensorrt_lean_bindings", "tensorrt_lean")
 INSTALL_HINT = (
@@ -192,6 +191,20 @@ class TensorRTBackend(Backend):
     """A TensorRT engine run through the full or the lean TensorRT runtime."""
 
     name = "tensorrt"
+    suffixes = (".plan", ".engine")
+    devices = ("cuda",)
+    needs_gpu = True
+    extra = "tensorrt"
+    priority = 20
+
+    @classmethod
+    def library_version(cls) -> str | None:
+        for module_name in TENSORRT_MODULES:
+            try:
+                return importlib.import_module(module_name).__version__
+            except ImportError:
+                continue
+        return None
 
     def __init__(self, path: str | Path, device: str = "cuda", threads: int | None = None):
         path = Path(path)

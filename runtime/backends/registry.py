@@ -1,0 +1,123 @@
+"""The one registry of backends, built from the classes' own identity (DESIGN.md contract 4).
+
+Backends are registered as entry points of the group ``dlcv.backends`` (setup.cfg), so a
+package that brings a backend registers it itself: the runtime never names the torch
+backend, which lives in ``dlcv.train``. Loading an entry point imports only the backend's
+module, which must not import its engine library at module level (see
+:class:`~dlcv.runtime.backends.base.Backend`).
+
+``open_backend(path)`` picks the backend by the file's suffix (or URL scheme) unless
+``backend=NAME`` chooses one; the device is checked against what that backend declares.
+"""
+from __future__ import annotations
+
+import functools
+from importlib.metadata import entry_points
+from pathlib import Path
+
+from ..errors import DlcvError, DlcvUsageError, MissingDependencyError, first_line, unknown_choice
+from .base import Backend
+
+ENTRY_POINT_GROUP = "dlcv.backends"
+
+
+@functools.lru_cache(maxsize=1)
+def _registry() -> dict[str, type[Backend]]:
+    classes: dict[str, type[Backend]] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            cls = ep.load()
+        except ImportError as exc:  # the package that registered it is broken or half-installed
+            raise MissingDependencyError(
+                f"the backend {ep.name!r} ({ep.value}) cannot be imported ({first_line(exc)}); reinstall dlcv"
+            ) from None
+        if not (isinstance(cls, type) and issubclass(cls, Backend)):
+            raise DlcvError(f"entry point {ep.name} = {ep.value} is not a dlcv Backend class")
+        if cls.name != ep.name:
+            raise DlcvError(f"entry point {ep.name!r} names the backend {cls.name!r}; the two must match")
+        if ep.name in classes and classes[ep.name] is not cls:
+            raise DlcvError(f"two backends are registered as {ep.name!r}: {classes[ep.name].__module__} and {cls.__module__}")
+        classes[ep.name] = cls
+    if not classes:
+        raise MissingDependencyError(
+            f"no dlcv backends are registered (entry point group {ENTRY_POINT_GROUP!r}); install dlcv with pip "
+            "(pip install -e . in a source tree) so its entry points exist"
+        )
+    return dict(sorted(classes.items(), key=lambda kv: (kv[1].priority, kv[0])))
+
+
+def backends() -> dict[str, type[Backend]]:
+    """Every registered backend class by name, in priority order."""
+    return dict(_registry())
+
+
+def backend_names() -> tuple[str, ...]:
+    return tuple(_registry())
+
+
+def get_backend(name: str) -> type[Backend]:
+    """The class registered as ``name``; an unknown name is answered with the known ones."""
+    try:
+        return _registry()[name]
+    except KeyError:
+        raise DlcvUsageError(unknown_choice("backend", name, _registry())) from None
+
+
+def all_devices() -> tuple[str, ...]:
+    """The union of the devices the backends declare (for ``--device`` choices), in first-seen order."""
+    return tuple(dict.fromkeys(d for cls in _registry().values() for d in cls.devices))
+
+
+def scheme_of(target: str | Path) -> str | None:
+    """``triton`` for ``triton://host:8000/model``; None for a file path."""
+    text = str(target)
+    return text.split("://", 1)[0].lower() if "://" in text else None
+
+
+def backends_for(target: str | Path) -> list[type[Backend]]:
+    """The backends that open ``target`` (by URL scheme or file suffix), the default first."""
+    scheme = scheme_of(target)
+    if scheme is not None:
+        return [c for c in _registry().values() if scheme in c.schemes]
+    suffix = Path(target).suffix.lower()
+    return [c for c in _registry().values() if suffix in c.suffixes]
+
+
+def deployed_suffixes() -> tuple[str, ...]:
+    """The suffixes of deployed models (what dlcv-export writes), i.e. those no torch backend opens."""
+    return tuple(sorted({s for c in _registry().values() if c.name != "torch" for s in c.suffixes}))
+
+
+def check_device(cls: type[Backend], device: str) -> None:
+    """A usage error when ``device`` is not one ``cls`` runs on (``cuda:N`` counts as ``cuda``)."""
+    base = device.split(":", 1)[0].lower()
+    if base not in cls.devices:
+        raise DlcvUsageError(f"--device {device} is not a device of the {cls.name} backend; it runs on {', '.join(cls.devices)}")
+
+
+def resolve_backend(target: str | Path, backend: str | None = None) -> type[Backend]:
+    """The backend class for ``target``: ``backend`` when named (it must claim the suffix or
+    scheme), else the default for the suffix or scheme."""
+    if backend is not None:
+        cls = get_backend(backend)
+        scheme = scheme_of(target)
+        claims = scheme in cls.schemes if scheme is not None else Path(target).suffix.lower() in cls.suffixes
+        if not claims:
+            kinds = ", ".join([*cls.suffixes, *(f"{s}://" for s in cls.schemes)])
+            raise DlcvUsageError(f"{target}: the {cls.name} backend does not open this kind of model; it opens {kinds}")
+        return cls
+    found = backends_for(target)
+    if not found:
+        known = sorted({s for c in _registry().values() for s in c.suffixes} | {f"{s}://" for c in _registry().values() for s in c.schemes})
+        kind = f"{scheme_of(target)}://" if scheme_of(target) else (Path(target).suffix or "(no suffix)")
+        raise DlcvError(f"{target}: unknown model file type {kind!r}; expected one of {', '.join(known)}")
+    return found[0]
+
+
+def open_backend(target: str | Path, device: str = "cpu", *, backend: str | None = None, **options) -> Backend:
+    """Open a model file (or URL) with ``backend`` or the default backend for its suffix."""
+    cls = resolve_backend(target, backend)
+    if not cls.needs_gpu:
+        check_device(cls, device)
+    path = target if scheme_of(target) is not None else Path(target)
+    return cls(path, device=device, **options)
