@@ -1,9 +1,10 @@
 """Deployment view: the checkpoint (PyTorch) and a deployed artifact on the same input tensors.
 
 The artifact (``.onnx``, ``.plan``/``.engine``, or another ``.pt``) is opened with
-:func:`dlcv.runtime.backends.open_backend` and given exactly the tensors PyTorch gets; parity
-is accumulated with :class:`dlcv.runtime.parity.ParityStats`, and both models are scored
-against the ground truth with the runtime's metrics. The figure shows the images where the two
+:func:`dlcv.runtime.backends.open_backend` and given exactly the tensors PyTorch gets; the
+runtime's comparator (:func:`dlcv.runtime.compare.compare`) measures parity (with the near-tie
+margin of the artifact's precision) and scores both models against the ground truth, and its
+per-batch steps give each image's disagreement. The figure shows the images where the two
 disagree most, so a parity problem can be seen, not only counted.
 """
 from __future__ import annotations
@@ -16,9 +17,8 @@ import numpy as np
 import torch
 
 from dlcv.runtime.backends import Backend, open_backend
+from dlcv.runtime.compare import Batch, Candidate, Comparison, Step, compare, image_parity, model_output
 from dlcv.runtime.errors import DlcvError
-from dlcv.runtime.metrics import ClassificationMetrics, ConfusionMatrix
-from dlcv.runtime.parity import ParityStats
 from dlcv.runtime.postprocess import softmax
 from dlcv.runtime.preprocess import PreprocessSpec, input_to_rgb
 from dlcv.train.checkpoint import file_sha256
@@ -59,48 +59,45 @@ def check_artifact(backend: Backend, ckpt: Mapping[str, Any], checkpoint_path: P
     return notes
 
 
-def _labels(logits: np.ndarray) -> np.ndarray:
-    return logits.argmax(axis=1)
+class TorchReference:
+    """The checkpoint's model as the comparator's reference: ``infer`` on ``device``, logits back."""
+
+    def __init__(self, loaded: LoadedModel, device: torch.device):
+        self.loaded, self.device = loaded, device
+
+    @torch.no_grad()
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        return self.loaded.model(torch.from_numpy(batch).to(self.device)).float().cpu().numpy()
 
 
-def _ground_truth_metrics(task: str, split: EvalSplit):
-    info = split.info
-    if task == "segmentation":
-        return ConfusionMatrix(info.num_classes, info.ignore_index, info.exclude_classes)
-    return ClassificationMetrics(info.num_classes)
+DEPLOYED = "deployed"  # the artifact's name in the comparison
 
 
-@torch.no_grad()
-def _pair(loaded: LoadedModel, backend: Backend, x: torch.Tensor, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
-    reference = loaded.model(x.to(device)).float().cpu().numpy()
-    return reference, backend.infer(x.numpy())
-
-
-def compare(
+def compare_with_artifact(
     loaded: LoadedModel, backend: Backend, split: EvalSplit, indices: Sequence[int], *, device: torch.device,
     batch_size: int, workers: int, progress: bool,
-) -> tuple[ParityStats, list[ImageParity], dict]:  # fmt: skip
-    """Run both models over ``indices``: parity, per-image disagreement, and each model's metrics."""
-    task = split.info.task
-    parity = ParityStats()
-    per_image = []
-    scored = {"PyTorch": _ground_truth_metrics(task, split), "deployed": _ground_truth_metrics(task, split)}
-    for batch_indices, x, y in iterate(split, indices, batch_size, workers, f"compare with {backend.path.name}", progress):
-        reference, deployed = _pair(loaded, backend, x, device)
-        parity.update(reference, deployed)
-        ref_labels, dep_labels = _labels(reference), _labels(np.nan_to_num(deployed, nan=-np.inf))
-        gt = y.numpy()
-        if task == "segmentation":
-            scored["PyTorch"].update(gt, ref_labels)
-            scored["deployed"].update(gt, dep_labels)
-        else:
-            scored["PyTorch"].update(gt, reference)
-            scored["deployed"].update(gt, np.nan_to_num(deployed, nan=-np.inf))
-        for k, index in enumerate(batch_indices):
-            differ = ref_labels[k] != dep_labels[k]
-            error = np.abs(deployed[k].astype(np.float64) - reference[k])
-            per_image.append(ImageParity(index, float(np.mean(differ)), float(np.nanmax(error)) if error.size else 0.0))
-    return parity, per_image, {name: m.compute() for name, m in scored.items()}
+) -> tuple[Comparison, list[ImageParity]]:  # fmt: skip
+    """Run both models over ``indices`` through the comparator: parity and each model's metrics
+    (the checkpoint's ignore index and excluded classes), and every image's disagreement."""
+    info = split.info
+    metadata = backend.metadata.with_(ignore_index=info.ignore_index, exclude_classes=tuple(info.exclude_classes))
+    batches = (
+        Batch(x.numpy(), y.numpy(), ids)
+        for ids, x, y in iterate(split, indices, batch_size, workers, f"compare with {backend.path.name}", progress)
+    )
+    per_image: list[ImageParity] = []
+
+    def record_images(step: Step) -> None:
+        if DEPLOYED in step.outputs:
+            share, worst = image_parity(step.reference, step.outputs[DEPLOYED])
+            per_image.extend(ImageParity(i, float(d), float(e)) for i, d, e in zip(step.batch.ids, share, worst))
+
+    candidate = Candidate(DEPLOYED, backend, precision=backend.precision)
+    comparison = compare(TorchReference(loaded, device), [candidate], batches, metadata, observe=record_images)
+    error = comparison[DEPLOYED].error
+    if error is not None:
+        raise error
+    return comparison, per_image
 
 
 def most_disagreeing(per_image: Sequence[ImageParity], count: int) -> list[ImageParity]:
@@ -108,13 +105,20 @@ def most_disagreeing(per_image: Sequence[ImageParity], count: int) -> list[Image
     return sorted(per_image, key=lambda p: (-p.disagreement, -p.max_abs_error, p.index))[:count]
 
 
+def _pair(loaded, backend, x: torch.Tensor, device):
+    """Both models' outputs for one image (tensor 3×H×W), as the comparator reads them."""
+    task = backend.metadata.task
+    batch = x[None].numpy()
+    return model_output(TorchReference(loaded, device).infer(batch), task), model_output(backend.infer(batch), task)
+
+
 def _segmentation_figure(loaded, backend, split, chosen, out, device) -> FigureFile:
     painter = Painter(split)
     rows, titles = [], []
     for p in chosen:
         x, y = split.dataset[p.index]
-        reference, deployed = _pair(loaded, backend, x[None], device)
-        ref, dep = _labels(reference)[0], _labels(np.nan_to_num(deployed, nan=-np.inf))[0]
+        reference, deployed = _pair(loaded, backend, x, device)
+        ref, dep = reference.labels[0], deployed.labels[0]
         rgb = input_to_rgb(x.numpy(), split.spec)
         rows.append([rgb, painter.labels(ref), painter.labels(dep), disagreement_map(rgb, ref != dep)])
         titles.append([
@@ -130,8 +134,8 @@ def _classification_figure(loaded, backend, split, chosen, out, device) -> Figur
     images, titles, refs, deps = [], [], [], []
     for p in chosen:
         x, _ = split.dataset[p.index]
-        reference, deployed = _pair(loaded, backend, x[None], device)
-        ref_p, dep_p = softmax(reference, axis=1)[0], softmax(np.nan_to_num(deployed, nan=-np.inf), axis=1)[0]
+        reference, deployed = _pair(loaded, backend, x, device)
+        ref_p, dep_p = softmax(reference.values, axis=1)[0], softmax(np.nan_to_num(deployed.values, nan=-np.inf), axis=1)[0]
         images.append(input_to_rgb(x.numpy(), split.spec))
         refs.append(ref_p)
         deps.append(dep_p)
@@ -160,18 +164,20 @@ def deployment_section(
     with open_backend(artifact, device=device.type) as backend:
         notes = check_artifact(backend, ckpt, checkpoint_path)
         log(f"comparing {checkpoint_path.name} (PyTorch) with {artifact.name} ({backend.name}) on {len(indices)} images")
-        parity, per_image, scored = compare(loaded, backend, split, indices, device=device, batch_size=batch_size,
-                                            workers=workers, progress=progress)  # fmt: skip
+        comparison, per_image = compare_with_artifact(loaded, backend, split, indices, device=device,
+                                                      batch_size=batch_size, workers=workers, progress=progress)  # fmt: skip
         chosen = most_disagreeing(per_image, count)
         draw = _segmentation_figure if split.info.task == "segmentation" else _classification_figure
         figure = draw(loaded, backend, split, chosen, out, device)
         backend_name, precision = backend.name, backend.precision
-    stats = parity.compute()
+    deployed = comparison[DEPLOYED]
+    stats = deployed.parity
+    scored = {"PyTorch": comparison.reference_metrics or {}, "deployed": deployed.metrics or {}}
     unit = "pixels" if split.info.task == "segmentation" else "images"
     parity_table = Table(
         ("measure", "value"),
         tuple((k.replace("_", " "), _fmt(stats[k])) for k in (
-            "count", "agreement", "disagreements", "near_tie_disagreements", "agreement_miou",
+            "count", "agreement", "disagreements", "near_tie_disagreements", "tie_margin", "agreement_miou",
             "max_abs_logit_error", "mean_abs_logit_error", "max_abs_reference_logit", "nonfinite_logits",
         ) if k in stats),
     )  # fmt: skip
@@ -186,7 +192,7 @@ def deployment_section(
     paragraphs = [
         f"`{checkpoint_path}` (PyTorch, FP32) against `{artifact}` ({backend_name}, {precision}) on the same "
         f"{len(indices)} preprocessed images of the {split.split} split. Agreement counts {unit} whose label matches; "
-        "near-tie disagreements are flips where PyTorch's top-2 margin is below the tie margin.",
+        f"near-tie disagreements are flips where PyTorch's top-2 margin is below the tie margin of {precision}.",
         *notes,
     ]
     return Section("Deployment parity", tuple(paragraphs), (parity_table, metric_table), (figure,))

@@ -14,11 +14,11 @@ import click
 
 from dlcv.runtime.cli_support import debug_option, handle_errors, parse_size
 from dlcv.runtime.errors import DlcvUsageError
+from dlcv.runtime.precision import FP16, FP32, INT8, PRECISION_NAMES
 
 from .config import (
     CALIBRATION_METHODS, DEFAULT_ATOL, DEFAULT_CALIB_COUNT, DEFAULT_CALIBRATION_METHOD, DEFAULT_EVAL_COUNT,
-    DEFAULT_FP16_MIN_AGREEMENT, DEFAULT_INT8_MAX_DROP, DEFAULT_MIN_AGREEMENT, DEFAULT_OPSET, DEFAULT_WORKSPACE_MB,
-    PRECISIONS, TIMING_CACHE_NAME, ExportConfig, TensorRTConfig,
+    DEFAULT_OPSET, DEFAULT_WORKSPACE_MB, TIMING_CACHE_NAME, ExportConfig, TensorRTConfig,
 )  # fmt: skip
 from .onnx_export import ExportResult, export_onnx
 
@@ -61,7 +61,7 @@ def parse_shape(text: str | None, option: str) -> tuple[int, int, int, int] | No
 @click.option("--batch", type=int, default=1, show_default=True, help="Batch size fixed by --static.")
 @click.option("--atol", type=float, default=DEFAULT_ATOL, show_default=True,
               help="Max abs logit error allowed, scaled by the largest reference logit when that exceeds 1.")  # fmt: skip
-@click.option("--min-agreement", type=float, default=DEFAULT_MIN_AGREEMENT, show_default=True,
+@click.option("--min-agreement", type=float, default=FP32.gate.min_agreement, show_default=True,
               help="Minimum label agreement (pixels or top-1) with PyTorch.")  # fmt: skip
 @click.option("--images", type=click.Path(path_type=Path), default=None,
               help="Folder of real images to verify with (default: synthetic images).")  # fmt: skip
@@ -77,13 +77,13 @@ def parse_shape(text: str | None, option: str) -> tuple[int, int, int, int] | No
               help="Labelled dataset (its val split) on which every precision's mIoU/top-1 is compared.")  # fmt: skip
 @click.option("--eval-count", type=int, default=DEFAULT_EVAL_COUNT, show_default=True,
               help="Images in the precision comparison.")  # fmt: skip
-@click.option("--fp16-min-agreement", type=float, default=DEFAULT_FP16_MIN_AGREEMENT, show_default=True,
+@click.option("--fp16-min-agreement", type=float, default=FP16.gate.min_agreement, show_default=True,
               help="FP16 gate: label agreement with PyTorch FP32.")  # fmt: skip
-@click.option("--int8-max-drop", type=float, default=100 * DEFAULT_INT8_MAX_DROP, show_default=True,
+@click.option("--int8-max-drop", type=float, default=100 * INT8.gate.max_metric_drop, show_default=True,
               help="INT8 gate: mIoU/top-1 drop allowed, in points (needs labels).")  # fmt: skip
 @click.option("--strict", is_flag=True, help="A precision that misses its gate is an error (exit 1), not a warning.")
 @click.option("--trt", is_flag=True, help="Also build a TensorRT engine <arch>.plan (+ <arch>.plan.json).")
-@click.option("--precision", type=click.Choice(PRECISIONS), default="fp16", show_default=True,
+@click.option("--precision", type=click.Choice(PRECISION_NAMES), default="fp16", show_default=True,
               help="With --trt: the ONNX precision the engine is built from.")  # fmt: skip
 @click.option("--min-shape", metavar="BxCxHxW", help="With --trt: smallest input of the optimisation profile.")
 @click.option("--opt-shape", metavar="BxCxHxW", help="With --trt: input the engine is tuned for.")

@@ -1,11 +1,12 @@
 """Export configuration: one frozen record built at the CLI edge (DESIGN.md, "Habits to copy")."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
 from dlcv.runtime.errors import DlcvUsageError
-from dlcv.runtime.parity import DEFAULT_TIE_MARGIN
+from dlcv.runtime.precision import FP16, FP32, INT8, PRECISION_NAMES, Gate, Precision, get_precision
 
 DEFAULT_OPSET = 18
 # Passing bar for FP32 ONNX vs PyTorch FP32. The error allowed is
@@ -15,18 +16,19 @@ DEFAULT_OPSET = 18
 # three orders of magnitude for other CPUs, thread counts and trained weights, and still
 # catches real defects (a wrong crop or a mis-lowered op gives errors of order 1e-2..1).
 DEFAULT_ATOL = 1e-3
-DEFAULT_MIN_AGREEMENT = 0.999
 EXPORTERS = ("auto", "dynamo", "torchscript")
 
-PRECISIONS = ("fp32", "fp16", "int8")
-# Gates of the reduced precisions against PyTorch FP32 (a warning when missed; an error with
-# --strict). FP16: label agreement (pixels or top-1). INT8: the drop of the task metric (mIoU
-# or top-1) on labelled images, in metric units (0.01 = 1 point); without labels, label
-# agreement stands in for it (INT8_UNLABELLED_MIN_AGREEMENT: a narrow random-weight FCN8s, whose
-# top-2 margins are small everywhere, reaches 98.3-98.4 %; the trained demo FCN8s 99.998 %).
-DEFAULT_FP16_MIN_AGREEMENT = 0.995
-DEFAULT_INT8_MAX_DROP = 0.01
-INT8_UNLABELLED_MIN_AGREEMENT = 0.98
+# The gates every precision is held to against PyTorch FP32 (a warning when missed; an error
+# with --strict) are the precision records' (dlcv.runtime.precision); the options below replace
+# one bar of one record each (GATE_OPTIONS: precision -> (Gate field, ExportConfig field)):
+# --min-agreement FP32's label agreement (which the FP32 verification uses too),
+# --fp16-min-agreement FP16's, --int8-max-drop INT8's mIoU/top-1 drop on labelled images
+# (without labels INT8's record gate, label agreement, stands).
+GATE_OPTIONS = {
+    FP32.name: ("min_agreement", "min_agreement"),
+    FP16.name: ("min_agreement", "fp16_min_agreement"),
+    INT8.name: ("max_metric_drop", "int8_max_drop"),
+}
 DEFAULT_CALIB_COUNT = 64  # calibration images (an even spread over the folder)
 DEFAULT_EVAL_COUNT = 100  # images in the precision comparison
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
@@ -63,8 +65,8 @@ class TensorRTConfig:
         if self.timing_cache is not None:
             object.__setattr__(self, "timing_cache", Path(self.timing_cache))
         problems = []
-        if self.precision not in PRECISIONS:
-            problems.append(f"--precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
+        if self.precision not in PRECISION_NAMES:
+            problems.append(f"--precision must be one of {', '.join(PRECISION_NAMES)}, not {self.precision!r}")
         if self.workspace_mb < 1:
             problems.append(f"--workspace must be a positive number of MB, got {self.workspace_mb}")
         for name in ("min_shape", "opt_shape", "max_shape"):
@@ -94,7 +96,9 @@ class ExportConfig:
     used) with ``calib_method``. Each is compared with PyTorch FP32 on up to ``eval_count``
     images: ``val`` (a dataset; its val split, with labels), else the calibration dataset's
     labelled images, else the calibration or ``images`` folder, else synthetic images. Gates:
-    ``fp16_min_agreement``, ``int8_max_drop``; ``strict`` makes a miss an error.
+    the precision records' defaults, with ``min_agreement``, ``fp16_min_agreement`` and
+    ``int8_max_drop`` in their place (:meth:`gate`); ``strict`` makes a miss an error.
+    ``tie_margin``: None = each precision record's near-tie margin.
     ``tensorrt``: also build a TensorRT engine (see :class:`TensorRTConfig`).
     """
 
@@ -103,8 +107,8 @@ class ExportConfig:
     opset: int = DEFAULT_OPSET
     static: bool = False
     atol: float = DEFAULT_ATOL
-    min_agreement: float = DEFAULT_MIN_AGREEMENT
-    tie_margin: float = DEFAULT_TIE_MARGIN
+    min_agreement: float = FP32.gate.min_agreement  # type: ignore[assignment]
+    tie_margin: float | None = None
     input_size: tuple[int, int] | None = None
     batch: int = 1
     verify_shapes: tuple[tuple[int, int, int], ...] | None = None
@@ -118,8 +122,8 @@ class ExportConfig:
     calib_method: str = DEFAULT_CALIBRATION_METHOD
     val: Path | None = None
     eval_count: int = DEFAULT_EVAL_COUNT
-    fp16_min_agreement: float = DEFAULT_FP16_MIN_AGREEMENT
-    int8_max_drop: float = DEFAULT_INT8_MAX_DROP
+    fp16_min_agreement: float = FP16.gate.min_agreement  # type: ignore[assignment]
+    int8_max_drop: float = INT8.gate.max_metric_drop  # type: ignore[assignment]
     strict: bool = False
     tensorrt: TensorRTConfig | None = None
 
@@ -150,6 +154,8 @@ class ExportConfig:
             problems.append(f"--opset must be within 7..25, got {self.opset}")
         if not self.atol >= 0:
             problems.append(f"--atol must be a non-negative number, got {self.atol}")
+        if self.tie_margin is not None and not self.tie_margin >= 0:
+            problems.append(f"tie_margin must be a non-negative number, got {self.tie_margin}")
         if not 0 <= self.min_agreement <= 1:
             problems.append(f"--min-agreement must be within 0..1, got {self.min_agreement}")
         if self.batch < 1:
@@ -169,5 +175,16 @@ class ExportConfig:
     def precisions(self) -> tuple[str, ...]:
         """The ONNX precisions to write: fp32 always, then those asked for (or the engine's)."""
         engine = self.tensorrt.precision if self.tensorrt is not None else None
-        wanted = {"fp32", *(p for p, on in (("fp16", self.fp16), ("int8", self.int8)) if on), engine}
-        return tuple(p for p in PRECISIONS if p in wanted)
+        wanted = {FP32.name, *(p.name for p, on in ((FP16, self.fp16), (INT8, self.int8)) if on), engine}
+        return tuple(p for p in PRECISION_NAMES if p in wanted)
+
+    def gate(self, precision: Precision | str, labelled: bool) -> Gate:
+        """``precision``'s default gate (:meth:`Precision.default_gate`) with the bar this config's
+        option sets (:data:`GATE_OPTIONS`) in place of the record's; a bar the default gate does
+        not hold (INT8's metric drop without labels) stays unset."""
+        record = get_precision(precision) if isinstance(precision, str) else precision
+        gate = record.default_gate(labelled)
+        bar, option = GATE_OPTIONS.get(record.name, (None, None))
+        if bar is None or getattr(gate, bar) is None:
+            return gate
+        return dataclasses.replace(gate, **{bar: getattr(self, option)})

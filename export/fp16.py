@@ -34,11 +34,16 @@ The graph's integer shape arithmetic (the FCN crops) is untouched.
 from __future__ import annotations
 
 import collections
+import os
+from typing import Callable
 
 import onnx
 
 from dlcv.runtime.errors import DlcvError, first_line
 from dlcv.runtime.metadata import ArtifactMetadata
+
+from .config import ExportConfig
+from .graph import finalize_graph
 
 FP32_OPS = ("LayerNormalization", "ReduceMean", "ReduceSum", "ReduceSumSquare", "Pow", "Sqrt", "Exp", "Log")
 
@@ -55,8 +60,6 @@ def convert_to_fp16(proto: onnx.ModelProto, metadata: ArtifactMetadata, keep_fp3
     finalised with ``metadata`` (precision fp16)."""
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    from .onnx_export import finalize_graph
-
     try:
         converted = convert_float_to_float16(
             proto, keep_io_types=True, op_block_list=block_list(keep_fp32), disable_shape_infer=False,
@@ -65,6 +68,12 @@ def convert_to_fp16(proto: onnx.ModelProto, metadata: ArtifactMetadata, keep_fp3
         raise DlcvError(f"{metadata.arch}: FP16 conversion failed ({type(exc).__name__}: {first_line(exc)})") from None
     repair_casts(converted.graph)
     return finalize_graph(converted, metadata.with_(precision="fp16"))
+
+
+def write_fp16(fp32_path: str | os.PathLike, metadata: ArtifactMetadata, config: ExportConfig,
+               log: Callable[[str], None]) -> onnx.ModelProto:  # fmt: skip
+    """The FP16 writer: the FP32 file's graph converted by :func:`convert_to_fp16`."""
+    return convert_to_fp16(onnx.load(str(fp32_path)), metadata)
 
 
 def repair_casts(graph: onnx.GraphProto) -> None:

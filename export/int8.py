@@ -42,6 +42,9 @@ from dlcv.runtime.imageio import is_image_file, read_image
 from dlcv.runtime.metadata import ArtifactMetadata
 from dlcv.runtime.preprocess import preprocess_image
 
+from .config import ExportConfig
+from .graph import finalize_graph
+
 QUANTIZED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 PER_CHANNEL_AXIS = {"Conv": 0, "ConvTranspose": 1, "Gemm": 0, "MatMul": 1}
 PERCENTILE = 99.999
@@ -153,8 +156,6 @@ def quantize_int8(
     finalised with ``metadata`` (precision int8)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    from .onnx_export import finalize_graph
-
     methods = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile, "entropy": CalibrationMethod.Entropy}
     options = {
         "ActivationSymmetric": True,
@@ -180,3 +181,16 @@ def quantize_int8(
             raise DlcvError(f"{metadata.arch}: INT8 quantization failed ({type(exc).__name__}: {first_line(exc)})") from None
         proto = onnx.load(str(out))
     return finalize_graph(proto, metadata.with_(precision="int8"))
+
+
+def write_int8(fp32_path: str | os.PathLike, metadata: ArtifactMetadata, config: ExportConfig, log: Log = _silent) -> onnx.ModelProto:
+    """The INT8 writer: the FP32 file quantized, calibrated on ``config.calib`` (up to
+    ``calib_count`` images, ``calib_method``)."""
+    if config.calib is None:
+        raise DlcvError("INT8 needs calibration images (--calib DIR)")
+    paths, where = calibration_paths(config.calib, config.calib_count)
+    tensors = calibration_tensors(paths, metadata, log)
+    sizes = sorted({"x".join(map(str, t.shape[1:])) for t in tensors})
+    log(f"calibrating INT8 ({config.calib_method}) on {len(tensors)} images from {where} "
+        f"(size{'s' if len(sizes) > 1 else ''} {', '.join(sizes[:4])}{', ...' if len(sizes) > 4 else ''})")  # fmt: skip
+    return quantize_int8(fp32_path, metadata, tensors, method=config.calib_method)

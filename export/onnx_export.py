@@ -1,22 +1,23 @@
 """Checkpoint -> FP32 ONNX, and FP16/INT8 ONNX (DESIGN.md contracts 3, 5, 6), each verified against
-PyTorch before it is published.
+PyTorch before it is published: the FP32 writer and the orchestration of every precision.
 
-Steps, each its own function so later precisions (FP16, INT8 QDQ, TensorRT) reuse them:
-:func:`load_source` (checkpoint, model, metadata) -> :func:`plan_inputs` (which axes are
-dynamic, the sample, the verification shapes) -> :func:`export_fp32` (torch.export-based
-exporter, TorchScript exporter as fallback) -> :func:`finalize_graph` (tensor names, output
-dims, metadata under ``metadata_props["dlcv"]``, onnx.checker) -> :func:`save_onnx`
-(single file, atomic) -> :func:`dlcv.export.verify.verify_onnx_file`.
+Steps, each its own function: :func:`load_source` (checkpoint, model, metadata) ->
+:func:`plan_inputs` (which axes are dynamic, the sample, the verification shapes) ->
+:func:`export_fp32` (the FP32 writer: torch.export-based exporter, TorchScript exporter as
+fallback) -> :func:`dlcv.export.graph.finalize_graph` (tensor names, output dims, metadata under
+``metadata_props["dlcv"]``) -> :func:`dlcv.export.graph.save_onnx` (single file, onnx.checker)
+-> :func:`dlcv.export.verify.verify_onnx_file`.
 
 The file is written under a temporary name, verified there, and renamed into place only when
 verification passes: a failed export never leaves an artifact that looks valid.
 
-Reduced precisions follow (:func:`write_precisions`): ``<arch>.fp16.onnx``
-(:mod:`dlcv.export.fp16`) and ``<arch>.int8.onnx`` (:mod:`dlcv.export.int8`) are written
-under temporary names, compared together with the FP32 file against PyTorch FP32 on one
-evaluation set (:func:`build_eval_set`; one table, one row per precision), and published.
-A precision that misses its gate is a warning, or with ``strict`` an error that publishes
-none of them.
+Reduced precisions follow (:func:`write_precisions`): each has one writer returning its graph
+(:data:`REDUCED_WRITERS`: :func:`dlcv.export.fp16.write_fp16`, :func:`dlcv.export.int8.write_int8`),
+saved under a temporary name as :meth:`Precision.path <dlcv.runtime.precision.Precision.path>`
+names it, compared together with the FP32 file against PyTorch FP32 on one evaluation set
+(:func:`build_eval_set`; one table, one row per precision, each judged by
+:meth:`ExportConfig.gate`), and published. A precision that misses its gate is a warning, or
+with ``strict`` an error that publishes none of them.
 """
 from __future__ import annotations
 
@@ -36,14 +37,18 @@ import torch.nn as nn
 from dlcv.runtime.atomic import atomic_path
 from dlcv.runtime.errors import DlcvError, DlcvUsageError, first_line
 from dlcv.runtime.imageio import read_image
-from dlcv.runtime.metadata import METADATA_KEY, ArtifactMetadata
+from dlcv.runtime.metadata import ArtifactMetadata
+from dlcv.runtime.precision import FP16, FP32, INT8, get_precision
 from dlcv.train.checkpoint import file_sha256, load_checkpoint, metadata_from_checkpoint, model_from_checkpoint
 
-from .config import INT8_UNLABELLED_MIN_AGREEMENT, ExportConfig
-from .int8 import calibration_paths, calibration_tensors, quantize_int8
+from .config import ExportConfig
+from .fp16 import precision_summary, write_fp16
+from .graph import default_opset, finalize_graph, graph_io, save_onnx
+from .int8 import calibration_paths, write_int8
 from .verify import (
-    Candidate, EvalSet, Gate, PrecisionReport, Shape, VerificationReport, _silent, compare_precisions, eval_set_from_dataset,
-    eval_set_from_images, eval_set_from_shapes, load_images, raise_if_failed, verify_onnx_file,
+    EvalSet, ExportedArtifact, PrecisionReport, Shape, VerificationReport, _silent, compare_precisions,
+    eval_set_from_dataset, eval_set_from_images, eval_set_from_shapes, raise_if_failed, read_image_folder,
+    verify_onnx_file,
 )  # fmt: skip
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
@@ -53,8 +58,6 @@ DEFAULT_NATURAL_SIZE = (128, 128)
 # A second verification size for dynamic height/width: odd, non-square, not a multiple of
 # any stride, so size-dependent crops and ceil-mode pools are exercised.
 ODD_SIZE = (97, 131)
-# Above this many bytes of weights the model is saved with external data (protobuf's 2 GB limit).
-EXTERNAL_DATA_THRESHOLD = 1_800_000_000
 # A third size for classifiers with dynamic height/width: a stride-32 backbone gives a 9×10
 # map, which a 7×7 adaptive average pool must shrink by a non-integer factor, the case that
 # exporters lower with fixed windows (wrong at other sizes).
@@ -245,80 +248,6 @@ def export_fp32(
     raise DlcvError(f"{metadata.arch}: ONNX export failed ({'; '.join(errors)})")
 
 
-def _dims(value_info: onnx.ValueInfoProto) -> tuple[int | str, ...]:
-    return tuple(d.dim_param if d.HasField("dim_param") else d.dim_value for d in value_info.type.tensor_type.shape.dim)
-
-
-def graph_io(proto: onnx.ModelProto, metadata: ArtifactMetadata) -> tuple[tuple[int | str, ...], tuple[int | str, ...]]:
-    """Shapes (ints for fixed dims, names for dynamic ones) of the metadata's input and output."""
-    inputs = {i.name: i for i in proto.graph.input}
-    outputs = {o.name: o for o in proto.graph.output}
-    if metadata.input_name not in inputs or metadata.output_name not in outputs:
-        raise DlcvError(
-            f"the exported graph has inputs {sorted(inputs)} and outputs {sorted(outputs)}, expected "
-            f"{metadata.input_name!r} and {metadata.output_name!r}"
-        )
-    return _dims(inputs[metadata.input_name]), _dims(outputs[metadata.output_name])
-
-
-def _name_output_dims(proto: onnx.ModelProto, metadata: ArtifactMetadata) -> None:
-    """Give the output's dynamic dims the input's names (the contract: logits are N×C(×H×W) of
-    the input's N(, H, W)), replacing exporter expressions such as ``Min(height + 31, ...) - 31``.
-    Verification at several sizes then checks the claim."""
-    inp = next(i for i in proto.graph.input if i.name == metadata.input_name)
-    out = next(o for o in proto.graph.output if o.name == metadata.output_name)
-    in_dims = inp.type.tensor_type.shape.dim
-    out_dims = out.type.tensor_type.shape.dim
-    pairs = [(0, 0)] + ([(2, 2), (3, 3)] if metadata.task == "segmentation" and len(out_dims) == 4 else [])
-    for src, dst in pairs:
-        if dst < len(out_dims) and in_dims[src].HasField("dim_param"):
-            out_dims[dst].Clear()
-            out_dims[dst].dim_param = in_dims[src].dim_param
-
-
-def embed_metadata(proto: onnx.ModelProto, metadata: ArtifactMetadata) -> None:
-    """Set ``metadata_props[dlcv]`` to the metadata JSON (other keys are kept)."""
-    for prop in list(proto.metadata_props):
-        if prop.key == METADATA_KEY:
-            proto.metadata_props.remove(prop)
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, metadata.to_json()
-
-
-def finalize_graph(proto: onnx.ModelProto, metadata: ArtifactMetadata) -> onnx.ModelProto:
-    """Check the tensor names, name the output dims, embed the metadata; returns ``proto``."""
-    graph_io(proto, metadata)
-    _name_output_dims(proto, metadata)
-    embed_metadata(proto, metadata)
-    proto.doc_string = f"dlcv {metadata.arch} ({metadata.task}, {metadata.num_classes} classes, {metadata.precision})"
-    return proto
-
-
-def default_opset(proto: onnx.ModelProto) -> int:
-    """The ai.onnx opset version the graph declares."""
-    return next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
-
-
-def weights_bytes(proto: onnx.ModelProto) -> int:
-    return sum(len(t.raw_data) or t.ByteSize() for t in proto.graph.initializer)
-
-
-def save_onnx(proto: onnx.ModelProto, path: Path, final_name: str | None = None) -> None:
-    """Write ``proto`` to ``path`` and run onnx.checker on the file. One self-contained file,
-    except above ~1.8 GB of weights, where they go to ``<final_name>.data`` beside it."""
-    if weights_bytes(proto) > EXTERNAL_DATA_THRESHOLD:
-        onnx.save_model(
-            proto, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
-            location=f"{final_name or path.name}.data", size_threshold=1024,
-        )  # fmt: skip
-    else:
-        onnx.save_model(proto, str(path))
-    try:
-        onnx.checker.check_model(str(path), full_check=True)
-    except onnx.checker.ValidationError as exc:
-        raise DlcvError(f"{final_name or path.name}: the exported graph fails onnx.checker ({type(exc).__name__}: {first_line(exc)})") from None
-
-
 # ---------------------------------------------------------------------------------------------
 # the whole step
 
@@ -334,9 +263,9 @@ def export_onnx(config: ExportConfig, log: Log | None = None) -> ExportResult:
     log(f"loading checkpoint {config.checkpoint}")
     source = load_source(config.checkpoint)
     md = source.metadata
-    images = load_images(config.images) if config.images is not None else None
+    images = read_image_folder(config.images) if config.images is not None else None
     plan = plan_inputs(md, config)
-    target = config.out / f"{md.arch}.onnx"
+    target = FP32.path(config.out, md.arch)
 
     log(f"exporting {md.arch} ({md.task}, {md.num_classes} classes) to ONNX opset {config.opset}, {plan.describe()}")
     t0 = time.perf_counter()
@@ -367,7 +296,7 @@ def export_onnx(config: ExportConfig, log: Log | None = None) -> ExportResult:
         raise_if_failed(report, target.name, f"{target.name} was not written")
         size = tmp.stat().st_size
 
-    paths: dict[str, Path] = {"fp32": target}
+    paths: dict[str, Path] = {FP32.name: target}
     precision_report = eval_set = None
     if len(config.precisions) > 1 or config.val is not None or config.tensorrt is not None:
         eval_set = build_eval_set(config, md, plan, images, log)
@@ -416,31 +345,11 @@ def build_eval_set(config: ExportConfig, metadata: ArtifactMetadata, plan: Input
     return eval_set_from_shapes(metadata, plan.verify_shapes, seed=config.seed)
 
 
-def gate_for(precision: str, config: ExportConfig, labelled: bool) -> Gate:
-    """FP32: the FP32 agreement bar; FP16: agreement; INT8: the metric drop (agreement without labels)."""
-    if precision == "fp32":
-        return Gate(min_agreement=config.min_agreement)
-    if precision == "fp16":
-        return Gate(min_agreement=config.fp16_min_agreement)
-    return Gate(max_metric_drop=config.int8_max_drop) if labelled else Gate(min_agreement=INT8_UNLABELLED_MIN_AGREEMENT)
-
-
-def precision_path(out: Path, arch: str, precision: str) -> Path:
-    """``<out>/<arch>.onnx`` for FP32, ``<out>/<arch>.<precision>.onnx`` otherwise."""
-    return out / (f"{arch}.onnx" if precision == "fp32" else f"{arch}.{precision}.onnx")
-
-
-def _reduced_graph(precision: str, config: ExportConfig, fp32_path: Path, metadata: ArtifactMetadata, log: Log) -> onnx.ModelProto:
-    if precision == "fp16":
-        from .fp16 import convert_to_fp16
-
-        return convert_to_fp16(onnx.load(str(fp32_path)), metadata)
-    paths, where = calibration_paths(config.calib, config.calib_count)  # type: ignore[arg-type]
-    tensors = calibration_tensors(paths, metadata, log)
-    sizes = sorted({"x".join(map(str, t.shape[1:])) for t in tensors})
-    log(f"calibrating INT8 ({config.calib_method}) on {len(tensors)} images from {where} "
-        f"(size{'s' if len(sizes) > 1 else ''} {', '.join(sizes[:4])}{', ...' if len(sizes) > 4 else ''})")  # fmt: skip
-    return quantize_int8(fp32_path, metadata, tensors, method=config.calib_method)
+# The writer of each reduced precision: (FP32 file, metadata, config, log) -> its finalised graph.
+REDUCED_WRITERS: dict[str, Callable[[Path, ArtifactMetadata, ExportConfig, Log], onnx.ModelProto]] = {
+    FP16.name: write_fp16,
+    INT8.name: write_int8,
+}
 
 
 def write_precisions(
@@ -451,37 +360,36 @@ def write_precisions(
     from dlcv.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
     from dlcv.train.torch_backend import TorchBackend
 
-    from .fp16 import precision_summary
-
-    reduced = [p for p in config.precisions if p != "fp32"]
+    reduced = [get_precision(p) for p in config.precisions if p != FP32.name]
     labelled = eval_set.labelled
     with contextlib.ExitStack() as stack:
-        staged: dict[str, Path] = {"fp32": fp32_path}
+        staged: dict[str, Path] = {FP32.name: fp32_path}
         for precision in reduced:
-            target = precision_path(config.out, metadata.arch, precision)
+            target = precision.path(config.out, metadata.arch)
             tmp = stack.enter_context(atomic_path(target))
-            log(f"writing {target} ({precision})")
-            proto = _reduced_graph(precision, config, fp32_path, metadata, log)
+            log(f"writing {target} ({precision.name})")
+            proto = REDUCED_WRITERS[precision.name](fp32_path, metadata, config, log)
             summary = precision_summary(proto)
             save_onnx(proto, tmp, final_name=target.name)
             del proto
-            log(f"  {precision}: initialisers {summary['initializers']}, I/O {summary['io']}, "
+            log(f"  {precision.name}: initialisers {summary['initializers']}, I/O {summary['io']}, "
                 f"{summary['ops'].get('QuantizeLinear', 0)} QuantizeLinear, {summary['ops'].get('Cast', 0)} Cast")  # fmt: skip
-            staged[precision] = tmp
-        candidates = [
-            Candidate(p, precision_path(config.out, metadata.arch, p).name,
-                      lambda path=path: OnnxRuntimeBackend(path), gate_for(p, config, labelled))
-            for p, path in staged.items()
+            staged[precision.name] = tmp
+        artifacts = [
+            ExportedArtifact(name, get_precision(name).file_name(metadata.arch), lambda path=path: OnnxRuntimeBackend(path),
+                             get_precision(name), config.gate(name, labelled), config.tie_margin)
+            for name, path in staged.items()
         ]  # fmt: skip
         log(f"comparing {', '.join(staged)} with PyTorch FP32 on {eval_set.source} (onnxruntime, CPU)")
         with TorchBackend(checkpoint) as reference:
-            report = compare_precisions(reference, candidates, eval_set, config.tie_margin)
+            report = compare_precisions(reference, artifacts, eval_set)
         log(report.table())
-        failed = [r for r in report.rows if not r.passed]
-        for row in failed:
+        for row in report.rows:
+            if row.passed:
+                continue
             message = f"{row.artifact} misses its gate: {'; '.join(row.failures)}"
             if config.strict:
-                written = ", ".join(precision_path(config.out, metadata.arch, p).name for p in reduced)
+                written = ", ".join(p.file_name(metadata.arch) for p in reduced)
                 raise DlcvError(f"{message} (--strict: {written} not written)")
             log(f"warning: {message}")
-    return {p: precision_path(config.out, metadata.arch, p) for p in staged}, report
+    return {name: get_precision(name).path(config.out, metadata.arch) for name in staged}, report

@@ -35,10 +35,11 @@ from dlcv.runtime.atomic import atomic_path, write_bytes_atomic
 from dlcv.runtime.backends.tensorrt_backend import EngineBinding, make_logger, version_tuple
 from dlcv.runtime.errors import DlcvError, MissingDependencyError
 from dlcv.runtime.metadata import ArtifactMetadata, sidecar_path, write_sidecar
+from dlcv.runtime.precision import get_precision
 
 from .config import PROFILE_MAX_BATCH, PROFILE_MIN_BATCH, PROFILE_OPT_BATCH, TIMING_CACHE_NAME, ExportConfig, Shape4, TensorRTConfig
-from .onnx_export import ExportResult, gate_for, plan_inputs
-from .verify import Candidate, PrecisionReport, _silent, compare_precisions
+from .onnx_export import ExportResult, plan_inputs
+from .verify import ExportedArtifact, PrecisionReport, _silent, compare_precisions
 
 Log = Callable[[str], None]
 MIN_TENSORRT = (10,)
@@ -221,11 +222,12 @@ def build_engine(result: ExportResult, config: ExportConfig, log: Log | None = N
         try:
             write_sidecar(tmp, metadata)
             if result.eval_set is not None:
-                candidate = Candidate(f"{trt_config.precision} engine", plan_path.name, lambda: TensorRTBackend(tmp),
-                                      gate_for(trt_config.precision, config, result.eval_set.labelled))  # fmt: skip
+                precision = get_precision(trt_config.precision)
+                engine = ExportedArtifact(f"{precision.name} engine", plan_path.name, lambda: TensorRTBackend(tmp), precision,
+                                          config.gate(precision, result.eval_set.labelled), config.tie_margin)  # fmt: skip
                 log(f"comparing {plan_path.name} with PyTorch FP32 on {result.eval_set.source} (TensorRT, GPU)")
                 with TorchBackend(result.checkpoint or config.checkpoint) as reference:
-                    report = compare_precisions(reference, [candidate], result.eval_set, config.tie_margin)
+                    report = compare_precisions(reference, [engine], result.eval_set)
                 log(report.table())
                 row = report.rows[0]
                 if not row.passed:

@@ -1,15 +1,20 @@
 """Verification of a written artifact against the PyTorch FP32 reference, in task terms.
 
-Both models see the same inputs, built by :func:`dlcv.runtime.preprocess.preprocess_image`
-from deterministic synthetic RGB images (or real images from a folder); the logits are
-compared with :class:`dlcv.runtime.parity.ParityStats`, one row per input shape. The
-functions are independent of the precision being checked, so an FP16/INT8 ONNX file or a
-TensorRT engine is verified the same way with its own tolerances.
+This module builds the inputs and formats the result; the comparison itself is the runtime's
+comparator (:func:`dlcv.runtime.compare.compare`). Both models see the same inputs, built by
+:func:`dlcv.runtime.preprocess.preprocess_image` from deterministic synthetic RGB images (or
+real images from a folder). Two views:
+
+- :func:`verify_backends`: one artifact at the verification shapes, one parity row per shape,
+  each shape judged against the error and agreement bars (the FP32 file's check);
+- :func:`compare_precisions`: every written precision (and an engine) on one evaluation set
+  (:class:`EvalSet`, labelled when it can be), one row per artifact, each judged by its
+  precision's gate.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,9 +24,10 @@ import cv2
 import numpy as np
 
 from dlcv.runtime.backends.base import Backend
+from dlcv.runtime.compare import METRIC_NAMES, Batch, Candidate, Comparison, Step, compare, judge
 from dlcv.runtime.errors import DlcvError
 from dlcv.runtime.imageio import is_image_file, read_image
-from dlcv.runtime.parity import DEFAULT_TIE_MARGIN, ParityStats
+from dlcv.runtime.precision import Gate, Precision
 from dlcv.runtime.preprocess import PreprocessSpec, preprocess_image
 
 Shape = tuple[int, int, int]  # (batch, height, width) of the model input
@@ -40,7 +46,7 @@ def synthetic_image(height: int, width: int, rng: np.random.Generator) -> np.nda
     return np.clip(smooth + fine, 0, 255).astype(np.uint8)
 
 
-def load_images(folder: str | os.PathLike, limit: int = 64) -> list[np.ndarray]:
+def read_image_folder(folder: str | os.PathLike, limit: int = 64) -> list[np.ndarray]:
     """Up to ``limit`` images of ``folder`` (sorted by name), read as RGB uint8."""
     folder = Path(folder)
     if not folder.is_dir():
@@ -143,52 +149,6 @@ class VerificationReport:
         }
 
 
-def compare_backends(
-    reference: Backend,
-    candidate: Backend,
-    shapes: Sequence[Shape],
-    *,
-    spec: PreprocessSpec,
-    seed: int = 0,
-    images: Sequence[np.ndarray] | None = None,
-    tie_margin: float = DEFAULT_TIE_MARGIN,
-) -> tuple[tuple[ShapeParity, ...], dict]:
-    """Run both backends on the same batches; parity per shape and over all shapes."""
-    total = ParityStats(tie_margin)
-    rows = []
-    start = 0
-    for shape in shapes:
-        batch = make_batch(spec, shape, seed=seed, images=images, start=start)
-        start += shape[0]
-        stats = ParityStats(tie_margin).update(reference.infer(batch), candidate.infer(batch))
-        total.merge(stats)
-        rows.append(ShapeParity(tuple(batch.shape), stats.compute()))
-    return tuple(rows), total.compute()
-
-
-def tolerance_for(atol: float, overall: dict) -> float:
-    """``atol`` in logit units up to logits of magnitude 1, relative to the largest logit beyond."""
-    ref = overall.get("max_abs_reference_logit", 0.0)
-    return atol * max(1.0, ref if math.isfinite(ref) else 1.0)
-
-
-def judge(rows: Sequence[ShapeParity], tolerance: float, min_agreement: float) -> tuple[str, ...]:
-    """One message per shape that misses the bar (empty when all pass)."""
-    failures = []
-    for r in rows:
-        s, name = r.stats, "x".join(map(str, r.shape))
-        if s["nonfinite_logits"]:
-            failures.append(f"{s['nonfinite_logits']} NaN/inf logits at {name}")
-        elif not s["max_abs_logit_error"] <= tolerance:
-            failures.append(f"max abs logit error {s['max_abs_logit_error']:.3e} > {tolerance:.3e} at {name}")
-        if not s["agreement"] >= min_agreement:
-            failures.append(
-                f"agreement {s['agreement']:.6f} < {min_agreement} at {name} "
-                f"({s['disagreements']} of {s['count']} labels differ, {s['near_tie_disagreements']} near ties)"
-            )
-    return tuple(failures)
-
-
 def verify_backends(
     reference: Backend,
     candidate: Backend,
@@ -196,25 +156,43 @@ def verify_backends(
     *,
     atol: float,
     min_agreement: float,
-    tie_margin: float = DEFAULT_TIE_MARGIN,
+    tie_margin: float | None = None,
     seed: int = 0,
     images: Sequence[np.ndarray] | None = None,
 ) -> VerificationReport:
-    """Compare ``candidate`` with ``reference`` at ``shapes``; the report says whether it passed."""
-    spec = reference.metadata.preprocess
-    rows, overall = compare_backends(
-        reference, candidate, shapes, spec=spec, seed=seed, images=images, tie_margin=tie_margin
-    )
-    tolerance = tolerance_for(atol, overall)
+    """Compare ``candidate`` with ``reference`` at ``shapes`` (one batch each); every shape must
+    pass the error bar (``atol``, relative beyond logits of magnitude 1) and ``min_agreement``.
+    ``tie_margin``: None = the candidate's precision record's."""
+    md = reference.metadata
+    batches, start = [], 0
+    for shape in shapes:
+        batches.append(Batch(make_batch(md.preprocess, shape, seed=seed, images=images, start=start)))
+        start += shape[0]
+    gate = Gate(min_agreement=min_agreement, max_abs_error=atol)
+    per_shape: list[ShapeParity] = []
+
+    def record_shape(step: Step) -> None:
+        if "candidate" in step.parity:
+            per_shape.append(ShapeParity(tuple(step.batch.inputs.shape), step.parity["candidate"].compute()))
+
+    subject = Candidate("candidate", candidate, precision=candidate.precision, gate=gate, tie_margin=tie_margin)
+    result = compare(reference, [subject], batches, md, observe=record_shape)["candidate"]
+    if result.error is not None:
+        raise result.error
+    overall = result.parity
+    failures = tuple(
+        f for row in per_shape
+        for f in judge(row.stats, gate, reference_scale=overall["max_abs_reference_logit"], where="x".join(map(str, row.shape)))
+    )  # fmt: skip
     return VerificationReport(
         reference=f"{reference.name} {reference.precision}",
         candidate=f"{candidate.name} {candidate.precision}",
-        rows=rows,
+        rows=tuple(per_shape),
         overall=overall,
         atol=atol,
         min_agreement=min_agreement,
-        tolerance=tolerance,
-        failures=judge(rows, tolerance, min_agreement),
+        tolerance=gate.error_bound(overall["max_abs_reference_logit"]),
+        failures=failures,
     )
 
 
@@ -233,7 +211,7 @@ def verify_onnx_file(
     *,
     atol: float,
     min_agreement: float,
-    tie_margin: float = DEFAULT_TIE_MARGIN,
+    tie_margin: float | None = None,
     seed: int = 0,
     images: Sequence[np.ndarray] | None = None,
     log: Log = _silent,
@@ -262,18 +240,10 @@ def verify_onnx_file(
 
 
 @dataclass(frozen=True)
-class EvalBatch:
-    """Model inputs (N×3×H×W float32) and, where known, their labels (N×H×W maps or N classes)."""
-
-    inputs: np.ndarray
-    labels: np.ndarray | None = None
-
-
-@dataclass(frozen=True)
 class EvalSet:
     """The images every precision is compared on, and where they came from."""
 
-    batches: tuple[EvalBatch, ...]
+    batches: tuple[Batch, ...]
     source: str
 
     @property
@@ -289,7 +259,7 @@ EVAL_BATCH = 8
 EVAL_SPLITS = ("val", "test", "train")
 
 
-def group_by_shape(items: Sequence[tuple[np.ndarray, object]], batch_size: int = EVAL_BATCH) -> tuple[EvalBatch, ...]:
+def group_by_shape(items: Sequence[tuple[np.ndarray, object]], batch_size: int = EVAL_BATCH) -> tuple[Batch, ...]:
     """Stack (tensor, label) pairs into batches of equal tensor shape, in first-seen order."""
     groups: dict[tuple[int, ...], list] = {}
     for tensor, label in items:
@@ -299,7 +269,7 @@ def group_by_shape(items: Sequence[tuple[np.ndarray, object]], batch_size: int =
         for i in range(0, len(members), batch_size):
             chunk = members[i : i + batch_size]
             labels = None if any(lbl is None for _, lbl in chunk) else np.stack([np.asarray(lbl) for _, lbl in chunk])
-            batches.append(EvalBatch(np.stack([t for t, _ in chunk]), labels))
+            batches.append(Batch(np.stack([t for t, _ in chunk]), labels))
     return tuple(batches)
 
 
@@ -352,47 +322,10 @@ def eval_set_from_shapes(metadata, shapes: Sequence[Shape], *, seed: int = 0, im
     """The FP32 verification batches themselves (synthetic or real images at ``shapes``)."""
     batches, start = [], 0
     for shape in shapes:
-        batches.append(EvalBatch(make_batch(metadata.preprocess, shape, seed=seed, images=images, start=start)))
+        batches.append(Batch(make_batch(metadata.preprocess, shape, seed=seed, images=images, start=start)))
         start += shape[0]
     kind = "real" if images else "synthetic"
     return EvalSet(tuple(batches), f"{start} {kind} images at {', '.join('x'.join(map(str, s[1:])) for s in shapes)}")
-
-
-def task_metric_name(task: str) -> str:
-    return "mIoU" if task == "segmentation" else "top-1"
-
-
-def _new_metric(metadata):
-    from dlcv.runtime.metrics import ClassificationMetrics, ConfusionMatrix
-
-    if metadata.task == "segmentation":
-        return ConfusionMatrix(metadata.num_classes, metadata.ignore_index, metadata.exclude_classes)
-    return ClassificationMetrics(metadata.num_classes)
-
-
-def _update_metric(metric, task: str, labels: np.ndarray, logits: np.ndarray) -> None:
-    metric.update(labels, logits.argmax(1) if task == "segmentation" else logits)
-
-
-def _metric_value(metric, task: str) -> float:
-    result = metric.compute()
-    return float(result["miou"] if task == "segmentation" else result["top1"])
-
-
-@dataclass(frozen=True)
-class Gate:
-    """A reduced precision's passing bar: minimum label agreement and/or maximum metric drop."""
-
-    min_agreement: float | None = None
-    max_metric_drop: float | None = None
-
-    def describe(self, metric_name: str) -> str:
-        parts = []
-        if self.min_agreement is not None:
-            parts.append(f"agreement >= {100 * self.min_agreement:.1f}%")
-        if self.max_metric_drop is not None:
-            parts.append(f"{metric_name} drop <= {100 * self.max_metric_drop:.1f} pt")
-        return ", ".join(parts) or "-"
 
 
 @dataclass(frozen=True)
@@ -434,7 +367,7 @@ class PrecisionReport:
     rows: tuple[PrecisionRow, ...]
 
     def table(self) -> str:
-        name = task_metric_name(self.task)
+        name = METRIC_NAMES[self.task]
         unit = "pixel" if self.task == "segmentation" else "top-1"
         header = (
             f"{'precision':<13}{'file':<24}{unit + ' agree':>13}{'max abs err':>13}{'mean abs err':>14}"
@@ -459,59 +392,37 @@ class PrecisionReport:
         return {"task": self.task, "eval_source": self.eval_source, "rows": [r.to_dict() for r in self.rows]}
 
 
-def judge_precision(stats: dict, metric_delta: float | None, gate: Gate, metric_name: str) -> tuple[str, ...]:
-    """Why a candidate misses its gate (empty when it passes). NaN/inf logits always fail."""
-    failures = []
-    if stats["nonfinite_logits"]:
-        failures.append(f"{stats['nonfinite_logits']} NaN/inf logits")
-    if gate.min_agreement is not None and not stats["agreement"] >= gate.min_agreement:
-        failures.append(f"label agreement {100 * stats['agreement']:.3f}% < {100 * gate.min_agreement:.1f}%")
-    if gate.max_metric_drop is not None and metric_delta is not None and not -metric_delta <= gate.max_metric_drop + 1e-12:
-        failures.append(f"{metric_name} drop {-100 * metric_delta:.2f} pt > {100 * gate.max_metric_drop:.1f} pt")
-    return tuple(failures)
-
-
 @dataclass(frozen=True)
-class Candidate:
-    """A model to compare: ``open()`` returns a Backend (opened once, for the whole evaluation)."""
+class ExportedArtifact:
+    """An artifact to compare with PyTorch FP32: its row label ("fp16", "fp16 engine"), file name,
+    how to open it (once, for the whole evaluation), its precision, and its gate and near-tie
+    margin (None: the precision record's)."""
 
     label: str
-    artifact: str
+    file: str
     open: Callable[[], Backend]
-    gate: Gate
+    precision: Precision
+    gate: Gate | None = None
+    tie_margin: float | None = None
 
 
-def compare_precisions(reference: Backend, candidates: Sequence[Candidate], eval_set: EvalSet,
-                       tie_margin: float = DEFAULT_TIE_MARGIN) -> PrecisionReport:  # fmt: skip
-    """Run the reference and every candidate on each evaluation batch; one row per candidate."""
-    md = reference.metadata
-    name = task_metric_name(md.task)
-    labelled = eval_set.labelled
-    reference_metric = _new_metric(md) if labelled else None
-    stats = [ParityStats(tie_margin) for _ in candidates]
-    metrics = [_new_metric(md) if labelled else None for _ in candidates]
-    backends: list[Backend] = []
-    try:
-        for candidate in candidates:
-            backends.append(candidate.open())
-        for batch in eval_set.batches:
-            ref = reference.infer(batch.inputs)
-            if labelled:
-                _update_metric(reference_metric, md.task, batch.labels, ref)
-            for backend, stat, metric in zip(backends, stats, metrics):
-                logits = backend.infer(batch.inputs)
-                stat.update(ref, logits)
-                if metric is not None:
-                    _update_metric(metric, md.task, batch.labels, np.nan_to_num(logits, nan=-np.inf))
-    finally:
-        for backend in backends:
-            backend.close()
-    ref_value = _metric_value(reference_metric, md.task) if labelled else None
+def compare_precisions(reference: Backend, artifacts: Sequence[ExportedArtifact], eval_set: EvalSet) -> PrecisionReport:
+    """Run the reference and every artifact on each evaluation batch; one row per artifact.
+    An artifact that fails to run raises (its error, unchanged)."""
+    with contextlib.ExitStack() as stack:
+        candidates = [
+            Candidate(a.label, stack.enter_context(a.open()), a.precision, a.gate, a.tie_margin) for a in artifacts
+        ]
+        comparison = compare(reference, candidates, eval_set.batches, reference.metadata)
+    return precision_report(comparison, artifacts, eval_set.source)
+
+
+def precision_report(comparison: Comparison, artifacts: Sequence[ExportedArtifact], source: str) -> PrecisionReport:
+    """The comparator's result as the precision table (re-raising a candidate's error)."""
     rows = []
-    for candidate, stat, metric in zip(candidates, stats, metrics):
-        s = stat.compute()
-        value = _metric_value(metric, md.task) if metric is not None else None
-        delta = None if value is None or ref_value is None else value - ref_value
-        rows.append(PrecisionRow(candidate.label, candidate.artifact, s, value, ref_value, candidate.gate,
-                                 judge_precision(s, delta, candidate.gate, name)))  # fmt: skip
-    return PrecisionReport(md.task, eval_set.source, tuple(rows))
+    for artifact, result in zip(artifacts, comparison.candidates):
+        if result.error is not None:
+            raise result.error
+        rows.append(PrecisionRow(artifact.label, artifact.file, result.parity, result.metric, result.reference_metric,
+                                 result.gate, result.failures))  # fmt: skip
+    return PrecisionReport(comparison.task, source, tuple(rows))

@@ -11,10 +11,14 @@ candidate backend's logits are from the reference (PyTorch FP32) logits on the s
 - ``near_tie_disagreements``: disagreements where the reference's top-2 logit margin is below
   ``tie_margin``: label flips that rounding noise alone can cause, as opposed to real changes.
 
-The default ``tie_margin`` (:data:`DEFAULT_TIE_MARGIN`, 1e-3 logit units) sits about a thousand
-times above the FP32-vs-FP32 noise measured between PyTorch and onnxruntime on the VGG/FCN
-models (max error ~1e-6 of the largest logit), so an FP32 disagreement outside a near-tie is
-a real defect. FP16/INT8 comparisons should pass a margin of the order of their own error.
+The default ``tie_margin`` (:data:`DEFAULT_TIE_MARGIN`, FP32's record: 1e-3 logit units) sits
+about a thousand times above the FP32-vs-FP32 noise measured between PyTorch and onnxruntime
+on the VGG/FCN models (max error ~1e-6 of the largest logit), so an FP32 disagreement outside
+a near-tie is a real defect. Other precisions use their record's margin
+(:attr:`dlcv.runtime.precision.Precision.tie_margin`), of the order of their own error.
+
+A candidate that outputs labels (an in-graph ArgMax) is added with :meth:`ParityStats.update_labels`:
+the label statistics as above, no logit errors.
 
 Non-finite candidate logits (NaN, ±inf) count in ``nonfinite_logits`` and make
 ``max_abs_logit_error`` infinite, so a tolerance check cannot pass on NaN.
@@ -27,8 +31,9 @@ import numpy as np
 
 from .errors import DlcvError
 from .metrics import ConfusionMatrix
+from .precision import FP32
 
-DEFAULT_TIE_MARGIN = 1e-3
+DEFAULT_TIE_MARGIN = FP32.tie_margin
 
 
 def top2_margin(logits: np.ndarray) -> np.ndarray:
@@ -69,17 +74,22 @@ class ParityStats:
                 f"with {task} logits of {num_classes} classes"
             )
 
+    def _check_reference(self, ref: np.ndarray) -> None:
+        if ref.ndim not in (2, 4) or ref.shape[1] < 1:
+            raise DlcvError(f"logits must be N×C (classification) or N×C×H×W (segmentation), got shape {ref.shape}")
+        if not np.all(np.isfinite(ref)):
+            raise DlcvError("the reference logits contain NaN or infinity; the reference model itself is broken")
+        self._bind("segmentation" if ref.ndim == 4 else "classification", int(ref.shape[1]))
+        if ref.size:
+            self.max_abs_reference = max(self.max_abs_reference, float(np.abs(ref.astype(np.float64)).max()))
+
     def update(self, ref: np.ndarray, test: np.ndarray) -> "ParityStats":
         """Add one batch: reference and candidate logits of equal shape (N×C or N×C×H×W)."""
         ref = np.asarray(ref)
         test = np.asarray(test)
         if ref.shape != test.shape:
             raise DlcvError(f"reference logits have shape {ref.shape} but the candidate's have {test.shape}")
-        if ref.ndim not in (2, 4) or ref.shape[1] < 1:
-            raise DlcvError(f"logits must be N×C (classification) or N×C×H×W (segmentation), got shape {ref.shape}")
-        if not np.all(np.isfinite(ref)):
-            raise DlcvError("the reference logits contain NaN or infinity; the reference model itself is broken")
-        self._bind("segmentation" if ref.ndim == 4 else "classification", int(ref.shape[1]))
+        self._check_reference(ref)
         ref64 = ref.astype(np.float64, copy=False)
         test64 = test.astype(np.float64, copy=False)
         finite = np.isfinite(test64)
@@ -88,26 +98,40 @@ class ParityStats:
         self.nonfinite += n_bad
         if err.size:
             self.max_abs_error = max(self.max_abs_error, float(err.max()))
-            self.max_abs_reference = max(self.max_abs_reference, float(np.abs(ref64).max()))
         if n_bad:
             self.max_abs_error = math.inf
         self.sum_abs_error += float(err[finite].sum())
         self.num_logits += int(np.count_nonzero(finite))
-
-        ref_labels = ref.argmax(axis=1)
         # NaN is the largest value for argmax; map non-finite candidates to -inf so a NaN
         # logit never wins, and a pixel whose every logit is NaN counts as a disagreement.
-        test_clean = np.where(finite, test64, -np.inf)
-        test_labels = test_clean.argmax(axis=1)
-        all_bad = ~finite.any(axis=1)
-        agree = (ref_labels == test_labels) & ~all_bad
+        test_labels = np.where(finite, test64, -np.inf).argmax(axis=1)
+        self._count_labels(ref, test_labels, ~finite.any(axis=1))  # an all-NaN position counts as class 0
+        return self
+
+    def update_labels(self, ref: np.ndarray, test_labels: np.ndarray) -> "ParityStats":
+        """Add one batch of a candidate that outputs labels (an in-graph ArgMax/top-1): reference
+        logits N×C(×H×W) and candidate labels N(×H×W). Only the label statistics grow; the logit
+        errors stay unmeasured (NaN) unless other batches compared logits."""
+        ref = np.asarray(ref)
+        test_labels = np.asarray(test_labels)
+        if test_labels.shape != ref.shape[:1] + ref.shape[2:]:
+            raise DlcvError(f"reference logits have shape {ref.shape}, so labels of shape "
+                            f"{ref.shape[:1] + ref.shape[2:]} were expected, not {test_labels.shape}")  # fmt: skip
+        self._check_reference(ref)
+        if np.any((test_labels < 0) | (test_labels >= ref.shape[1])):
+            raise DlcvError(f"the candidate's labels fall outside 0..{ref.shape[1] - 1}")
+        self._count_labels(ref, test_labels, np.zeros(test_labels.shape, dtype=bool))
+        return self
+
+    def _count_labels(self, ref: np.ndarray, test_labels: np.ndarray, invalid: np.ndarray) -> None:
+        ref_labels = ref.argmax(axis=1)
+        agree = (ref_labels == test_labels) & ~invalid
         self.count += int(agree.size)
         self.agreed += int(np.count_nonzero(agree))
         tie = top2_margin(ref) < self.tie_margin
         self.near_tie_disagreements += int(np.count_nonzero(~agree & tie))
         assert self.confusion is not None
-        self.confusion.update(ref_labels, test_labels)  # an all-NaN position counts as class 0
-        return self
+        self.confusion.update(ref_labels, test_labels)
 
     def merge(self, other: "ParityStats") -> "ParityStats":
         """Add another accumulator's counts into this one (same task, classes and margin); returns self."""
@@ -131,6 +155,7 @@ class ParityStats:
     def compute(self) -> dict:
         """Flat record of the parity numbers (NaN where nothing was compared)."""
         nan = float("nan")
+        compared = self.num_logits + self.nonfinite  # logits compared (none for label-only candidates)
         disagreements = self.count - self.agreed
         miou = nan
         if self.confusion is not None and self.count:
@@ -145,7 +170,7 @@ class ParityStats:
             "near_tie_share": self.near_tie_disagreements / disagreements if disagreements else nan,
             "tie_margin": self.tie_margin,
             "agreement_miou": miou,
-            "max_abs_logit_error": self.max_abs_error if self.count else nan,
+            "max_abs_logit_error": self.max_abs_error if compared else nan,
             "mean_abs_logit_error": self.sum_abs_error / self.num_logits if self.num_logits else (math.inf if self.nonfinite else nan),
             "max_abs_reference_logit": self.max_abs_reference if self.count else nan,
             "num_logits": self.num_logits + self.nonfinite,

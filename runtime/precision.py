@@ -7,24 +7,47 @@ precisions. The precision of a file is what its metadata says, never guessed fro
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import DlcvError, unknown_choice
 
 
+def percent(share: float) -> str:
+    """``0.995`` -> ``"99.5"``: one decimal, more only where one would round the bar."""
+    text = f"{100 * share:.1f}"
+    return text if abs(float(text) - 100 * share) < 1e-9 else f"{100 * share:.6g}"
+
+
 @dataclass(frozen=True)
 class Gate:
-    """A passing bar against the reference: minimum label agreement and/or maximum metric drop
-    (in metric units: 0.01 = 1 point of mIoU or top-1)."""
+    """A passing bar against the reference (:func:`dlcv.runtime.compare.judge` applies it).
+
+    ``min_agreement``: share of labels (pixels or top-1) that must match. ``max_metric_drop``:
+    how far the task metric may fall, in metric units (0.01 = 1 point of mIoU or top-1).
+    ``max_abs_error``: largest absolute logit error allowed, relative beyond logits of magnitude
+    1 (see :meth:`error_bound`). NaN/inf logits fail every gate.
+    """
 
     min_agreement: float | None = None
     max_metric_drop: float | None = None
+    max_abs_error: float | None = None
+
+    def error_bound(self, max_abs_reference: float) -> float:
+        """``max_abs_error`` in logit units up to reference logits of magnitude 1, relative to
+        the largest one beyond (``inf`` when the gate sets no bound)."""
+        if self.max_abs_error is None:
+            return math.inf
+        scale = max_abs_reference if math.isfinite(max_abs_reference) else 1.0
+        return self.max_abs_error * max(1.0, scale)
 
     def describe(self, metric_name: str) -> str:
         parts = []
+        if self.max_abs_error is not None:
+            parts.append(f"max abs err <= {self.max_abs_error:g} x max(1, |logit|)")
         if self.min_agreement is not None:
-            parts.append(f"agreement >= {100 * self.min_agreement:.1f}%")
+            parts.append(f"agreement >= {percent(self.min_agreement)}%")
         if self.max_metric_drop is not None:
             parts.append(f"{metric_name} drop <= {100 * self.max_metric_drop:.1f} pt")
         return ", ".join(parts) or "-"
@@ -47,7 +70,8 @@ class Precision:
     tie_margin: float
     description: str
 
-    def gate_for(self, labelled: bool) -> Gate:
+    def default_gate(self, labelled: bool) -> Gate:
+        """The bar of this precision when the comparison images have labels, or not."""
         return self.gate if labelled else self.unlabelled_gate
 
     def file_name(self, arch: str, ext: str = ".onnx") -> str:

@@ -13,8 +13,9 @@ from pathlib import Path
 import click
 
 from dlcv.runtime.cli_support import debug_option, handle_errors, parse_size
+from dlcv.runtime.precision import PRECISION_NAMES
 
-from .config import BACKEND_FAMILIES, DEFAULT_RESULTS_DIR, PRECISIONS, BenchConfig, parse_int_list, parse_name_list
+from .config import BACKEND_FAMILIES, DEFAULT_RESULTS_DIR, BenchConfig, parse_int_list, parse_name_list
 
 
 # fmt: off
@@ -33,7 +34,7 @@ from .config import BACKEND_FAMILIES, DEFAULT_RESULTS_DIR, PRECISIONS, BenchConf
 @click.option("--iters", type=int, default=20, show_default=True, help="Timed calls per backend and batch size.")
 @click.option("--rounds", type=int, default=5, show_default=True, help="Interleaved rounds the timed calls are split into.")
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda[:N] (GPU baselines: autocast, CUDA graphs).")
-@click.option("--precisions", default=",".join(PRECISIONS), show_default=True, metavar="LIST",
+@click.option("--precisions", default=",".join(PRECISION_NAMES), show_default=True, metavar="LIST",
               help="ONNX precisions to export when no artifact is given.")
 @click.option("--images", type=int, default=32, show_default=True, help="Images compared for parity (and INT8 calibration).")
 @click.option("--e2e-images", type=int, default=16, show_default=True,
@@ -64,7 +65,7 @@ def main(checkpoint, artifacts, data, backends, batch_sizes, shape, warmup, iter
         backends=parse_name_list(backends, "--backends", BACKEND_FAMILIES) if backends else None,
         batch_sizes=parse_int_list(batch_sizes, "--batch-sizes"), shape=parse_size(shape, "--shape"),
         warmup=warmup, iters=iters, rounds=rounds, device=device,
-        precisions=parse_name_list(precisions, "--precisions", PRECISIONS), images=images, e2e_images=e2e_images,
+        precisions=parse_name_list(precisions, "--precisions", PRECISION_NAMES), images=images, e2e_images=e2e_images,
         bootstrap=bootstrap, tie_margin=tie_margin, seed=seed, threads=threads, ceiling_size=ceiling_size, out=out,
         name=name, note=note,
     )  # fmt: skip

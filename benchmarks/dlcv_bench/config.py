@@ -8,9 +8,9 @@ from pathlib import Path
 
 from dlcv.runtime.backends import deployed_suffixes
 from dlcv.runtime.errors import DlcvUsageError
+from dlcv.runtime.precision import PRECISION_NAMES
 
 BACKEND_FAMILIES = ("torch", "onnxruntime", "tensorrt")
-PRECISIONS = ("fp32", "fp16", "int8")
 DEVICES = ("cpu", "cuda")
 DEFAULT_RESULTS_DIR = Path("benchmarks/results")
 DEFAULT_SHAPE = (224, 224)  # when neither --shape, the preprocessing nor the data fixes one
@@ -31,7 +31,7 @@ class BenchConfig:
     a noisy machine slows them alike). ``ceiling_size``: the matrix size of the FP32 matmul
     ceiling (None: 2048 on the CPU, 8192 on a GPU). ``images``: images compared for parity;
     ``e2e_images``: images run through the file-to-file pipeline split. ``tie_margin``: None =
-    the per-precision default of :mod:`dlcv.bench.parity`.
+    each precision record's margin (:mod:`dlcv.runtime.precision`).
     """
 
     checkpoint: Path
@@ -44,7 +44,7 @@ class BenchConfig:
     iters: int = 20
     rounds: int = 5
     device: str = "cpu"
-    precisions: tuple[str, ...] = PRECISIONS
+    precisions: tuple[str, ...] = PRECISION_NAMES
     images: int = 32
     e2e_images: int = 16
     bootstrap: int = 1000
@@ -74,10 +74,10 @@ class BenchConfig:
             problems.append(f"--rounds must be >= 1, got {self.rounds}")
         if self.device.split(":")[0] not in DEVICES:
             problems.append(f"--device must be cpu or cuda (cuda:N), not {self.device!r}")
-        unknown = [p for p in self.precisions if p not in PRECISIONS]
+        unknown = [p for p in self.precisions if p not in PRECISION_NAMES]
         if unknown or "fp32" not in self.precisions:
             problems.append(
-                f"--precisions takes {', '.join(PRECISIONS)} and must include fp32, got {list(self.precisions)}"
+                f"--precisions takes {', '.join(PRECISION_NAMES)} and must include fp32, got {list(self.precisions)}"
             )
         if self.backends is not None:
             bad = [b for b in self.backends if b not in BACKEND_FAMILIES]

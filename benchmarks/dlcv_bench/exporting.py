@@ -1,20 +1,20 @@
 """Artifacts for a run without explicit ones: export them from the checkpoint with dlcv-export's library.
 
-FP32 ONNX always; FP16 and INT8 when asked for and when this dlcv's export offers them
-(``ExportConfig.fp16`` / ``.int8`` writing ``<arch>.fp16.onnx`` / ``<arch>.int8.onnx``). The
+FP32 ONNX always; FP16 and INT8 when asked for (``ExportConfig.fp16`` / ``.int8``), each at
+the file name its precision record gives (``<arch>.fp16.onnx``, ``<arch>.int8.onnx``). The
 export is imported lazily, and anything that is missing or fails becomes a message for that
 precision's row instead of stopping the benchmark.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from dlcv.runtime.errors import first_line
 from dlcv.runtime.metadata import ArtifactMetadata
+from dlcv.runtime.precision import FP32, INT8, get_precision
 
 Log = Callable[[str], None]
 
@@ -47,7 +47,7 @@ def export_artifacts(
     outcome = ExportOutcome()
     try:
         from dlcv.export.config import ExportConfig
-        from dlcv.export.onnx_export import export_onnx, precision_path
+        from dlcv.export.onnx_export import export_onnx
     except ImportError as exc:
         message = f"dlcv.export cannot be imported ({first_line(exc)}); install dlcv[train] or pass ONNX files"
         outcome.errors = dict.fromkeys(precisions, message)
@@ -57,17 +57,11 @@ def export_artifacts(
     fixed = tuple(spec.size) if spec.resize != "none" and spec.size else None
     # A size fixed by the preprocessing is the export's own; otherwise export and verify at ``shape``.
     base = dict(checkpoint=checkpoint, out=out, strict=False, input_size=None if fixed else tuple(shape))
-    options = {f.name for f in dataclasses.fields(ExportConfig)}
-    reduced = [p for p in precisions if p != "fp32"]
-    for p in reduced:
-        if p not in options:
-            name = precision_path(out, metadata.arch, p).name
-            outcome.errors[p] = f"this dlcv's export has no {p} option (ExportConfig.{p}); pass a {name} file instead"
-    wanted = [p for p in reduced if p in options]
+    wanted = [p for p in precisions if p != FP32.name]
     extra: dict = {p: True for p in wanted}
-    if "int8" in wanted:
+    if INT8.name in wanted:
         extra.update(calib=calibration, calib_count=calib_count)
-    if wanted and "eval_count" in options:
+    if wanted:
         extra["eval_count"] = eval_count
 
     try:
@@ -79,14 +73,14 @@ def export_artifacts(
             return outcome
         for p in wanted:
             outcome.errors[p] = f"export with --{' --'.join(wanted)} failed: {message}"
-        if not precision_path(out, metadata.arch, "fp32").is_file():
+        if not FP32.path(out, metadata.arch).is_file():
             log(f"warning: export with {', '.join(wanted)} failed ({message}); exporting FP32 alone")
             try:
                 export_onnx(ExportConfig(**base), log=log)
             except Exception as exc2:
-                outcome.errors["fp32"] = f"export failed: {_describe(exc2)}"
+                outcome.errors[FP32.name] = f"export failed: {_describe(exc2)}"
     for p in precisions:
-        path = precision_path(out, metadata.arch, p)
+        path = get_precision(p).path(out, metadata.arch)
         if path.is_file():  # published only after its verification: usable whatever failed later
             outcome.paths[p] = path
             outcome.errors.pop(p, None)

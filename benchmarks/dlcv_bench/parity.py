@@ -1,17 +1,20 @@
 """Task-level parity of a backend against PyTorch FP32, with bootstrap confidence intervals.
 
-Logit-level numbers (max/mean absolute error, label agreement, near-tie disagreements) come
-from :class:`dlcv.runtime.parity.ParityStats`; task metrics from
+The comparison itself is the runtime's comparator (:func:`dlcv.runtime.compare.compare`):
+logit-level numbers (max/mean absolute error, label agreement, near-tie disagreements, with
+each precision record's near-tie margin) come from its result; task metrics from
 :class:`dlcv.runtime.metrics.ConfusionMatrix`. What this module adds:
 
-- **Per-image confusion counts** against the truth: the dataset's labels when there are
-  any, otherwise the reference's own labels (then the reference scores 1.0 and a delta is
-  the candidate's loss of agreement). Stored sparsely (only non-zero cells).
+- **Per-image confusion counts** against the truth (:class:`ImageCellsObserver`, fed by the
+  comparator's per-batch steps): the dataset's labels when there are any, otherwise the
+  reference's own labels (then the reference scores 1.0 and a delta is the candidate's loss
+  of agreement). Stored sparsely (only non-zero cells).
 - **Paired bootstrap over images**: resample the images with replacement ``resamples``
   times; in each resample sum the per-image counts of the reference and of the candidate,
   score both (mIoU and per-class IoU for segmentation, top-1 and per-class accuracy for
   classification) and take the difference. The 95 % interval is the 2.5th and 97.5th
   percentile of those differences. Seeded, so a run reproduces its intervals exactly.
+- **The flat record fields** of one row (:func:`parity_record`).
 """
 
 from __future__ import annotations
@@ -21,27 +24,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dlcv.runtime.compare import CandidateResult, Step
 from dlcv.runtime.metrics import ConfusionMatrix, confusion_from_dict
-from dlcv.runtime.parity import DEFAULT_TIE_MARGIN, ParityStats
-from dlcv.runtime.postprocess import segmentation_labels, topk
 
-# Near-tie margins by precision, in logit units: FP32 uses the runtime's default (≈1000×
-# FP32 noise); FP16 (11-bit mantissa) and INT8 carry errors of order 1e-2 and 1e-1 on logits
-# of magnitude 1-10, so a flip on a margin below those is rounding, not a changed answer.
-TIE_MARGINS = {"fp32": DEFAULT_TIE_MARGIN, "fp16": 1e-2, "int8": 1e-1}
 CONFIDENCE = 0.95
-
-
-def tie_margin_for(precision: str, override: float | None = None) -> float:
-    """The near-tie margin used for a backend of ``precision`` (``override`` wins)."""
-    return float(override) if override is not None else TIE_MARGINS.get(precision, DEFAULT_TIE_MARGIN)
-
-
-def predicted_labels(logits: np.ndarray) -> np.ndarray:
-    """N×C(×H×W) logits -> N(×H×W) labels, ties to the lower class (as the runtime writes them)."""
-    if logits.ndim == 4:
-        return segmentation_labels(logits)
-    return topk(logits, 1)[0][:, 0]
 
 
 @dataclass(frozen=True)
@@ -180,64 +166,56 @@ def _number(value: float) -> float | None:
     return float(value) if np.isfinite(value) else None
 
 
-class ParityAccumulator:
-    """A candidate's parity with the reference, batch by batch: logit statistics (ParityStats)
-    and per-image confusion counts against the truth."""
+class ImageCellsObserver:
+    """A comparator observer: per-image confusion counts of the reference and of each candidate
+    against the truth (the batch's labels, or the reference's own labels where it has none)."""
 
-    def __init__(self, task: str, num_classes: int, ignore_index: int | None, tie_margin: float):
-        self.task = task
-        self.stats = ParityStats(tie_margin)
-        self.cells = CellCollector(num_classes, ignore_index)
+    def __init__(self, num_classes: int, ignore_index: int | None):
+        self.num_classes = num_classes
+        self.ignore_index = ignore_index
+        self.reference = CellCollector(num_classes, ignore_index)
+        self.candidates: dict[str, CellCollector] = {}
 
-    def update(self, reference_logits: np.ndarray, candidate_logits: np.ndarray, truth=None) -> None:
-        """Add one batch; ``truth`` is a per-image sequence of labels, or None (the reference's labels)."""
-        self.stats.update(reference_logits, candidate_logits)
-        predicted = predicted_labels(candidate_logits)
-        if truth is None:
-            truth = predicted_labels(reference_logits)
-        for t, p in zip(truth, predicted):
-            self.cells.add(t, p)
-
-    def result(
-        self, reference: ImageCells, *, truth_source: str, exclude=(), resamples: int = 1000, seed: int = 0
-    ) -> dict:
-        """Flat record fields (see :data:`dlcv.bench.records.PARITY_KEYS`)."""
-        s = self.stats.compute()
-        delta = bootstrap_delta(
-            reference, self.cells.finish(), self.task, exclude=exclude, resamples=resamples, seed=seed
-        )
-        unit = "pixel" if self.task == "segmentation" else "top1"
-        m, pc = delta.metric, delta.per_class_metric
-        return {
-            "parity_images": reference.num_images,
-            "parity_truth": truth_source,
-            "tie_margin": s["tie_margin"],
-            "max_abs_logit_error": _number(s["max_abs_logit_error"]),
-            "mean_abs_logit_error": _number(s["mean_abs_logit_error"]),
-            "max_abs_reference_logit": _number(s["max_abs_reference_logit"]),
-            "nonfinite_logits": s["nonfinite_logits"],
-            f"{unit}_agreement": _number(s["agreement"]),
-            "agreement_miou": _number(s["agreement_miou"]),
-            "disagreements": s["disagreements"],
-            "near_tie_disagreements": s["near_tie_disagreements"],
-            "near_tie_share": _number(s["near_tie_share"]),
-            f"{m}_reference": _number(delta.reference),
-            f"{m}_candidate": _number(delta.candidate),
-            f"{m}_delta": _number(delta.delta),
-            f"{m}_delta_ci_low": _number(delta.ci_low),
-            f"{m}_delta_ci_high": _number(delta.ci_high),
-            f"per_class_{pc}_delta": _listed(delta.per_class_delta),
-            f"per_class_{pc}_delta_ci_low": _listed(delta.per_class_ci_low),
-            f"per_class_{pc}_delta_ci_high": _listed(delta.per_class_ci_high),
-            "bootstrap_resamples": resamples,
-        }
+    def __call__(self, step: Step) -> None:
+        truth = step.reference.labels if step.batch.labels is None else step.batch.labels
+        for t, p in zip(truth, step.reference.labels):
+            self.reference.add(t, p)
+        for name, output in step.outputs.items():
+            collector = self.candidates.setdefault(name, CellCollector(self.num_classes, self.ignore_index))
+            for t, p in zip(truth, output.labels):
+                collector.add(t, p)
 
 
-def reference_cells(task: str, num_classes: int, ignore_index: int | None, batches) -> ImageCells:
-    """The reference's per-image counts: ``batches`` yields (reference logits, truth or None)."""
-    collector = CellCollector(num_classes, ignore_index)
-    for logits, truth in batches:
-        predicted = predicted_labels(logits)
-        for t, p in zip(predicted if truth is None else truth, predicted):
-            collector.add(t, p)
-    return collector.finish()
+def parity_record(
+    result: CandidateResult, reference: ImageCells, candidate: ImageCells, task: str, *,
+    truth_source: str, exclude=(), resamples: int = 1000, seed: int = 0,
+) -> dict:  # fmt: skip
+    """Flat record fields of one row (see :data:`dlcv.bench.records.PARITY_KEYS`): the
+    comparator's parity numbers and the bootstrapped task-metric delta."""
+    s = result.parity
+    delta = bootstrap_delta(reference, candidate, task, exclude=exclude, resamples=resamples, seed=seed)
+    unit = "pixel" if task == "segmentation" else "top1"
+    m, pc = delta.metric, delta.per_class_metric
+    return {
+        "parity_images": reference.num_images,
+        "parity_truth": truth_source,
+        "tie_margin": s["tie_margin"],
+        "max_abs_logit_error": _number(s["max_abs_logit_error"]),
+        "mean_abs_logit_error": _number(s["mean_abs_logit_error"]),
+        "max_abs_reference_logit": _number(s["max_abs_reference_logit"]),
+        "nonfinite_logits": s["nonfinite_logits"],
+        f"{unit}_agreement": _number(s["agreement"]),
+        "agreement_miou": _number(s["agreement_miou"]),
+        "disagreements": s["disagreements"],
+        "near_tie_disagreements": s["near_tie_disagreements"],
+        "near_tie_share": _number(s["near_tie_share"]),
+        f"{m}_reference": _number(delta.reference),
+        f"{m}_candidate": _number(delta.candidate),
+        f"{m}_delta": _number(delta.delta),
+        f"{m}_delta_ci_low": _number(delta.ci_low),
+        f"{m}_delta_ci_high": _number(delta.ci_high),
+        f"per_class_{pc}_delta": _listed(delta.per_class_delta),
+        f"per_class_{pc}_delta_ci_low": _listed(delta.per_class_ci_low),
+        f"per_class_{pc}_delta_ci_high": _listed(delta.per_class_ci_high),
+        "bootstrap_resamples": resamples,
+    }

@@ -22,6 +22,7 @@ from functools import partial
 from pathlib import Path
 from typing import Callable
 
+from dlcv.runtime import compare as comparator
 from dlcv.runtime.errors import DlcvError, first_line
 from dlcv.runtime.metadata import ArtifactMetadata
 
@@ -32,7 +33,7 @@ from .data import BenchImages, latency_batch, load_images, natural_shape, parity
 from .exporting import export_artifacts
 from .flops import MatmulProbe, achieved, ceiling_fields, ceiling_probes, matmul_seconds, model_flops_per_image
 from .machine import machine_info
-from .parity import ParityAccumulator, reference_cells, tie_margin_for
+from .parity import ImageCellsObserver, parity_record
 from .pipeline import time_pipeline
 from .records import make_record
 from .timing import TimingOutcome, summarize, time_interleaved
@@ -113,7 +114,7 @@ _CEILING = "fp32 matmul ceiling"  # runner keys (_CEILING, library) never equal 
 
 
 @dataclass
-class _Run:
+class BenchmarkRun:
     """One benchmark run's state; each method is one step of :func:`run_benchmark`."""
 
     config: BenchConfig
@@ -163,27 +164,36 @@ class _Run:
         return rows
 
     def parity(self) -> None:
-        """Every runnable row against the reference (row 0) on the same preprocessed batches."""
+        """Every runnable row against the reference (row 0) on the same preprocessed batches,
+        through the runtime's comparator; per-image counts for the bootstrap from its steps."""
         cfg, md = self.config, self.md
         reference = self.rows[0].instance
         assert reference is not None
         batch_size = max(cfg.batch_sizes)
-        batches = list(parity_batches(self.images, md, batch_size))
-        self.log(f"parity: reference logits on {len(self.images.rgb)} images ({len(batches)} batches)")
-        ref_logits = [reference.infer(b.tensor) for b in batches]
+        batches = [comparator.Batch(b.tensor, b.truth) for b in parity_batches(self.images, md, batch_size)]
         labelled = self.images.labels is not None
         ignore = md.ignore_index if labelled and md.task == "segmentation" else None
-        ref_cells = reference_cells(md.task, md.num_classes, ignore, zip(ref_logits, (b.truth for b in batches)))
+        rows, compared = [], []
         for c in self.rows:
             if not c.runnable:
                 continue
-            self.log(f"parity: {c.label}")
-            acc = ParityAccumulator(md.task, md.num_classes, ignore, tie_margin_for(c.precision, cfg.tie_margin))
             try:
-                for b, ref in zip(batches, ref_logits):
-                    acc.update(ref, c.instance.infer(b.tensor), b.truth)
-                parity = acc.result(
-                    ref_cells, truth_source="labels" if labelled else "reference", exclude=md.exclude_classes,
+                compared.append(comparator.Candidate(c.label, c.instance, precision=c.precision, tie_margin=cfg.tie_margin))
+            except Exception as exc:  # a row's failure, not the run's
+                c.fail("parity", exc)
+                continue
+            rows.append(c)
+        self.log(f"parity: {len(rows)} backends against the reference on {len(self.images.rgb)} images ({len(batches)} batches)")
+        cells = ImageCellsObserver(md.num_classes, ignore)
+        comparison = comparator.compare(reference, compared, batches, md, observe=cells)
+        reference_cells = cells.reference.finish()
+        for c, result in zip(rows, comparison.candidates):
+            try:
+                if result.error is not None:
+                    raise result.error
+                parity = parity_record(
+                    result, reference_cells, cells.candidates[c.label].finish(), md.task,
+                    truth_source="labels" if labelled else "reference", exclude=md.exclude_classes,
                     resamples=cfg.bootstrap, seed=cfg.seed,
                 )  # fmt: skip
             except Exception as exc:  # a row's failure, not the run's
@@ -342,7 +352,7 @@ def run_benchmark(config: BenchConfig, log: Log | None = None, command: str | No
         name = config.name or f"{md.arch}-{shape[0]}x{shape[1]}-{config.device.replace(':', '')}"
         log(f"images: {images.description}; latency input {shape[0]}×{shape[1]}")
 
-        run = _Run(config, md, images, shape, workdir, log, notes)
+        run = BenchmarkRun(config, md, images, shape, workdir, log, notes)
         run.rows = _torch_candidates(config) + run.file_candidates()
         try:
             for c in run.rows:

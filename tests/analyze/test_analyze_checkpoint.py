@@ -15,7 +15,7 @@ from dlcv.analyze import features as feature_module
 from dlcv.analyze import figures
 from dlcv.analyze.cli import main
 from dlcv.analyze.confusion import row_normalised
-from dlcv.analyze.deployment import compare, most_disagreeing
+from dlcv.analyze.deployment import compare_with_artifact, most_disagreeing
 from dlcv.analyze.evaluation import load_model, open_split
 from dlcv.analyze.metrics_file import read_metrics_json
 from dlcv.analyze.segmentation import score_images, worst_images
@@ -185,11 +185,12 @@ def test_worst_images_and_disagreement_against_brute_force(seg_checkpoint, demo_
         assert [s.miou for s in scores] == pytest.approx([brute_miou[i] for i in range(len(split))])
         worst = worst_images(scores, 2, "miou")
         assert [s.index for s in worst] == sorted(brute_miou, key=brute_miou.get)[:2]
-        parity, per_image, _ = compare(loaded, onnx_model, split, range(len(split)), device=CPU, batch_size=4, workers=0, progress=False)
+        comparison, per_image = compare_with_artifact(loaded, onnx_model, split, range(len(split)), device=CPU, batch_size=4,
+                                                      workers=0, progress=False)  # fmt: skip
     assert {p.index: p.disagreement for p in per_image} == pytest.approx(brute_share)
     top = most_disagreeing(per_image, 3)
     assert [p.disagreement for p in top] == pytest.approx(sorted(brute_share.values(), reverse=True)[:3])
-    assert parity.compute()["agreement"] == pytest.approx(1 - np.mean(list(brute_share.values())))
+    assert comparison["deployed"].parity["agreement"] == pytest.approx(1 - np.mean(list(brute_share.values())))
 
 
 # --------------------------------------------------------------------------- user mistakes

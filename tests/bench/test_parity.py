@@ -1,21 +1,18 @@
 """dlcv.bench.parity: self-parity is exact; bootstrap intervals contain the estimate and reproduce with a seed;
-task scores follow dlcv.runtime.metrics."""
+task scores follow dlcv.runtime.metrics. The records are built as the benchmark builds them: the
+runtime's comparator with the per-image cells observer, then :func:`parity_record`."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from dlcv.bench.parity import (
-    CellCollector,
-    ParityAccumulator,
-    bootstrap_delta,
-    reference_cells,
-    task_scores,
-    tie_margin_for,
-)
+from dlcv.bench.parity import CellCollector, ImageCellsObserver, bootstrap_delta, parity_record, task_scores
+from dlcv.runtime.compare import Batch, Candidate, compare
+from dlcv.runtime.metadata import ArtifactMetadata
 from dlcv.runtime.metrics import ConfusionMatrix
 from dlcv.runtime.parity import DEFAULT_TIE_MARGIN
+from dlcv.runtime.preprocess import PreprocessSpec
 
 N_CLASSES = 4
 
@@ -24,14 +21,27 @@ def seg_logits(rng, n=6, h=9, w=11):
     return rng.normal(0, 2, size=(n, N_CLASSES, h, w)).astype(np.float32)
 
 
+class Replay:
+    """A runner that answers each batch with the next prepared output."""
+
+    def __init__(self, outputs):
+        self.outputs = iter(outputs)
+
+    def infer(self, batch):
+        return next(self.outputs)
+
+
 def accumulate(ref_batches, cand_batches, truth_batches, task="segmentation", ignore=255, exclude=(), seed=0):
     truth_list = truth_batches if truth_batches is not None else [None] * len(ref_batches)
-    ref_cells = reference_cells(task, N_CLASSES, ignore, zip(ref_batches, truth_list))
-    acc = ParityAccumulator(task, N_CLASSES, ignore, DEFAULT_TIE_MARGIN)
-    for ref, cand, truth in zip(ref_batches, cand_batches, truth_list):
-        acc.update(ref, cand, truth)
+    md = ArtifactMetadata(task=task, arch="m", num_classes=N_CLASSES, class_names=tuple("abcd"),
+                          preprocess=PreprocessSpec(), exclude_classes=tuple(exclude))  # fmt: skip
+    batches = [Batch(np.zeros((len(r), 3, 1, 1), np.float32), truth) for r, truth in zip(ref_batches, truth_list)]
+    cells = ImageCellsObserver(N_CLASSES, ignore)
+    candidate = Candidate("candidate", Replay(cand_batches), tie_margin=DEFAULT_TIE_MARGIN)
+    result = compare(Replay(ref_batches), [candidate], batches, md, observe=cells)["candidate"]
     truth_source = "labels" if truth_batches is not None else "reference"
-    return acc.result(ref_cells, truth_source=truth_source, exclude=exclude, resamples=200, seed=seed)
+    return parity_record(result, cells.reference.finish(), cells.candidates["candidate"].finish(), task,
+                         truth_source=truth_source, exclude=exclude, resamples=200, seed=seed)  # fmt: skip
 
 
 @pytest.mark.parametrize("with_labels", [False, True])
@@ -130,10 +140,3 @@ def test_image_weights_count_an_image_that_many_times():
         expected += w * ref.matrix(single)
     np.testing.assert_array_equal(ref.matrix(weights), expected)
     assert ref.matrix().sum() == 3 * 144
-
-
-def test_tie_margins_per_precision():
-    assert tie_margin_for("fp32") == DEFAULT_TIE_MARGIN
-    assert tie_margin_for("fp16") > tie_margin_for("fp32")
-    assert tie_margin_for("int8") > tie_margin_for("fp16")
-    assert tie_margin_for("int8", override=0.5) == 0.5

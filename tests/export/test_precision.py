@@ -17,7 +17,8 @@ from dlcv.export import ExportConfig, export_onnx
 from dlcv.export.fp16 import FP32_OPS, convert_to_fp16, precision_summary, topological_order
 from dlcv.export.int8 import calibration_paths, calibration_tensors
 from dlcv.export.onnx_export import write_precisions
-from dlcv.export.verify import Gate, judge_precision
+from dlcv.runtime.compare import judge
+from dlcv.runtime.precision import FP16, FP32, INT8, Gate
 from dlcv.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
 from dlcv.runtime.errors import DlcvError
 from dlcv.runtime.imageio import read_image, write_png
@@ -178,13 +179,32 @@ def test_missed_gate_warns_or_with_strict_writes_nothing(exported, monkeypatch, 
     assert list(out.iterdir()) == []
 
 
-def test_judge_precision():
-    stats = {"nonfinite_logits": 0, "agreement": 0.99}
-    assert judge_precision(stats, None, Gate(min_agreement=0.995), "mIoU") == ("label agreement 99.000% < 99.5%",)
-    assert judge_precision(stats, -0.02, Gate(max_metric_drop=0.01), "mIoU") == ("mIoU drop 2.00 pt > 1.0 pt",)
-    assert judge_precision(stats, -0.01, Gate(max_metric_drop=0.01), "mIoU") == ()
-    assert judge_precision(stats, +0.03, Gate(max_metric_drop=0.01), "top-1") == ()
-    assert judge_precision({**stats, "nonfinite_logits": 3}, None, Gate(), "mIoU") == ("3 NaN/inf logits",)
+def test_export_gates_are_the_records_with_the_options_in_place():
+    default = ExportConfig(checkpoint="x.pt")
+    for precision in (FP32, FP16, INT8):
+        for labelled in (True, False):
+            assert default.gate(precision, labelled) == precision.default_gate(labelled)
+    config = ExportConfig(checkpoint="x.pt", min_agreement=0.9, fp16_min_agreement=0.8, int8_max_drop=0.05)
+    assert config.gate("fp32", True) == config.gate("fp32", False) == Gate(min_agreement=0.9)
+    assert config.gate("fp16", True) == config.gate("fp16", False) == Gate(min_agreement=0.8)
+    assert config.gate("int8", True) == Gate(max_metric_drop=0.05)
+    assert config.gate("int8", False) == INT8.default_gate(False)  # no labels: the record's agreement bar stands
+    assert default.tie_margin is None  # each precision's own margin
+
+
+def test_judge_applies_each_bar_of_a_gate():
+    stats = {"nonfinite_logits": 0, "num_logits": 10, "agreement": 0.99, "disagreements": 1, "count": 100,
+             "near_tie_disagreements": 0, "max_abs_logit_error": 0.5, "max_abs_reference_logit": 4.0}  # fmt: skip
+    assert judge(stats, Gate(min_agreement=0.995)) == ("label agreement 99.000% < 99.5% (1 of 100 labels differ, 0 near ties)",)
+    assert judge(stats, Gate(max_metric_drop=0.01), metric_delta=-0.02) == ("mIoU drop 2.00 pt > 1.0 pt",)
+    assert judge(stats, Gate(max_metric_drop=0.01), metric_delta=-0.01) == ()
+    assert judge(stats, Gate(max_metric_drop=0.01), metric_delta=+0.03, metric_name="top-1") == ()
+    assert judge({**stats, "nonfinite_logits": 3}, Gate()) == ("3 NaN/inf logits",)
+    # the error bar is relative beyond logits of magnitude 1: 0.1 x 4.0 = 0.4 < 0.5
+    assert judge(stats, Gate(max_abs_error=0.1), where="2x3x8x8") == ("max abs logit error 5.000e-01 > 4.000e-01 at 2x3x8x8",)
+    assert judge(stats, Gate(max_abs_error=0.1), reference_scale=5.0) == ()
+    assert judge({**stats, "num_logits": 0}, Gate(max_abs_error=0.1)) == ()  # labels only: no logits to bound
+    assert judge(stats, Gate(min_agreement=0.9995))[0].startswith("label agreement 99.000% < 99.95%")
 
 
 def _model(nodes, initializers=()) -> onnx.ModelProto:
@@ -336,3 +356,51 @@ def test_trained_demo_model_passes_the_fp16_and_int8_gates(trained_fcn, tmp_path
     assert fp16.stats["agreement"] >= 0.995
     assert int8.metric is not None and int8.metric_delta >= -0.01
     assert fp32.stats["max_abs_reference_logit"] > 0.1  # trained logits, not the untrained zeros
+
+
+WRITERS_ALONE = r"""
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from dlcv.export.fp16 import convert_to_fp16
+from dlcv.export.int8 import quantize_int8
+from dlcv.runtime.metadata import ArtifactMetadata
+from dlcv.runtime.preprocess import PreprocessSpec
+
+md = ArtifactMetadata(task="segmentation", arch="toy", num_classes=3, class_names=("a", "b", "c"), preprocess=PreprocessSpec())
+weight = numpy_helper.from_array(np.random.default_rng(0).normal(size=(3, 3, 1, 1)).astype(np.float32), "w")
+graph = helper.make_graph(
+    [helper.make_node("Conv", ["input", "w"], ["logits"])], "g",
+    [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, "height", "width"])],
+    [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 3, "height", "width"])], [weight],
+)
+model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=10)
+fp16 = convert_to_fp16(model, md)
+with tempfile.TemporaryDirectory() as tmp:
+    path = Path(tmp) / "toy.onnx"
+    onnx.save(model, str(path))
+    int8 = quantize_int8(path, md, [np.random.default_rng(1).normal(size=(3, 8, 8)).astype(np.float32)])
+loaded = sorted(m for m in sys.modules if m.startswith("dlcv.") or m == "torch")
+precisions = [ArtifactMetadata.from_json({p.key: p.value for p in m.metadata_props}["dlcv"]).precision for m in (fp16, int8)]
+print("precisions:", *precisions)
+print("loaded:", *loaded)
+"""
+
+
+def test_the_precision_writers_run_without_the_orchestration_or_torch():
+    """fp16.py/int8.py finish their graphs with graph.py: importing and running them first in a
+    fresh interpreter never loads onnx_export (the old import loop) nor torch."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", WRITERS_ALONE], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = {line.split(":")[0]: line.split()[1:] for line in done.stdout.splitlines() if ":" in line}
+    assert lines["precisions"] == ["fp16", "int8"]  # both graphs finished, metadata embedded
+    assert "dlcv.export.graph" in lines["loaded"]
+    assert not {"dlcv.export.onnx_export", "dlcv.export.verify", "dlcv.train", "torch"} & set(lines["loaded"])
