@@ -24,7 +24,7 @@ from . import classification, segmentation
 from .config import AnalyzeConfig
 from .confusion import confusion_section
 from .deployment import deployment_section
-from .evaluation import EvalSplit, LoadedModel, load_model, open_split, subset
+from .evaluation import EvalSplit, LoadedModel, load_model, open_eval_split, subset
 from .figures import FigureFile
 from .metrics_file import METRICS_NAME, write_metrics_json
 from .report import Section, Table
@@ -146,7 +146,7 @@ def analyze_checkpoint(config: AnalyzeConfig, log: Callable[[str], None]) -> Che
         raise DlcvUsageError("--images picks the images of the segmentation grids; this checkpoint is a classifier")
     final = LoadedModel(f"{config.target.name} (epoch {final.epoch})" if final.epoch is not None else config.target.name,
                         final.epoch, final.path, final.model)  # fmt: skip
-    split = open_split(config.data, ckpt, config.format, config.class_map)
+    split = open_eval_split(config.data, ckpt, config.format, config.class_map)
     log(f"{ckpt['arch']}: {len(split)} {split.split} images from {split.root}")
     run = open_run(config.runs) if config.runs is not None else None
     snapshots, extra = [], []

@@ -21,9 +21,9 @@ def _names(text: str | None) -> tuple[str, ...]:
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("target", type=click.Path(path_type=Path))
-@click.option("--data", help="Dataset folder, or 'demo'; its val split (test when none) is analysed.")
-@click.option("--format", "fmt", default=None, help="Dataset layout (default: recognised from the folder).")
-@click.option("--class-map", default=None, help="Relabelling used in training (preset or JSON), as dlcv-train --class-map.")
+@click.option("--data", help="Dataset folder, or 'demo', opened as the checkpoint recorded it; its val split (else test, train) is analysed.")
+@click.option("--format", "fmt", default=None, help="Override the checkpoint's recorded dataset layout (default: the record; recognised from the folder when the checkpoint has none).")
+@click.option("--class-map", default=None, help="Override the checkpoint's recorded relabelling (preset or JSON, as dlcv-train --class-map).")
 @click.option("--compare", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="A deployed model (.onnx, .plan/.engine) to run on the same tensors as PyTorch.")  # fmt: skip
 @click.option("--runs", type=click.Path(file_okay=False, path_type=Path), default=None,

@@ -15,7 +15,8 @@ class AnalyzeConfig:
     """``target``: a dlcv checkpoint (``.pt``), a run folder (its ``best.pt``, and the folder as
     ``runs``), or a ``metrics.json`` (drawn without PyTorch).
 
-    ``data``: dataset folder or ``"demo"`` whose val split (test when it has none) is analysed.
+    ``data``: dataset folder or ``"demo"`` whose val split (else test, else train) is analysed,
+    opened as the checkpoint recorded it; ``format`` / ``class_map`` override the record.
     ``images``: image names (file names or stems) for the segmentation grids; otherwise the
     ``count`` worst by ``rank_by``. ``max_images``: the most validation images whose features go
     into t-SNE/PCA and that the ``compare`` artifact is run on (a seeded random choice); the

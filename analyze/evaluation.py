@@ -1,7 +1,8 @@
 """The images an analysis runs on and the models it runs (PyTorch).
 
-The validation split (test when a dataset has none) of a dataset folder or the demo data,
-read through dlcv.train's dataset layouts and turned into tensors by dlcv.train's
+The evaluation split (:data:`dlcv.runtime.datasets.EVAL_SPLIT_ORDER`: val, else test, else
+train) of a dataset folder or the demo data, opened as the checkpoint recorded its dataset by
+:func:`dlcv.runtime.datasets.open_split` and turned into tensors by dlcv.train's
 :class:`~dlcv.train.data.datasets.ImageDataset`: exactly the tensors training evaluation and
 every deployment backend see (the preprocessing contract's one function, no augmentation).
 """
@@ -18,12 +19,12 @@ import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from dlcv.runtime.errors import DlcvError, DlcvUsageError
+from dlcv.runtime.datasets import DatasetInfo, Sample, open_split
+from dlcv.runtime.errors import DlcvError
 from dlcv.runtime.preprocess import PreprocessSpec
-from dlcv.train.checkpoint import load_checkpoint, model_from_checkpoint
+from dlcv.train.checkpoint import load_checkpoint, metadata_from_checkpoint, model_from_checkpoint
 from dlcv.train.data.datasets import ImageDataset
 from dlcv.train.data.demo import demo_root
-from dlcv.train.data.formats import DatasetInfo, Sample, open_dataset
 
 
 @dataclass(frozen=True)
@@ -84,35 +85,17 @@ class EvalSplit:
         return self.samples[index].image.name
 
 
-def open_split(data: str, ckpt: Mapping[str, Any], fmt: str | None = None, class_map: str | None = None) -> EvalSplit:
-    """The val split (test when there is none) of ``data`` (a folder or ``"demo"``), checked against
-    the checkpoint's task and classes and scored by the checkpoint's rules."""
-    task = ckpt["task"]
-    root = demo_root(task) if data == "demo" else Path(data)
-    dataset = open_dataset(root, fmt, class_map=class_map)
-    if dataset.task != task:
-        raise DlcvUsageError(f"--data {root}: a {dataset.task} dataset ({dataset.format.name}), but the checkpoint is a {task} model")
+def open_eval_split(data: str, ckpt: Mapping[str, Any], fmt: str | None = None, class_map: str | None = None) -> EvalSplit:
+    """The evaluation split of ``data`` (a folder or ``"demo"``), opened as the checkpoint
+    recorded its dataset (:func:`dlcv.runtime.datasets.open_split`; ``fmt`` / ``class_map``
+    override the record), checked against the checkpoint's task and classes and scored by the
+    checkpoint's rules."""
+    root = demo_root(ckpt["task"]) if data == "demo" else Path(data)
+    split = open_split(root, metadata_from_checkpoint(ckpt), None, format=fmt, class_map=class_map)
     info = checkpoint_info(ckpt)
-    if dataset.info.num_classes != info.num_classes:
-        raise DlcvUsageError(
-            f"--data {root}: has {dataset.info.num_classes} classes but the checkpoint {info.num_classes}; "
-            "give the dataset the model was trained on (with the same --format/--class-map)"
-        )
-    notes = []
-    if tuple(dataset.info.class_names) != info.class_names:
-        notes.append(
-            f"the dataset's class names ({', '.join(dataset.info.class_names[:5])}...) differ from the checkpoint's; "
-            "the checkpoint's names are shown"
-        )
-    split = "val"
-    samples = dataset.samples("val")
-    if not samples:
-        split, samples = "test", dataset.samples("test")
-        notes.append("the dataset has no val split; its test split is analysed")
-    if not samples:
-        raise DlcvError(f"--data {root}: neither a val nor a test split holds images")
     spec = PreprocessSpec.from_dict(ckpt["preprocess"])
-    return EvalSplit(root, split, info, spec, tuple(samples), ImageDataset(samples, dataset, info, spec), tuple(notes))
+    dataset = ImageDataset(list(split.samples), split.dataset, info, spec)
+    return EvalSplit(root, split.name, info, spec, split.samples, dataset, split.notes)
 
 
 class _Indexed(Dataset):

@@ -4,7 +4,7 @@
 #   bash benchmarks/reproduce.sh fcn8s-256      # full-width FCN8s, random weights, 256×256
 #   bash benchmarks/reproduce.sh fcn8s-512      # full-width FCN8s, random weights, 512×512
 #   bash benchmarks/reproduce.sh vgg16_bn-224   # full-width VGG16-BN classifier, random weights, 224×224
-#   bash benchmarks/reproduce.sh demo-fcn8s     # the demo-trained FCN8s, parity on the held-out demo test images
+#   bash benchmarks/reproduce.sh demo-fcn8s     # the demo-trained FCN8s, parity on the demo val images
 #
 # The results go to benchmarks/results/<name>-<device>/ (DEVICE=cpu by default; DEVICE=cuda on a GPU
 # machine adds the GPU rows: FP16 autocast, CUDA graphs, onnxruntime's CUDA provider).

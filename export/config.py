@@ -94,7 +94,8 @@ class ExportConfig:
     ``fp16`` -> ``<arch>.fp16.onnx``; ``int8`` -> ``<arch>.int8.onnx``, calibrated on up to
     ``calib_count`` images of ``calib`` (a folder of images, or a dataset whose train split is
     used) with ``calib_method``. Each is compared with PyTorch FP32 on up to ``eval_count``
-    images: ``val`` (a dataset; its val split, with labels), else the calibration dataset's
+    images: ``val`` (a dataset opened as the checkpoint recorded it; its evaluation split,
+    :data:`dlcv.runtime.datasets.EVAL_SPLIT_ORDER`, with labels), else the calibration dataset's
     labelled images, else the calibration or ``images`` folder, else synthetic images. Gates:
     the precision records' defaults, with ``min_agreement``, ``fp16_min_agreement`` and
     ``int8_max_drop`` in their place (:meth:`gate`); ``strict`` makes a miss an error.

@@ -16,7 +16,8 @@ deployment does (:func:`dlcv.runtime.imageio.read_image` +
 :func:`dlcv.runtime.preprocess.preprocess_image` with the checkpoint's preprocessing), one
 image per calibration batch, so images keep their natural (and differing) sizes when the
 preprocessing keeps the image size. The calibration folder is a plain folder of images or a
-dataset in a layout dlcv reads (then its train split is used). ``percentile`` calibration
+dataset in the layout the model was trained on (then its train split is used, opened as the
+checkpoint recorded it). ``percentile`` calibration
 (99.999th percentile of |x|, from histograms) is the default. Measured on the demo data (32
 calibration images, 40 evaluation images, against PyTorch FP32): on the trained narrow FCN8s
 it gave the lowest mean logit error (5.0e-2; ``minmax`` 7.1e-2, ``entropy`` 1.2e-1 with a
@@ -48,7 +49,6 @@ from .graph import finalize_graph
 QUANTIZED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 PER_CHANNEL_AXIS = {"Conv": 0, "ConvTranspose": 1, "Gemm": 0, "MatMul": 1}
 PERCENTILE = 99.999
-CALIBRATION_SPLITS = ("train", "val", "test")
 
 Log = Callable[[str], None]
 
@@ -57,34 +57,23 @@ def _silent(_: str) -> None:
     pass
 
 
-def calibration_paths(folder: str | os.PathLike, count: int) -> tuple[list[Path], str]:
-    """Up to ``count`` image paths spread evenly over ``folder`` (a dataset's train split when
-    ``folder`` is a dataset in a known layout), and a description of where they came from."""
-    from dlcv.train.data.formats import get_format
+def calibration_paths(folder: str | os.PathLike, count: int, record=None) -> tuple[list[Path], str]:
+    """Up to ``count`` image paths spread evenly over ``folder``, and a description of where they
+    came from. A dataset folder calibrates on its train split, opened as ``record`` (the model's
+    :class:`~dlcv.runtime.datasets.DatasetRecord`; its layout is recognised when None) says
+    (:func:`~dlcv.runtime.datasets.open_split`); a plain folder of images on its images."""
+    from dlcv.runtime.datasets import evenly_spread, open_split, recognise_layout
 
     folder = Path(folder)
     if not folder.is_dir():
         raise DlcvError(f"{folder}: calibration folder not found")
-    paths: list[Path] = []
-    where = str(folder)
-    try:
-        fmt = get_format(None, folder)
-    except DlcvError:
-        fmt = None  # not a dataset layout: a plain folder of images
-    if fmt is not None:
-        for split in CALIBRATION_SPLITS:
-            paths = [s.image for s in fmt.samples(folder, split)]
-            if paths:
-                where = f"the {split} split of {folder} ({fmt.name} layout)"
-                break
-    else:
-        paths = sorted(p for p in folder.iterdir() if p.is_file() and is_image_file(p))
+    if recognise_layout(folder, record) is not None:
+        split = open_split(folder, record, "train").subset(count)
+        return [s.image for s in split.samples], split.describe()
+    paths = sorted(p for p in folder.iterdir() if p.is_file() and is_image_file(p))
     if not paths:
         raise DlcvError(f"{folder}: holds no images to calibrate INT8 with (.png, .jpg, ...)")
-    if len(paths) > count:
-        picks = np.unique(np.linspace(0, len(paths) - 1, count).round().astype(int))
-        paths = [paths[i] for i in picks]
-    return paths, where
+    return evenly_spread(paths, count), str(folder)
 
 
 def calibration_tensors(paths: Sequence[Path], metadata: ArtifactMetadata, log: Log = _silent) -> list[np.ndarray]:
@@ -188,7 +177,7 @@ def write_int8(fp32_path: str | os.PathLike, metadata: ArtifactMetadata, config:
     ``calib_count`` images, ``calib_method``)."""
     if config.calib is None:
         raise DlcvError("INT8 needs calibration images (--calib DIR)")
-    paths, where = calibration_paths(config.calib, config.calib_count)
+    paths, where = calibration_paths(config.calib, config.calib_count, metadata.dataset)
     tensors = calibration_tensors(paths, metadata, log)
     sizes = sorted({"x".join(map(str, t.shape[1:])) for t in tensors})
     log(f"calibrating INT8 ({config.calib_method}) on {len(tensors)} images from {where} "

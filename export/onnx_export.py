@@ -326,19 +326,19 @@ def export_onnx(config: ExportConfig, log: Log | None = None) -> ExportResult:
 
 def build_eval_set(config: ExportConfig, metadata: ArtifactMetadata, plan: InputPlan, images, log: Log = _silent) -> EvalSet:
     """The images every precision is compared on: ``--val`` (labelled), else the calibration
-    folder (labelled when it is a dataset), else ``--images``, else the FP32 verification
-    batches (always for a ``--static`` graph, whose fixed shape other images would not fit)."""
-    from dlcv.train.data.formats import get_format
+    folder (labelled when it is a dataset: opened as the checkpoint recorded it, and an error
+    when it does not fit the model), else ``--images``, else the FP32 verification batches
+    (always for a ``--static`` graph, whose fixed shape other images would not fit)."""
+    from dlcv.runtime.datasets import recognise_layout
 
     if config.static:  # fixed shapes: only the verification batches fit
         return eval_set_from_shapes(metadata, plan.verify_shapes, seed=config.seed, images=images)
     if config.val is not None:
         return eval_set_from_dataset(config.val, metadata, config.eval_count, log)
     if config.calib is not None:
-        with contextlib.suppress(DlcvError):
-            if get_format(None, config.calib).task == metadata.task:
-                return eval_set_from_dataset(config.calib, metadata, config.eval_count, log)
-        paths, where = calibration_paths(config.calib, config.eval_count)
+        if recognise_layout(config.calib, metadata) is not None:
+            return eval_set_from_dataset(config.calib, metadata, config.eval_count, log)
+        paths, where = calibration_paths(config.calib, config.eval_count, metadata.dataset)
         return eval_set_from_images([read_image(p) for p in paths], metadata, where)
     if images:
         return eval_set_from_images(images[: config.eval_count], metadata, str(config.images))

@@ -256,7 +256,6 @@ class EvalSet:
 
 
 EVAL_BATCH = 8
-EVAL_SPLITS = ("val", "test", "train")
 
 
 def group_by_shape(items: Sequence[tuple[np.ndarray, object]], batch_size: int = EVAL_BATCH) -> tuple[Batch, ...]:
@@ -274,30 +273,23 @@ def group_by_shape(items: Sequence[tuple[np.ndarray, object]], batch_size: int =
 
 
 def eval_set_from_dataset(root: str | os.PathLike, metadata, count: int, log: Log = _silent) -> EvalSet:
-    """Up to ``count`` labelled images of a dataset (its val split, else test, else train),
-    preprocessed with the deployment preprocessing; labels mapped the same way."""
+    """Up to ``count`` labelled images of a dataset's evaluation split, opened as the model's
+    metadata records it (:func:`dlcv.runtime.datasets.open_split`: layout, options, class map;
+    split by :data:`~dlcv.runtime.datasets.EVAL_SPLIT_ORDER`), preprocessed with the deployment
+    preprocessing; labels mapped the same way."""
+    from dlcv.runtime.datasets import open_split
     from dlcv.runtime.preprocess import preprocess_label_map
-    from dlcv.train.data.formats import get_format
 
-    root = Path(root)
-    fmt = get_format(None, root)
-    if fmt.task != metadata.task:
-        raise DlcvError(f"{root}: a {fmt.task} dataset ({fmt.name} layout) cannot score a {metadata.task} model")
-    info = fmt.info(root)
-    if info.num_classes != metadata.num_classes:
-        raise DlcvError(f"{root}: the dataset has {info.num_classes} classes, the model {metadata.num_classes}")
-    split, samples = next(((s, fmt.samples(root, s)) for s in EVAL_SPLITS if fmt.samples(root, s)), (None, []))
-    if not samples:
-        raise DlcvError(f"{root}: no images in its {', '.join(EVAL_SPLITS)} splits to evaluate with")
-    if len(samples) > count:
-        samples = [samples[i] for i in np.unique(np.linspace(0, len(samples) - 1, count).round().astype(int))]
+    split = open_split(root, metadata, None).subset(count)
+    for note in split.notes:
+        log(f"note: {note}")
     items = []
-    for sample in samples:
+    for sample in split.samples:
         try:
             image = read_image(sample.image)
             tensor, _ = preprocess_image(image, metadata.preprocess)
             if metadata.task == "segmentation":
-                labels = fmt.read_labels(sample)
+                labels = split.read_labels(sample)
                 if labels.shape != image.shape[:2]:
                     raise DlcvError(f"{sample.target}: label map size {labels.shape} differs from its image's {image.shape[:2]}")
                 label = preprocess_label_map(labels, metadata.preprocess, metadata.ignore_index)
@@ -308,8 +300,8 @@ def eval_set_from_dataset(root: str | os.PathLike, metadata, count: int, log: Lo
             continue
         items.append((tensor, label))
     if not items:
-        raise DlcvError(f"{root}: none of the {len(samples)} evaluation images could be read")
-    return EvalSet(group_by_shape(items), f"{len(items)} labelled images from the {split} split of {root} ({fmt.name} layout)")
+        raise DlcvError(f"{split.root}: none of the {len(split)} evaluation images could be read")
+    return EvalSet(group_by_shape(items), f"{len(items)} labelled images from {split.describe()}")
 
 
 def eval_set_from_images(images: Sequence[np.ndarray], metadata, source: str) -> EvalSet:

@@ -11,7 +11,8 @@ The run, one job per module:
   colliding names) and writes the run-level files in listing order, atomically;
 - :mod:`.batching` loads images in worker threads through a bounded window and groups them by
   shape (a batch never mixes sizes);
-- :mod:`.labels` scores predictions against ground truth by documented rules;
+- :mod:`.scoring` scores predictions against ground truth by documented rules (the
+  classification ground truth is read by :mod:`.datasets.ground_truth`);
 - this module drives them: it runs the batches, writes the per-image outputs and
   ``metrics.json``, and returns an :class:`~dlcv.runtime.summary.InferSummary`.
 
@@ -53,10 +54,10 @@ from .atomic import remove_stale_temporaries, write_text_atomic
 from .backends import Backend, open_backend
 from .backends.onnxruntime_backend import DEVICE_PROVIDERS
 from .batching import Loaded, LoadJob, ShapeBatcher, load_job, window_size
+from .datasets.ground_truth import ClassificationLabels
 from .errors import DlcvError, DlcvUsageError, first_line
 from .imageio import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, write_png
 from .jsonable import strict_json
-from .labels import TOPK, ClassificationLabels, ClassificationScorer, SegmentationScorer, ranking_scores
 from .listing import ImageFile, ListingStats, has_subfolders, iter_image_files
 from .metadata import ArtifactMetadata
 from .outputs import (
@@ -69,6 +70,7 @@ from .outputs import (
 )
 from .postprocess import colorize, palette_array, segmentation_labels, topk
 from .preprocess import restore_label_map
+from .scoring import TOPK, ClassificationScorer, SegmentationScorer, ranking_scores
 from .summary import InferSummary, LatencyStats
 from .version import dlcv_version
 

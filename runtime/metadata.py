@@ -2,6 +2,13 @@
 
 With it, ``dlcv-infer --engine x.onnx images/`` needs no other flag: task, classes, palette,
 preprocessing and tensor names all come from here.
+
+``dataset`` (optional; files written before it existed load without it) is the
+:class:`~dlcv.runtime.datasets.DatasetRecord` of the data the model was trained on: layout,
+layout options, class map content and label rules, so that a dataset folder is reopened the
+same way wherever the artifact goes. When it is present it is the source of the label rules:
+``ignore_index`` and ``exclude_classes`` must equal the record's (they stay at the top level
+for the scorers and for files without a record); a file where they differ is refused.
 """
 from __future__ import annotations
 
@@ -12,6 +19,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .atomic import write_text_atomic
+from .datasets.record import DatasetRecord
 from .errors import DlcvError
 from .precision import PRECISION_NAMES
 from .preprocess import PreprocessSpec
@@ -41,6 +49,8 @@ class ArtifactMetadata:
     schema_version: int = METADATA_SCHEMA_VERSION
     # What an engine is bound to (GPU, TensorRT version, profile shapes); empty for ONNX.
     engine: Mapping[str, Any] = field(default_factory=dict)
+    # How the training data was read (None: not recorded, e.g. an older checkpoint).
+    dataset: DatasetRecord | None = None
 
     def __post_init__(self) -> None:
         problems = []
@@ -56,8 +66,26 @@ class ArtifactMetadata:
             len(self.palette) != self.num_classes or any(len(c) != 3 for c in self.palette)
         ):
             problems.append(f"palette needs {self.num_classes} RGB triples")
+        if self.dataset is not None:
+            problems += self._dataset_problems(self.dataset)
         if problems:
             raise DlcvError("invalid dlcv metadata: " + "; ".join(problems))
+
+    def _dataset_problems(self, record: DatasetRecord) -> list[str]:
+        """The record is the label rules' source: the top-level copies must agree with it."""
+        problems = []
+        if record.ignore_index != self.ignore_index:
+            problems.append(f"ignore_index {self.ignore_index} differs from the dataset record's {record.ignore_index}")
+        if tuple(record.exclude_classes) != tuple(self.exclude_classes):
+            problems.append(
+                f"exclude_classes {list(self.exclude_classes)} differ from the dataset record's {list(record.exclude_classes)}"
+            )
+        if record.class_map is not None and len(record.class_map.class_names) != self.num_classes:
+            problems.append(
+                f"the dataset record's class map {record.class_map.name!r} has {len(record.class_map.class_names)} "
+                f"classes, the model {self.num_classes}"
+            )
+        return problems
 
     def with_(self, **changes: Any) -> "ArtifactMetadata":
         """A copy with some fields changed (precision, engine binding...)."""
@@ -70,6 +98,10 @@ class ArtifactMetadata:
         d["palette"] = None if self.palette is None else [list(c) for c in self.palette]
         d["engine"] = dict(self.engine)
         d["exclude_classes"] = list(self.exclude_classes)
+        if self.dataset is None:
+            del d["dataset"]  # files without a record stay exactly as before
+        else:
+            d["dataset"] = self.dataset.to_dict()
         return d
 
     def to_json(self) -> str:
@@ -91,6 +123,8 @@ class ArtifactMetadata:
             kwargs["exclude_classes"] = tuple(int(c) for c in kwargs.get("exclude_classes", ()))
             if kwargs.get("palette") is not None:
                 kwargs["palette"] = tuple(tuple(int(v) for v in c) for c in kwargs["palette"])
+            if kwargs.get("dataset") is not None:
+                kwargs["dataset"] = DatasetRecord.from_dict(kwargs["dataset"], "dlcv metadata")
             return cls(**kwargs)
         except KeyError as exc:
             raise DlcvError(f"{source}: dlcv metadata lacks the key {exc}") from None

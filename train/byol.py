@@ -28,12 +28,12 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from dlcv.runtime.atomic import atomic_path, write_text_atomic
+from dlcv.runtime.datasets import open_split
 from dlcv.runtime.errors import DlcvError, DlcvUsageError
 from dlcv.runtime.imageio import read_image
 from dlcv.runtime.preprocess import PreprocessSpec, preprocess_image
 
 from .data.demo import demo_root
-from .data.formats import get_format
 from .device import resolve_device
 from .pretrained import output_layer
 from .registry import create_model, list_models, model_info, scaled
@@ -255,10 +255,10 @@ def backbone_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
 
 def _image_paths(cfg: ByolConfig) -> list[Path]:
     root = demo_root("classification") if cfg.data == "demo" else Path(cfg.data)
-    fmt = get_format(cfg.format, root)
-    paths = [s.image for s in fmt.samples(root, "train")]
+    split = open_split(root, None, "train", format=cfg.format)
+    paths = [s.image for s in split.samples]
     if len(paths) < 2:
-        raise DlcvError(f"{root}: BYOL needs at least 2 training images, found {len(paths)} (the {fmt.name} train split)")
+        raise DlcvError(f"{root}: BYOL needs at least 2 training images, found {len(paths)} ({split.describe()})")
     return paths
 
 

@@ -1,4 +1,10 @@
-"""Self-describing checkpoints (DESIGN.md contract 1): a plain dict loadable with weights_only=True."""
+"""Self-describing checkpoints (DESIGN.md contract 1): a plain dict loadable with weights_only=True.
+
+Key ``dataset`` (written by dlcv-train; absent from older checkpoints): the
+:class:`~dlcv.runtime.datasets.DatasetRecord` of the training data, which export copies into
+every artifact's metadata. When present it is the source of ``ignore_index`` and
+``exclude_classes``, which are written beside it for older readers.
+"""
 from __future__ import annotations
 
 import hashlib
@@ -12,6 +18,7 @@ import torch.nn as nn
 
 from dlcv.runtime.atomic import atomic_path
 from dlcv.runtime.backends import deployed_suffixes
+from dlcv.runtime.datasets import DatasetRecord
 from dlcv.runtime.errors import DlcvError, first_line
 from dlcv.runtime.metadata import ArtifactMetadata
 from dlcv.runtime.preprocess import PreprocessSpec
@@ -30,14 +37,21 @@ def build_checkpoint(
     class_names: tuple[str, ...] | list[str],
     preprocess: PreprocessSpec,
     palette=None,
-    ignore_index: int = 255,
-    exclude_classes=(),
+    dataset: DatasetRecord | None = None,
+    ignore_index: int | None = None,
+    exclude_classes=None,
     metrics: Mapping[str, Any] | None = None,
     epoch: int | None = None,
     train_state: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Assemble the checkpoint dict; only plain types and tensors, so weights_only loading works."""
+    """Assemble the checkpoint dict; only plain types and tensors, so weights_only loading works.
+
+    ``dataset``: the record of the training data; the label rules (``ignore_index``,
+    ``exclude_classes``) come from it, and explicit values must agree with it. Without a record
+    they default to 255 and none.
+    """
     info = model_info(arch)
+    ignore_index, exclude_classes = _label_rules(dataset, ignore_index, exclude_classes)
     ckpt = {
         "arch": arch,
         "arch_kwargs": dict(arch_kwargs),
@@ -53,9 +67,27 @@ def build_checkpoint(
         "epoch": epoch,
         "dlcv_version": dlcv_version(),
     }
+    if dataset is not None:
+        ckpt["dataset"] = dataset.to_dict()
     if train_state is not None:
         ckpt["train_state"] = dict(train_state)
     return ckpt
+
+
+def _label_rules(dataset: DatasetRecord | None, ignore_index, exclude_classes) -> tuple[int, tuple[int, ...]]:
+    if dataset is None:
+        return 255 if ignore_index is None else int(ignore_index), tuple(int(c) for c in exclude_classes or ())
+    if ignore_index is not None and int(ignore_index) != dataset.ignore_index:
+        raise ValueError(f"ignore_index {ignore_index} differs from the dataset record's {dataset.ignore_index}")
+    if exclude_classes is not None and tuple(int(c) for c in exclude_classes) != dataset.exclude_classes:
+        raise ValueError(f"exclude_classes {list(exclude_classes)} differ from the dataset record's {list(dataset.exclude_classes)}")
+    return dataset.ignore_index, dataset.exclude_classes
+
+
+def dataset_record(ckpt: Mapping[str, Any], source: str = "checkpoint") -> DatasetRecord | None:
+    """The checkpoint's dataset record (None for checkpoints written before it existed)."""
+    data = ckpt.get("dataset")
+    return None if data is None else DatasetRecord.from_dict(data, source)
 
 
 def save_checkpoint(path: str | os.PathLike, ckpt: Mapping[str, Any]) -> Path:
@@ -141,7 +173,8 @@ def metadata_from_checkpoint(ckpt: Mapping[str, Any], *, source_sha256: str = ""
         precision=precision,
         palette=None if ckpt.get("palette") is None else tuple(tuple(c) for c in ckpt["palette"]),
         ignore_index=int(ckpt.get("ignore_index", 255)),
-        exclude_classes=tuple(ckpt.get("exclude_classes", ())),
+        exclude_classes=tuple(int(c) for c in ckpt.get("exclude_classes", ())),
         source_checkpoint_sha256=source_sha256,
         dlcv_version=dlcv_version(),
+        dataset=dataset_record(ckpt),
     )

@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from dlcv.runtime.datasets import DatasetFormat, DatasetInfo, OpenDataset, Sample
 from dlcv.runtime.errors import DlcvError
-
-from .data.formats import DatasetFormat, DatasetInfo, OpenDataset, Sample
 
 CLASS_WEIGHTINGS = ("none", "median", "inverse")
 

@@ -28,7 +28,7 @@ def _print_models(ctx: click.Context, _param, value: bool) -> None:
 
 def _print_formats(ctx: click.Context, _param, value: bool) -> None:
     if value and not ctx.resilient_parsing:
-        from .data.formats import CLASS_MAP_PRESETS, list_formats
+        from dlcv.runtime.datasets import CLASS_MAP_PRESETS, list_formats
 
         for fmt in list_formats():
             click.echo(f"{fmt.name}\t{fmt.task}\t{fmt.description}")
@@ -151,7 +151,7 @@ def train_command(model, data, fmt, class_map, domains, split_sizes, epochs, bat
     """Train MODEL; writes best.pt, last.pt (self-describing checkpoints), log.csv, overlays/ and
     tensorboard/ to --out."""
     from .config import TrainConfig
-    from .data.formats import LayoutOptions
+    from dlcv.runtime.datasets import LayoutOptions
     from .loop import train
     from .registry import model_info
 

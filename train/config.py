@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .data.datasets import Augment
-from .data.formats import LayoutOptions
+from dlcv.runtime.datasets import LayoutOptions
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULERS = ("plateau", "cosine", "poly", "none")
@@ -40,7 +40,7 @@ class TrainConfig:
     input_size: tuple[int, int] | None = None  # resize (h, w); None = classification 224, segmentation native
     augment: Augment = field(default_factory=Augment)
     class_weighting: str = "none"  # none | median | inverse
-    class_map: str | None = None  # preset name or JSON file (see dlcv.train.data.formats.load_class_map)
+    class_map: str | None = None  # preset name or JSON file (see dlcv.runtime.datasets.load_class_map)
     layout: LayoutOptions = field(default_factory=LayoutOptions)
     optimizer: str = "adam"  # sgd | adam | adamw
     momentum: float = 0.9  # SGD only

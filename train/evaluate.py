@@ -8,10 +8,10 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset
 
+from dlcv.runtime.datasets import DatasetInfo
 from dlcv.runtime.metrics import ClassificationMetrics, ConfusionMatrix
 
 from .data.datasets import collate_by_size
-from .data.formats import DatasetInfo
 from .distributed import DistContext, ShardSampler, all_reduce_sums, merge_metrics
 
 

@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from dlcv.runtime.atomic import write_text_atomic
+from dlcv.runtime.datasets import DatasetInfo, DatasetRecord, OpenDataset, open_dataset, open_split
 from dlcv.runtime.errors import DlcvError
 from dlcv.runtime.imageio import read_image
 from dlcv.runtime.preprocess import PreprocessSpec
@@ -34,7 +35,6 @@ from .class_weights import class_weights, label_frequencies
 from .config import TrainConfig
 from .data.datasets import ImageDataset, collate_by_size
 from .data.demo import demo_root
-from .data.formats import DatasetInfo, OpenDataset, open_dataset
 from .distributed import (
     DistContext, all_reduce_sums, barrier, gather, init_distributed, shutdown, sync_buffers, train_sampler, unwrap, wrap_model,
 )  # fmt: skip
@@ -75,7 +75,7 @@ def _say(ctx: DistContext, message: str) -> None:
 
 @dataclass(frozen=True)
 class RunData:
-    """The opened dataset and the two splits a run uses."""
+    """The opened dataset, its record (what the checkpoints carry) and the two splits a run uses."""
 
     dataset: OpenDataset
     spec: PreprocessSpec
@@ -85,6 +85,10 @@ class RunData:
     @property
     def info(self) -> DatasetInfo:
         return self.dataset.info
+
+    @property
+    def record(self) -> DatasetRecord:
+        return self.dataset.record
 
 
 def _data_root(cfg: TrainConfig, task: str, ctx: DistContext) -> Path:
@@ -99,20 +103,20 @@ def _data_root(cfg: TrainConfig, task: str, ctx: DistContext) -> Path:
 
 
 def prepare_data(cfg: TrainConfig, task: str, ctx: DistContext = DistContext()) -> RunData:
-    """Open the dataset (layout, options, class map) and build the train and val datasets."""
+    """Open the dataset (layout, options, class map) and build the train and val datasets.
+
+    The options are recorded (:class:`DatasetRecord`) and both splits are opened from that
+    record with :func:`open_split`, the way export, bench and analyze reopen them later."""
     root = _data_root(cfg, task, ctx)
-    dataset = open_dataset(root, cfg.format, cfg.layout, cfg.class_map)
-    if dataset.task != task:
-        raise DlcvError(f"{root}: {dataset.format.name} is a {dataset.task} dataset but {cfg.model} is a {task} model")
+    opened = open_dataset(root, cfg.format, cfg.layout, cfg.class_map)
+    if opened.task != task:
+        raise DlcvError(f"{root}: {opened.format.name} is a {opened.task} dataset but {cfg.model} is a {task} model")
+    train_split, val_split = (open_split(root, opened.record, split) for split in ("train", "val"))
+    dataset = train_split.dataset
     input_size = cfg.input_size or ((64, 64) if cfg.data == "demo" and task == "classification" else None)
     spec = default_preprocess(task, input_size)
-    train_samples, val_samples = dataset.samples("train"), dataset.samples("val")
-    if not train_samples:
-        raise DlcvError(f"{root}: the train split is empty")
-    if not val_samples:
-        raise DlcvError(f"{root}: the val split is empty; training needs one to pick best.pt")
-    train_ds = ImageDataset(train_samples, dataset, dataset.info, spec, cfg.augment, cfg.seed)
-    val_ds = ImageDataset(val_samples, dataset, dataset.info, spec)
+    train_ds = ImageDataset(train_split.samples, dataset, dataset.info, spec, cfg.augment, cfg.seed)
+    val_ds = ImageDataset(val_split.samples, dataset, dataset.info, spec)
     return RunData(dataset, spec, train_ds, val_ds)
 
 
@@ -356,7 +360,7 @@ class Run:
         return build_checkpoint(
             unwrap(self.trainer.model), arch=self.cfg.model, arch_kwargs=self.cfg.arch_kwargs,
             class_names=info.class_names, preprocess=self.data.spec, palette=info.palette,
-            ignore_index=info.ignore_index, exclude_classes=info.exclude_classes, metrics=metrics, epoch=epoch,
+            dataset=self.data.record, metrics=metrics, epoch=epoch,
             train_state=train_state,
         )  # fmt: skip
 

@@ -23,7 +23,7 @@ from .config import BACKEND_FAMILIES, DEFAULT_RESULTS_DIR, BenchConfig, parse_in
 @click.argument("checkpoint", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("artifacts", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--data", default=None, metavar="DIR|demo",
-              help="Dataset folder (test split, else val), a folder of images, or 'demo'. Default: synthetic images.")
+              help="Dataset folder, opened as the checkpoint recorded it (val split, else test, train), a folder of images, or 'demo'. Default: synthetic images.")
 @click.option("--backends", default=None, metavar="LIST",
               help=f"Families to run, from {','.join(BACKEND_FAMILIES)} (default: all there is a model for). "
                    "PyTorch eager FP32 always runs: it is the reference.")

@@ -23,7 +23,8 @@ class BenchConfig:
     ``artifacts``: model files any :func:`dlcv.runtime.backends.open_backend` opens (.onnx,
     .plan/.engine); empty = export ``precisions`` from the checkpoint into a temporary folder.
     ``data``: None (synthetic images at ``shape``), ``"demo"`` (the built-in demo set) or a
-    dataset folder in a known layout (its test split, else val) or a plain folder of images.
+    dataset folder, opened as the checkpoint recorded it (its evaluation split: val, else test,
+    else train), or a plain folder of images.
     ``backends``: families to run (None = every family there is a model for); PyTorch eager
     FP32 always runs, it is the parity reference. ``shape`` (H, W): the latency input size.
     Timing: ``warmup`` untimed calls, then ``iters`` timed calls per backend and batch size,

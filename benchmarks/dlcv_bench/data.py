@@ -1,5 +1,7 @@
 """The images a benchmark runs on: a dataset split, a plain image folder, the demo set, or
-synthetic images, read and preprocessed by the runtime's own functions.
+synthetic images, read and preprocessed by the runtime's own functions. A dataset is opened
+as the model's metadata records it (:func:`dlcv.runtime.datasets.open_split`: layout, options,
+class map, evaluation split); a folder in another layout than the recorded one is an error.
 
 Parity tensors are the deployment tensors: ``preprocess_image(read_image(file), spec)`` with
 the checkpoint's preprocessing, and segmentation labels brought to the same geometry with
@@ -12,10 +14,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator
 
 import numpy as np
 
+from dlcv.runtime.datasets import evenly_spread
 from dlcv.runtime.errors import DlcvError
 from dlcv.runtime.imageio import is_image_file, read_image, write_png
 from dlcv.runtime.metadata import ArtifactMetadata
@@ -53,14 +56,6 @@ def _image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and is_image_file(p))
 
 
-def _spread(items: Sequence, count: int) -> list:
-    """``count`` items spread evenly over ``items`` (all of them when there are fewer)."""
-    if count >= len(items):
-        return list(items)
-    picks = np.linspace(0, len(items) - 1, count).round().astype(int)
-    return [items[i] for i in picks]
-
-
 def synthetic_images(shape: tuple[int, int], count: int, seed: int, folder: Path) -> BenchImages:
     """``count`` deterministic synthetic images at ``shape``, also written to ``folder`` as PNG."""
     from dlcv.export.verify import synthetic_image  # the export's own test images
@@ -77,40 +72,34 @@ def synthetic_images(shape: tuple[int, int], count: int, seed: int, folder: Path
 
 
 def _dataset_images(root: Path, metadata: ArtifactMetadata, count: int) -> BenchImages | None:
-    """The test (else val) split of a dataset in a known layout; None when ``root`` is not one."""
-    from dlcv.train.data.formats import get_format
+    """The evaluation split (:data:`~dlcv.runtime.datasets.EVAL_SPLIT_ORDER`) of a dataset,
+    opened as the model's metadata records it; None when ``root`` is no dataset (a plain folder
+    of images). Labels that do not fit the model are left out, with a note."""
+    from dlcv.runtime.datasets import open_split, recognise_layout
 
-    try:
-        fmt = get_format(None, root)
-    except DlcvError:
+    if recognise_layout(root, metadata) is None:
         return None
-    split = next((s for s in ("test", "val") if fmt.samples(root, s)), None)
-    if split is None:
-        raise DlcvError(f"{root}: the {fmt.name} dataset has no test or val split to benchmark on")
-    samples = _spread(fmt.samples(root, split), count)
-    info = fmt.info(root)
-    notes = []
-    usable = info.task == metadata.task and info.num_classes == metadata.num_classes
+    split = open_split(root, metadata.dataset, None).subset(count)
+    notes = list(split.notes)
+    problem = split.mismatch(metadata)
+    usable = problem is None
     if not usable:
-        notes.append(
-            f"the dataset's labels ({info.task}, {info.num_classes} classes) do not fit the model "
-            f"({metadata.task}, {metadata.num_classes} classes); the reference's labels are the truth"
-        )
+        notes.append(f"the dataset's labels do not fit the model ({problem}); the reference's labels are the truth")
     rgb, labels = [], []
-    for sample in samples:
+    for sample in split.samples:
         rgb.append(read_image(sample.image))
         if not usable:
             continue
         if metadata.task == "segmentation":
-            labels.append(preprocess_label_map(fmt.read_labels(sample), metadata.preprocess, metadata.ignore_index))
+            labels.append(preprocess_label_map(split.read_labels(sample), metadata.preprocess, metadata.ignore_index))
         else:
             labels.append(int(sample.target))
-    description = f"{len(samples)} images of the {split} split of {root} ({fmt.name} layout)"
+    description = f"{len(split)} images of {split.describe()}"
     if usable:
         description += ", with their labels"
-    calibration = f"the {fmt.name} dataset {root} (dlcv-export takes its train split)"
+    calibration = f"the {split.record.format} dataset {root} (dlcv-export takes its train split)"
     return BenchImages(
-        description, tuple(rgb), tuple(s.image for s in samples), tuple(labels) if usable else None, root,
+        description, tuple(rgb), tuple(s.image for s in split.samples), tuple(labels) if usable else None, root,
         calibration, tuple(notes),
     )  # fmt: skip
 
@@ -132,7 +121,7 @@ def load_images(
     found = _dataset_images(root, metadata, count)
     if found is not None:
         return found
-    files = _spread(_image_files(root), count)
+    files = evenly_spread(_image_files(root), count)
     if not files:
         raise DlcvError(f"{root}: neither a dataset in a known layout nor a folder of images (.png, .jpg, ...)")
     return BenchImages(

@@ -16,7 +16,7 @@ from dlcv.analyze import figures
 from dlcv.analyze.cli import main
 from dlcv.analyze.confusion import row_normalised
 from dlcv.analyze.deployment import compare_with_artifact, most_disagreeing
-from dlcv.analyze.evaluation import load_model, open_split
+from dlcv.analyze.evaluation import load_model, open_eval_split
 from dlcv.analyze.metrics_file import read_metrics_json
 from dlcv.analyze.segmentation import score_images, worst_images
 from dlcv.runtime.backends import open_backend
@@ -40,7 +40,7 @@ def _analyze(*args: str):
 def _training_metrics(checkpoint: Path, data: Path) -> dict:
     """The checkpoint's validation metrics as dlcv-train's evaluation computes them."""
     ckpt = load_checkpoint(checkpoint)
-    split = open_split(str(data), ckpt)
+    split = open_eval_split(str(data), ckpt)
     return evaluate(model_from_checkpoint(ckpt), eval_loader(split.dataset, 4), split.info, CPU)
 
 
@@ -82,7 +82,7 @@ def test_tsne_gets_one_penultimate_row_per_validation_image(cls_run, demo_data):
     run, _, _, (fed, _) = cls_run
     ckpt = load_checkpoint(run / "best.pt")
     model = model_from_checkpoint(ckpt)
-    split = open_split(str(demo_data["classification"]), ckpt)
+    split = open_eval_split(str(demo_data["classification"]), ckpt)
     spec = PreprocessSpec.from_dict(ckpt["preprocess"])
     x = torch.stack([torch.from_numpy(preprocess_image(read_image(s.image), spec)[0]) for s in split.samples])
     with torch.no_grad():
@@ -171,7 +171,7 @@ def _brute_force_miou(gt: np.ndarray, pred: np.ndarray, n: int, ignore: int) -> 
 
 def test_worst_images_and_disagreement_against_brute_force(seg_checkpoint, demo_data, seg_artifact):
     ckpt, loaded = load_model(seg_checkpoint, CPU)
-    split = open_split(str(demo_data["segmentation"]), ckpt)
+    split = open_eval_split(str(demo_data["segmentation"]), ckpt)
     spec = PreprocessSpec.from_dict(ckpt["preprocess"])
     with open_backend(seg_checkpoint) as torch_model, open_backend(seg_artifact) as onnx_model:
         brute_miou, brute_share = {}, {}

@@ -7,7 +7,7 @@ from dlcv.runtime.imageio import read_image, read_label_map, write_png
 from dlcv.runtime.preprocess import PreprocessSpec, preprocess_image
 from dlcv.train.data.datasets import Augment, ImageDataset
 from dlcv.train.data.demo import SEG_CLASSES, DemoSizes, demo_root
-from dlcv.train.data.formats import get_format
+from dlcv.runtime.datasets import get_format
 
 SMALL = DemoSizes(seg=(6, 3, 3), cls=(12, 4, 4))
 

@@ -15,11 +15,11 @@ import torch.multiprocessing as mp
 from dlcv.runtime.preprocess import PreprocessSpec
 from dlcv.train.checkpoint import load_checkpoint, model_from_checkpoint
 from dlcv.train.data.datasets import ImageDataset
-from dlcv.train.data.formats import LayoutOptions, open_dataset
+from dlcv.runtime.datasets import LayoutOptions, open_dataset
 from dlcv.train.evaluate import eval_loader, evaluate
 from dlcv.train.registry import create_model, list_models
 
-from .fixtures import write_camvid, write_cmp_facade, write_imagefolder
+from tests.runtime.datasets.fixtures import write_camvid, write_cmp_facade, write_imagefolder
 
 WORLD = 2
 

@@ -19,7 +19,7 @@ from dlcv.train.checkpoint import load_checkpoint
 from dlcv.train.cli import main
 from dlcv.train.loop import rng_state, set_rng_state
 
-from .fixtures import write_camvid
+from tests.runtime.datasets.fixtures import write_camvid
 
 # Everything that draws random numbers or carries state across epochs: dropout (FCN), random
 # augmentation, AdamW moments, a cosine schedule planned over 3 epochs, class weights.

@@ -18,7 +18,7 @@ from dlcv.train.config import TrainConfig
 from dlcv.train.optim import MixedPrecision, build_optimizer, build_scheduler, step_scheduler
 from dlcv.train.registry import create_model
 
-from .fixtures import ALL_FIXTURES, FORMAT_OF, SEGMENTATION_FIXTURES, write_camvid, write_imagefolder
+from tests.runtime.datasets.fixtures import ALL_FIXTURES, FORMAT_OF, SEGMENTATION_FIXTURES, write_camvid, write_imagefolder
 
 NARROW = "0.0625"
 SEG_MODEL, CLS_MODEL = "fcn8s", "vgg16_bn"
@@ -54,7 +54,7 @@ def test_one_epoch_trains_and_evaluates_on_each_layout(tmp_path, layout):
                      "--no-tensorboard", "--quiet")  # fmt: skip
     assert "best val" in out.output
     ckpt = load_checkpoint(run / "best.pt")
-    from dlcv.train.data.formats import open_dataset
+    from dlcv.runtime.datasets import open_dataset
 
     info = open_dataset(data).info
     assert ckpt["class_names"] == list(info.class_names) and ckpt["exclude_classes"] == list(info.exclude_classes)
@@ -66,7 +66,7 @@ def test_one_epoch_trains_and_evaluates_on_each_layout(tmp_path, layout):
 
 
 def get_format_name(root) -> str:
-    from dlcv.train.data.formats import get_format
+    from dlcv.runtime.datasets import get_format
 
     return get_format(None, root).name
 
@@ -140,7 +140,7 @@ def test_overlays_and_tensorboard_scalars(tmp_path, camvid):
     assert "train_state" not in snapshot and all(torch.equal(snapshot["state_dict"][k], v) for k, v in last["state_dict"].items())
     figure = read_image(run / "overlays" / "epoch_002.png")
     # row 1, tile 2 is the first validation image's ground truth in the dataset's palette (grey = void)
-    from dlcv.train.data.formats import open_dataset
+    from dlcv.runtime.datasets import open_dataset
     from dlcv.runtime.postprocess import IGNORE_COLOUR
     from dlcv.train.overlays import GAP, LINE, _tile_scale
     from dlcv.runtime.postprocess import default_palette

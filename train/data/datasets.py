@@ -9,11 +9,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from dlcv.runtime.datasets import DatasetInfo, Sample
 from dlcv.runtime.errors import DlcvError, DlcvUsageError
 from dlcv.runtime.imageio import read_image
 from dlcv.runtime.preprocess import PreprocessSpec, preprocess_image, preprocess_label_map
-
-from .formats import DatasetInfo, Sample
 
 
 @dataclass(frozen=True)

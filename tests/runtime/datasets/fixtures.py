@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from dlcv.runtime.imageio import write_png
-from dlcv.train.data.formats import CMP_PALETTE, LANDCOVER_COLOURS
+from dlcv.runtime.datasets import CMP_PALETTE, LANDCOVER_COLOURS
 
 SIZE = (16, 16)  # (h, w) of every fixture image
 BLOCK = 4  # label maps are made of BLOCK×BLOCK squares of one class

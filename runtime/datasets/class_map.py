@@ -1,13 +1,18 @@
-"""``--class-map``: relabel any layout with a preset (``camvid3``) or a JSON file."""
+"""``--class-map``: relabel any layout with a preset (``camvid3``) or a JSON file.
+
+A class map is recorded by its content (:meth:`ClassMap.to_dict`), never by the path of the
+file it was read from: the file does not travel with a checkpoint or a deployed model.
+"""
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Mapping
 
 import numpy as np
 
-from dlcv.runtime.errors import DlcvUsageError, first_line
+from dlcv.runtime.errors import DlcvError, DlcvUsageError, first_line
 
 from .base import DatasetInfo
 
@@ -36,6 +41,34 @@ class ClassMap:
             )
         palette = self.palette if source.task == "segmentation" else None
         return DatasetInfo(source.task, self.class_names, palette, source.ignore_index)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The map's content as plain JSON values (what a checkpoint and an artifact record)."""
+        return {
+            "name": self.name,
+            "class_names": list(self.class_names),
+            "lut": list(self.lut),
+            "palette": None if self.palette is None else [list(c) for c in self.palette],
+            "source_classes": self.source_classes,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: str = "class map") -> "ClassMap":
+        """The map :meth:`to_dict` wrote; errors name ``source``."""
+        try:
+            palette = data.get("palette")
+            source_classes = data.get("source_classes")
+            return cls(
+                str(data["name"]),
+                tuple(str(n) for n in data["class_names"]),
+                tuple(int(v) for v in data["lut"]),
+                None if palette is None else tuple(tuple(int(v) for v in c) for c in palette),
+                None if source_classes is None else int(source_classes),
+            )
+        except DlcvError as exc:
+            raise DlcvError(f"{source}: {exc}") from None
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise DlcvError(f"{source}: malformed class map ({type(exc).__name__}: {first_line(exc)})") from None
 
     def remap(self, labels: np.ndarray, ignore_index: int) -> np.ndarray:
         table = np.asarray(self.lut, dtype=np.int64)

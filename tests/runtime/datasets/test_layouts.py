@@ -7,7 +7,7 @@ import pytest
 
 from dlcv.runtime.errors import DlcvError, DlcvUsageError
 from dlcv.runtime.imageio import read_image, write_png
-from dlcv.train.data.formats import (
+from dlcv.runtime.datasets import (
     CMP_CLASSES, LANDCOVER_CLASSES, LayoutOptions, cmp_split_sizes, get_format, list_formats, load_class_map, open_dataset,
 )  # fmt: skip
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dlcv.runtime.errors import DlcvError, DlcvUsageError, first_line
+from dlcv.runtime.errors import DlcvError, DlcvUsageError, MissingDependencyError, first_line
 from dlcv.runtime.imageio import read_label_map
 
 from .base import DatasetFormat, DatasetInfo, LayoutOptions, SPLITS, Sample
@@ -27,10 +27,15 @@ _CMP_FOLDERS = ("base", "extended")
 def read_index_png(path: Path) -> np.ndarray:
     """Class indices of an index PNG, palette-coded ('P' mode, as CMP's masks are) or gray.
 
-    OpenCV expands palette PNGs to colours, so palette files are read with Pillow
-    (a torchvision dependency) to keep their indices.
+    OpenCV expands palette PNGs to colours, so palette files are read with Pillow (imported
+    here only: the rest of the runtime does without it) to keep their indices.
     """
-    from PIL import Image, UnidentifiedImageError
+    try:
+        from PIL import Image, UnidentifiedImageError
+    except ImportError:
+        raise MissingDependencyError(
+            f"{path}: CMP facade masks are palette PNGs, read with Pillow; install it (pip install pillow)"
+        ) from None
 
     try:
         with Image.open(path) as img:

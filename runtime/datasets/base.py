@@ -87,22 +87,32 @@ def list_formats() -> list[DatasetFormat]:
     return [_FORMATS[k] for k in sorted(_FORMATS)]
 
 
+def format_named(name: str) -> DatasetFormat:
+    """The registered layout called ``name`` (an unknown name is answered with the closest ones)."""
+    if name not in _FORMATS:
+        raise DlcvError(unknown_choice("dataset format", name, _FORMATS))
+    return _FORMATS[name]
+
+
 def get_format(name: str | None, root: Path) -> DatasetFormat:
     """The format named ``name``, or the one that recognises ``root`` when ``name`` is None."""
     root = Path(root)
     if not root.is_dir():
         raise DlcvError(f"{root}: dataset folder not found")
     if name is not None:
-        if name not in _FORMATS:
-            raise DlcvError(unknown_choice("dataset format", name, _FORMATS))
-        fmt = _FORMATS[name]
+        fmt = format_named(name)
         if not fmt.detect(root):
             raise DlcvError(f"{root}: does not look like the {name!r} layout ({fmt.description})")
         return fmt
-    matches = [f for f in list_formats() if f.detect(root)]
+    matches = recognising(root)
     if not matches:
         known = "; ".join(f"{f.name}: {f.description}" for f in list_formats())
         raise DlcvError(f"{root}: no known dataset layout recognised. Known layouts: {known}")
     if len(matches) > 1:
         raise DlcvError(f"{root}: matches several layouts ({', '.join(f.name for f in matches)}); pass --format")
     return matches[0]
+
+
+def recognising(root: Path) -> list[DatasetFormat]:
+    """Every layout that recognises the folder ``root`` (by name)."""
+    return [f for f in list_formats() if f.detect(Path(root))]

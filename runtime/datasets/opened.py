@@ -1,7 +1,7 @@
 """A dataset folder opened through its layout, layout options and class map."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +10,7 @@ from dlcv.runtime.errors import DlcvUsageError
 
 from .base import DatasetFormat, DatasetInfo, LayoutOptions, Sample, get_format
 from .class_map import ClassMap, load_class_map
+from .record import DatasetRecord
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,11 @@ class OpenDataset:
     def task(self) -> str:
         return self.format.task
 
+    @property
+    def record(self) -> DatasetRecord:
+        """What a checkpoint records to reopen this dataset elsewhere (no paths)."""
+        return DatasetRecord(self.format.name, self.options, self.class_map, self.info.ignore_index, self.info.exclude_classes)
+
     def samples(self, split: str) -> list[Sample]:
         samples = self.format.samples(self.root, split, self.options)
         if self.class_map is None or self.task == "segmentation":
@@ -43,13 +49,19 @@ class OpenDataset:
 
 
 def open_dataset(
-    root: str | Path, name: str | None = None, options: LayoutOptions = LayoutOptions(), class_map: str | None = None
+    root: str | Path,
+    name: str | None = None,
+    options: LayoutOptions = LayoutOptions(),
+    class_map: str | ClassMap | None = None,
 ) -> OpenDataset:
-    """Recognise (or check) the layout of ``root`` and open it with ``options`` and ``class_map``."""
+    """Recognise (or check) the layout of ``root`` and open it with ``options`` and ``class_map``
+    (a preset name, a JSON file or a :class:`ClassMap`)."""
     root = Path(root)
     fmt = get_format(name, root)
-    unused = [f for f in ("domains", "split_sizes") if getattr(options, f) is not None and f not in fmt.options]
+    unused = [f.name for f in fields(LayoutOptions) if getattr(options, f.name) is not None and f.name not in fmt.options]
     if unused:
         flags = ", ".join("--" + f.replace("_", "-") for f in unused)
         raise DlcvUsageError(f"{root}: {flags} does not apply to the {fmt.name} layout")
-    return OpenDataset(root, fmt, options, None if class_map is None else load_class_map(class_map))
+    if isinstance(class_map, str):
+        class_map = load_class_map(class_map)
+    return OpenDataset(root, fmt, options, class_map)

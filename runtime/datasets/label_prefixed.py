@@ -1,4 +1,8 @@
-"""``dlcv-cls``: split folders of ``<label>_<index>.png``."""
+"""``dlcv-cls``: split folders of ``<label>_<index>.png``, and the parser of those file names.
+
+:func:`label_in_name` is the one reader of ``<label>_<index>`` names: the layout uses it for its
+samples, and ``dlcv-infer --labels FOLDER`` for the ground truth of a folder of such files.
+"""
 from __future__ import annotations
 
 import re
@@ -11,7 +15,20 @@ from .base import DatasetFormat, DatasetInfo, LayoutOptions, SPLITS, Sample
 from .folders import first_entries, images_in, read_classes_json, split_dir
 
 
-_CLS_NAME = re.compile(r"^(\d+)_(\d+)$")
+_LABEL_INDEX = re.compile(r"^(?P<label>.+)_(?P<index>\d+)$")
+
+
+def label_in_name(path: str | Path) -> str | None:
+    """The ``<label>`` of a file named ``<label>_<index>.<ext>`` (everything before the last
+    ``_<digits>``), or None when the name is not of that form."""
+    match = _LABEL_INDEX.match(Path(path).stem)
+    return None if match is None else match.group("label")
+
+
+def _class_index(path: Path) -> int | None:
+    """The class index a dlcv-cls file name gives (its label must be a number)."""
+    label = label_in_name(path)
+    return int(label) if label is not None and label.isdigit() else None
 
 
 class LabelPrefixedFiles(DatasetFormat):
@@ -25,8 +42,8 @@ class LabelPrefixedFiles(DatasetFormat):
         folder = split_dir(root, "train")
         if folder is None:
             return False
-        names = [p.stem for p in first_entries(folder) if p.is_file() and is_image_file(p)]
-        return bool(names) and all(_CLS_NAME.match(n) for n in names)
+        files = [p for p in first_entries(folder) if p.is_file() and is_image_file(p)]
+        return bool(files) and all(_class_index(p) is not None for p in files)
 
     def info(self, root: Path) -> DatasetInfo:
         data = read_classes_json(root)
@@ -41,8 +58,8 @@ class LabelPrefixedFiles(DatasetFormat):
             return []
         out = []
         for p in images_in(folder):
-            m = _CLS_NAME.match(p.stem)
-            if not m:
+            index = _class_index(p)
+            if index is None:
                 raise DlcvError(f"{p}: file name is not '<label>_<index>' as the dlcv-cls layout needs")
-            out.append(Sample(p, int(m.group(1))))
+            out.append(Sample(p, index))
         return out
