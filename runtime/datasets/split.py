@@ -90,14 +90,15 @@ class DatasetSplit:
 
     def mismatch(self, metadata: "ArtifactMetadata") -> str | None:
         """Why this split's labels cannot score the model ``metadata`` describes (None: they can)."""
-        if self.task != metadata.task:
-            return f"a {self.task} dataset ({self.record.describe()}), but the model is a {metadata.task} model"
-        if self.info.num_classes != metadata.num_classes:
-            return (
-                f"the dataset has {self.info.num_classes} classes ({self.record.describe()}), "
-                f"the model {metadata.num_classes}"
-            )
-        return None
+        return _mismatch(self.dataset, metadata)
+
+
+def _mismatch(dataset: OpenDataset, metadata: "ArtifactMetadata") -> str | None:
+    if dataset.task != metadata.task:
+        return f"a {dataset.task} dataset ({dataset.record.describe()}), but the model is a {metadata.task} model"
+    if dataset.info.num_classes != metadata.num_classes:
+        return f"the dataset has {dataset.info.num_classes} classes ({dataset.record.describe()}), the model {metadata.num_classes}"
+    return None
 
 
 def _recorded(source: "Source") -> tuple[DatasetRecord | None, "ArtifactMetadata | None"]:
@@ -182,7 +183,7 @@ def open_split(
     if split is None:
         split, samples = _evaluation_split(dataset)
         if split != EVAL_SPLIT_ORDER[0]:
-            skipped = ", ".join(EVAL_SPLIT_ORDER[: EVAL_SPLIT_ORDER.index(split)])
+            skipped = " or ".join(EVAL_SPLIT_ORDER[: EVAL_SPLIT_ORDER.index(split)])
             notes.append(f"the dataset has no {skipped} split; its {split} split is used")
         if split == "train":
             notes.append("training images: the weights were fitted (and INT8 is calibrated) on them, so scores are optimistic")
@@ -205,8 +206,7 @@ def _evaluation_split(dataset: OpenDataset) -> tuple[str, list[Sample]]:
 
 def _check(dataset: OpenDataset, metadata: "ArtifactMetadata", recorded: bool) -> list[str]:
     """Refuse a dataset whose labels cannot score the model; notes for differences that do not stop it."""
-    probe = DatasetSplit(dataset, "", ())
-    problem = probe.mismatch(metadata)
+    problem = _mismatch(dataset, metadata)
     if problem is not None:
         hint = "" if recorded else " (the model records no dataset: its layout was recognised, without a class map)"
         raise DlcvUsageError(f"{dataset.root}: {problem}{hint}")
