@@ -17,8 +17,8 @@ deployment does (:func:`dlcv.runtime.imageio.read_image` +
 image per calibration batch, so images keep their natural (and differing) sizes when the
 preprocessing keeps the image size. The calibration folder is a plain folder of images or a
 dataset in the layout the model was trained on (then its train split is used, opened as the
-checkpoint recorded it). ``percentile`` calibration
-(99.999th percentile of |x|, from histograms) is the default. Measured on the demo data (32
+checkpoint recorded it). ``percentile`` calibration (99.999th percentile of |x|, from
+histograms) is the default. Measured on the demo data (32
 calibration images, 40 evaluation images, against PyTorch FP32): on the trained narrow FCN8s
 it gave the lowest mean logit error (5.0e-2; ``minmax`` 7.1e-2, ``entropy`` 1.2e-1 with a
 max error of 3.3 against 0.45-0.48), all three agreeing on 99.998 % of the pixels; on a
@@ -38,6 +38,7 @@ from typing import Callable, Sequence
 import numpy as np
 import onnx
 
+from dlcv.runtime.datasets import DatasetRecord, evenly_spread, open_split, recognise_layout
 from dlcv.runtime.errors import DlcvError, first_line
 from dlcv.runtime.imageio import is_image_file, read_image
 from dlcv.runtime.metadata import ArtifactMetadata
@@ -57,13 +58,11 @@ def _silent(_: str) -> None:
     pass
 
 
-def calibration_paths(folder: str | os.PathLike, count: int, record=None) -> tuple[list[Path], str]:
+def calibration_paths(folder: str | os.PathLike, count: int, record: DatasetRecord | None = None) -> tuple[list[Path], str]:
     """Up to ``count`` image paths spread evenly over ``folder``, and a description of where they
     came from. A dataset folder calibrates on its train split, opened as ``record`` (the model's
     :class:`~dlcv.runtime.datasets.DatasetRecord`; its layout is recognised when None) says
     (:func:`~dlcv.runtime.datasets.open_split`); a plain folder of images on its images."""
-    from dlcv.runtime.datasets import evenly_spread, open_split, recognise_layout
-
     folder = Path(folder)
     if not folder.is_dir():
         raise DlcvError(f"{folder}: calibration folder not found")

@@ -35,6 +35,7 @@ import torch
 import torch.nn as nn
 
 from dlcv.runtime.atomic import atomic_path
+from dlcv.runtime.datasets import recognise_layout
 from dlcv.runtime.errors import DlcvError, DlcvUsageError, first_line
 from dlcv.runtime.imageio import read_image
 from dlcv.runtime.metadata import ArtifactMetadata
@@ -329,8 +330,6 @@ def build_eval_set(config: ExportConfig, metadata: ArtifactMetadata, plan: Input
     folder (labelled when it is a dataset: opened as the checkpoint recorded it, and an error
     when it does not fit the model), else ``--images``, else the FP32 verification batches
     (always for a ``--static`` graph, whose fixed shape other images would not fit)."""
-    from dlcv.runtime.datasets import recognise_layout
-
     if config.static:  # fixed shapes: only the verification batches fit
         return eval_set_from_shapes(metadata, plan.verify_shapes, seed=config.seed, images=images)
     if config.val is not None:

@@ -25,6 +25,7 @@ import numpy as np
 
 from dlcv.runtime.backends.base import Backend
 from dlcv.runtime.compare import METRIC_NAMES, Batch, Candidate, Comparison, Step, compare, judge
+from dlcv.runtime.datasets import open_split
 from dlcv.runtime.errors import DlcvError
 from dlcv.runtime.imageio import is_image_file, read_image
 from dlcv.runtime.precision import Gate, Precision
@@ -277,7 +278,6 @@ def eval_set_from_dataset(root: str | os.PathLike, metadata, count: int, log: Lo
     metadata records it (:func:`dlcv.runtime.datasets.open_split`: layout, options, class map;
     split by :data:`~dlcv.runtime.datasets.EVAL_SPLIT_ORDER`), preprocessed with the deployment
     preprocessing; labels mapped the same way."""
-    from dlcv.runtime.datasets import open_split
     from dlcv.runtime.preprocess import preprocess_label_map
 
     split = open_split(root, metadata, None).subset(count)

@@ -18,7 +18,7 @@ from typing import Iterator
 
 import numpy as np
 
-from dlcv.runtime.datasets import evenly_spread
+from dlcv.runtime.datasets import evenly_spread, open_split, recognise_layout
 from dlcv.runtime.errors import DlcvError
 from dlcv.runtime.imageio import is_image_file, read_image, write_png
 from dlcv.runtime.metadata import ArtifactMetadata
@@ -75,8 +75,6 @@ def _dataset_images(root: Path, metadata: ArtifactMetadata, count: int) -> Bench
     """The evaluation split (:data:`~dlcv.runtime.datasets.EVAL_SPLIT_ORDER`) of a dataset,
     opened as the model's metadata records it; None when ``root`` is no dataset (a plain folder
     of images). Labels that do not fit the model are left out, with a note."""
-    from dlcv.runtime.datasets import open_split, recognise_layout
-
     if recognise_layout(root, metadata) is None:
         return None
     split = open_split(root, metadata.dataset, None).subset(count)
