@@ -433,7 +433,7 @@ def _execute(ray, run: _Run, spec: _ActorSpec, sent: _Sent, outputs, manifest: _
     context.execution_options.preserve_order = True  # outcomes come back in listing order
     context.enable_progress_bars = False
     context.print_on_execution_start = False
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    logging.getLogger("ray.data").setLevel(logging.ERROR)  # not "progress bars disabled"
     try:
         dataset = ray.data.read_binary_files(sent.paths, include_paths=True, ignore_missing_paths=True)
         predicted = dataset.map_batches(
