@@ -51,6 +51,7 @@ from .atomic import Journal, journal_path
 from .backends import open_backend, resolve_backend
 from .batching import LoadJob, load_job
 from .errors import DlcvError, DlcvUsageError, MissingDependencyError, first_line
+from .imageio import read_image
 from .infer import InferConfig, _Run, check_run_paths, open_outputs
 from .labels import ClassificationScorer, SegmentationScorer, ranking_scores
 from .listing import ImageFile, iter_image_files
@@ -399,7 +400,8 @@ class _Sent:
 
 def _admit_all(run: _Run, config: InferConfig, outputs, manifest: _Manifest, exclude: list[Path]) -> _Sent:
     """The local run's admission for every listed image: collisions fail, finished images are
-    kept (and scored from their earlier outputs), the rest go to Ray."""
+    kept (and scored from their earlier outputs), files that cannot be opened fail here (a
+    file Ray's readers cannot open fails their task and the job), the rest go to Ray."""
     sent = _Sent()
     job = LoadJob(run.metadata.preprocess, config.max_pixels, outputs.mask_dir, config.debug)
     items = iter_image_files(config.images, recursive=config.recursive, exclude=exclude, stats=outputs.stats)
@@ -410,6 +412,12 @@ def _admit_all(run: _Run, config: InferConfig, outputs, manifest: _Manifest, exc
             loaded = load_job(seq, item, job, previous_mask)
             if loaded.error is not None or loaded.previous_mask is not None:
                 run.consume(loaded)
+                submit = False
+        if submit and not os.access(item.path, os.R_OK):  # Ray's readers would fail the whole job on it
+            try:
+                read_image(item.path, max_pixels=config.max_pixels)
+            except DlcvError as exc:  # the local run's message (a broken link: "file not found")
+                run.fail(seq, item.name, str(exc))
                 submit = False
         if submit:
             sent.paths.append(os.path.abspath(item.path))

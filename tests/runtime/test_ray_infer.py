@@ -63,7 +63,7 @@ def ray_local():
 @pytest.fixture(scope="module")
 def seg_data(tmp_path_factory):
     """300 small images (three sizes), label masks for most (some pixels ignored), one
-    non-image and one truncated file."""
+    non-image, one truncated file and a broken link."""
     root = tmp_path_factory.mktemp("ray_seg")
     images, labels = root / "images", root / "labels"
     rng = np.random.default_rng(7)
@@ -77,6 +77,7 @@ def seg_data(tmp_path_factory):
     (images / "bad.png").write_bytes(b"this is not an image")
     data = (images / "img0001.png").read_bytes()
     (images / "cut.png").write_bytes(data[: len(data) // 2])
+    (images / "zlink.png").symlink_to(images / "gone.png")  # a broken link: Ray's readers cannot open it
     return images, labels
 
 
@@ -100,7 +101,7 @@ def test_segmentation_on_ray_writes_what_the_local_run_writes(ray_local, seg_mod
     served = run_ray_inference(_config(seg_model, images, tmp_path / "ray", labels=labels), RayConfig(actors=1),
                                log=warnings.append)  # fmt: skip
 
-    assert (served.processed, served.failed) == (local.processed, local.failed) == (IMAGES, 2)
+    assert (served.processed, served.failed) == (local.processed, local.failed) == (IMAGES, 3)
     local_files, ray_files = _files(tmp_path / "local"), _files(tmp_path / "ray")
     masks = {k for k in local_files if k.endswith(".png")}
     assert len(masks) == 2 * IMAGES and masks == {k for k in ray_files if k.endswith(".png")}
@@ -112,10 +113,11 @@ def test_segmentation_on_ray_writes_what_the_local_run_writes(ray_local, seg_mod
     assert served.metrics["images_scored"] == IMAGES - IMAGES // 10
 
     rows = list(csv.reader((tmp_path / "ray" / MANIFEST_CSV).open()))
-    assert tuple(rows[0]) == MANIFEST_COLUMNS and len(rows) == IMAGES + 3
+    assert tuple(rows[0]) == MANIFEST_COLUMNS and len(rows) == IMAGES + 4
     by_file = {r[0]: r for r in rows[1:]}
     assert by_file["img0000.png"][1:3] == ["written", "img0000.png;img0000_color.png"]
-    assert by_file["bad.png"][1] == "failed" and by_file["img0000.png"][3] != "driver"
+    assert by_file["bad.png"][1] == by_file["zlink.png"][1] == "failed" and by_file["img0000.png"][3] != "driver"
+    assert "zlink.png: file not found" in ray_files["errors.csv"].decode()
     assert json.loads((tmp_path / "ray" / "metrics.json").read_text())["timing"]["ray_actors"] == 1
 
 
@@ -127,7 +129,7 @@ def test_resume_on_ray_keeps_finished_images_and_scores_them(ray_local, seg_mode
     for name in ("img0003.png", "img0003_color.png", "img0150.png"):
         (out / name).unlink()
     again = run_ray_inference(_config(seg_model, images, out, labels=labels, skip_existing=True), RayConfig(actors=1))
-    assert (again.processed, again.kept, again.failed) == (2, IMAGES - 2, 2)
+    assert (again.processed, again.kept, again.failed) == (2, IMAGES - 2, 3)
     assert _comparable(out / "metrics.json")["metrics"] == first["metrics"]
     statuses = {r[0]: r[1] for r in csv.reader((out / MANIFEST_CSV).open())}
     assert statuses["img0003.png"] == "written" and statuses["img0004.png"] == "kept"
