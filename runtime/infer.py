@@ -14,6 +14,8 @@ The run, one job per module:
 - :mod:`.labels` scores predictions against ground truth by documented rules;
 - this module drives them: it runs the batches, writes the per-image outputs and
   ``metrics.json``, and returns an :class:`~dlcv.runtime.summary.InferSummary`.
+  :mod:`.ray_infer` runs the same :class:`_Run` in Ray actors and shares :func:`open_outputs`
+  (:class:`RunOutputs`), so both write the same files.
 
 Memory stays flat over any number of images: jobs in flight and tensors waiting for a batch
 are bounded (:mod:`.batching`), outcomes are written as they complete, latency percentiles
