@@ -8,6 +8,18 @@ STAMP := $(VENV)/.dlcv-installed
 CONSTRAINTS ?= constraints.txt
 EXTRAS ?= train,test
 LATEST_VENV ?= .venv-latest
+# tritonserver for the Triton tests: the nvidia-pytriton wheel ships one (Python backend only, runs
+# without a GPU). It pins numpy<2, so it is installed without dependencies into a folder of its own
+# where it cannot change the suite's numpy, with numpy<2 beside it for its Python-backend stub
+# (dlcv.runtime.triton.local_server looks in <venv>/triton, or $DLCV_TRITON_HOME).
+PYTRITON_VERSION ?= 0.7.0
+STUB_NUMPY_VERSION ?= 1.26.4
+TRITON_STAMP := $(VENV)/triton/.installed-$(PYTRITON_VERSION)-$(STUB_NUMPY_VERSION)
+define install_triton
+	rm -rf $(2)/pytriton $(2)/stub-numpy
+	$(1) -m pip install --quiet --no-deps --target $(2)/pytriton nvidia-pytriton==$(PYTRITON_VERSION)
+	$(1) -m pip install --quiet --no-deps --target $(2)/stub-numpy numpy==$(STUB_NUMPY_VERSION)
+endef
 
 # Demo settings: a narrow FCN8s (same architecture, 1/8 of the channels, BatchNorm in the encoder
 # since it starts without ImageNet weights) that trains in about six minutes on 2 CPU cores.
@@ -19,7 +31,7 @@ DEMO_RUN ?= runs/demo-$(DEMO_MODEL)
 DEMO_ART ?= artifacts/demo-$(DEMO_MODEL)
 DEMO_OUT ?= demo-out
 
-.PHONY: install demo test test-slow test-latest constraints clean
+.PHONY: install install-triton demo test test-slow test-latest constraints clean
 
 $(STAMP): setup.cfg pyproject.toml $(CONSTRAINTS)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,14 +41,20 @@ $(STAMP): setup.cfg pyproject.toml $(CONSTRAINTS)
 
 install: $(STAMP)
 
+$(TRITON_STAMP): $(STAMP)
+	$(call install_triton,$(PY),$(VENV)/triton)
+	@touch $@
+
+install-triton: $(TRITON_STAMP)
+
 demo: install
 	$(PY) benchmarks/demo.py --model $(DEMO_MODEL) --width $(DEMO_WIDTH) --epochs $(DEMO_EPOCHS) --lr $(DEMO_LR) \
 		--run $(DEMO_RUN) --artifacts $(DEMO_ART) --out $(DEMO_OUT)
 
-test: install
+test: install install-triton
 	$(PY) -m pytest -q
 
-test-slow: install
+test-slow: install install-triton
 	$(PY) -m pytest -q -m "slow or not slow"
 
 # The newest releases the package's own (loose) ranges admit, in a fresh venv, without the
@@ -46,6 +64,7 @@ test-latest:
 	$(PYTHON) -m venv $(LATEST_VENV)
 	$(LATEST_VENV)/bin/python -m pip install --quiet --upgrade pip setuptools
 	$(LATEST_VENV)/bin/python -m pip install --quiet -e '.[$(EXTRAS)]'
+	$(call install_triton,$(LATEST_VENV)/bin/python,$(LATEST_VENV)/triton)
 	$(LATEST_VENV)/bin/python -m pip freeze --all --exclude-editable > $(LATEST_VENV)/freeze.txt
 	$(LATEST_VENV)/bin/python -m pytest -q -p no:cacheprovider
 

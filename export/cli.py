@@ -2,7 +2,8 @@
 ``.plan``), each verified against PyTorch.
 
 Thin: parses options, builds an :class:`ExportConfig`, calls :func:`export_onnx` (and
-:func:`~dlcv.export.tensorrt_build.build_engine` for ``--trt``), prints.
+:func:`~dlcv.export.tensorrt_build.build_engine` for ``--trt``, :func:`~dlcv.export.triton.write_repository`
+for ``--triton``), prints.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from .config import (
     DEFAULT_OPSET, DEFAULT_WORKSPACE_MB, TIMING_CACHE_NAME, ExportConfig, TensorRTConfig,
 )  # fmt: skip
 from .onnx_export import ExportResult, export_onnx
+from .triton.repository import DEFAULT_MAX_BATCH, KINDS as TRITON_KINDS, MODEL_BACKENDS, TritonConfig, write_repository
 
 
 def _shape(dims) -> str:
@@ -94,13 +96,28 @@ def parse_shape(text: str | None, option: str) -> tuple[int, int, int, int] | No
               help=f"With --trt: timing cache file, read and updated [default: <out>/{TIMING_CACHE_NAME}].")  # fmt: skip
 @click.option("--version-compatible", is_flag=True,
               help="With --trt: an engine later TensorRT versions and the lean runtime can load.")  # fmt: skip
+@click.option("--triton", "triton_repo", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Also write a Triton model repository there: the model, Python-backend pre/post-processing "
+                   "(dlcv's own) and an image-in ensemble.")  # fmt: skip
+@click.option("--triton-max-batch", type=click.IntRange(min=1), default=None,
+              help=f"With --triton: max_batch_size of a dynamic-batch model [default: {DEFAULT_MAX_BATCH}].")
+@click.option("--triton-instances", type=click.IntRange(min=1), default=None,
+              help="With --triton: model instances (instance_group count) [default: 1].")
+@click.option("--triton-kind", type=click.Choice(TRITON_KINDS), default=None,
+              help="With --triton: where the model's instances run [default: gpu for tensorrt, else cpu].")
+@click.option("--triton-model-backend", type=click.Choice(MODEL_BACKENDS), default=None,
+              help="With --triton: onnxruntime (platform onnxruntime_onnx), tensorrt (the --trt engine, "
+                   "tensorrt_plan) or python (dlcv's onnxruntime backend on Triton's Python backend, for "
+                   "builds without the onnxruntime backend) [default: onnxruntime].")  # fmt: skip
 @debug_option
 @handle_errors
 def main(checkpoint, out, opset, static, input_size, batch, atol, min_agreement, images, fp16, int8, calib,
          calib_count, calib_method, val, eval_count, fp16_min_agreement, int8_max_drop, strict, trt, precision,
-         min_shape, opt_shape, max_shape, workspace, timing_cache, version_compatible, debug):  # fmt: skip
+         min_shape, opt_shape, max_shape, workspace, timing_cache, version_compatible, triton_repo, triton_max_batch,
+         triton_instances, triton_kind, triton_model_backend, debug):  # fmt: skip
     """Export a dlcv checkpoint (CHECKPOINT.pt) to ONNX (FP32, optionally FP16/INT8) and a TensorRT
-    engine, each verified against PyTorch."""
+    engine, each verified against PyTorch; optionally a Triton model repository."""
+    triton = _triton_config(triton_repo, triton_max_batch, triton_instances, triton_kind, triton_model_backend, trt)
     trt_only = {"--min-shape": min_shape, "--opt-shape": opt_shape, "--max-shape": max_shape,
                 "--timing-cache": timing_cache, "--version-compatible": version_compatible or None}  # fmt: skip
     if not trt and any(v is not None for v in trt_only.values()):
@@ -125,6 +142,24 @@ def main(checkpoint, out, opset, static, input_size, batch, atol, min_agreement,
 
         engine = build_engine(result, config, log=click.echo)
         click.echo(engine.summary())
+    if triton is not None:
+        write_repository(triton, result.onnx_path, engine.plan_path if tensorrt is not None else None, log=click.echo)
+
+
+def _triton_config(repo, max_batch, instances, kind, model_backend, trt) -> TritonConfig | None:
+    given = {"--triton-max-batch": max_batch, "--triton-instances": instances, "--triton-kind": kind,
+             "--triton-model-backend": model_backend}  # fmt: skip
+    if repo is None:
+        if any(v is not None for v in given.values()):
+            raise DlcvUsageError(f"{', '.join(k for k, v in given.items() if v is not None)} only apply with --triton REPO")
+        return None
+    if model_backend == "tensorrt" and not trt:
+        raise DlcvUsageError("--triton-model-backend tensorrt serves the engine that --trt builds; add --trt")
+    defaults = TritonConfig(repository=repo)
+    return TritonConfig(
+        repository=repo, max_batch=max_batch or defaults.max_batch, instances=instances or defaults.instances,
+        kind=kind, model_backend=model_backend or defaults.model_backend,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -79,11 +79,12 @@ def _read_ground_truth(loaded: Loaded, job: LoadJob) -> None:
         loaded.gt_error = _unexpected(mask_path, exc, job.debug)
 
 
-def load_job(seq: int, item: ImageFile, job: LoadJob, previous_mask: Path | None = None) -> Loaded:
+def load_job(seq: int, item: ImageFile, job: LoadJob, previous_mask: Path | None = None, data: bytes | None = None) -> Loaded:
     """Worker-thread job: decode + preprocess the image (and read its label map for segmentation).
 
     With ``previous_mask`` (an image an earlier run finished, being scored on resume) that
-    mask is read instead; when it cannot be read the image is processed again.
+    mask is read instead; when it cannot be read the image is processed again. ``data``: the
+    image file's bytes when they were read already (a Ray actor gets them from Ray's reader).
     """
     start = time.perf_counter()
     loaded = Loaded(seq, item)
@@ -94,7 +95,7 @@ def load_job(seq: int, item: ImageFile, job: LoadJob, previous_mask: Path | None
             loaded.previous_mask = None  # unreadable: predict the image again
     if loaded.previous_mask is None:
         try:
-            image = read_image(item.path, max_pixels=job.max_pixels)
+            image = read_image(item.path, max_pixels=job.max_pixels, data=data)
             loaded.tensor, loaded.geometry = preprocess_image(image, job.spec)
             del image
         except DlcvError as exc:

@@ -8,7 +8,7 @@ import click
 import cv2
 
 from .cli_support import debug_option, handle_errors
-from .errors import DlcvError
+from .errors import DlcvError, DlcvUsageError
 from .imageio import DEFAULT_MAX_PIXELS
 from .infer import DEVICES, InferConfig, run_inference
 
@@ -17,8 +17,9 @@ DEFAULT_WORKERS = max(1, min(4, os.cpu_count() or 1))
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("images_dir", type=click.Path(path_type=Path))
-@click.option("--engine", required=True, type=click.Path(path_type=Path),
-              help="The deployed model (.onnx, or an engine with its .json metadata); it says what to do.")
+@click.option("--engine", required=True, type=str,
+              help="The deployed model (.onnx, or an engine with its .json metadata), or a served one "
+                   "(triton://HOST:PORT/MODEL); it says what to do.")
 @click.option("--labels", type=click.Path(path_type=Path), default=None,
               help="Ground truth to score against: a folder of index-PNG masks (segmentation), or a CSV "
                    "image_name,label / a folder of <label>_<index>.png files (classification).")
@@ -37,11 +38,18 @@ DEFAULT_WORKERS = max(1, min(4, os.cpu_count() or 1))
 @click.option("--max-pixels", type=click.IntRange(min=1), default=DEFAULT_MAX_PIXELS, show_default=True,
               help="Refuse images larger than this many pixels (read from the header, before decoding).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no per-file warnings.")
+@click.option("--ray", "ray_address", is_flag=False, flag_value="", default=None, metavar="[ADDRESS]",
+              help="Run on a Ray cluster: ADDRESS (host:port, ray://host:10001, auto), or none for the cluster "
+                   "RAY_ADDRESS names or a new local one. Writes the same files plus manifest.csv.")
+@click.option("--ray-actors", type=click.IntRange(min=1), default=None,
+              help="With --ray: actors, each holding one model [default: as many as the CPUs allow, one left for reading].")
+@click.option("--ray-gpus-per-actor", type=click.FloatRange(min=0), default=0.0,
+              help="With --ray: GPUs each actor holds (with --device cuda/tensorrt).")
 @debug_option
 @handle_errors
-def main(images_dir: Path, engine: Path, labels: Path | None, out: Path | None, batch_size: int, device: str,
+def main(images_dir: Path, engine: str, labels: Path | None, out: Path | None, batch_size: int, device: str,
          workers: int, recursive: bool, overwrite: bool, skip_existing: bool, strict: bool, max_pixels: int,
-         quiet: bool, debug: bool) -> None:
+         quiet: bool, ray_address: str | None, ray_actors: int | None, ray_gpus_per_actor: float, debug: bool) -> None:
     """Run a deployed model over the images in IMAGES_DIR and write masks or predictions.csv.
 
     Segmentation writes <stem>.png (class indices, original size) and <stem>_color.png;
@@ -74,7 +82,15 @@ def main(images_dir: Path, engine: Path, labels: Path | None, out: Path | None, 
         if not quiet:
             click.echo(message, err=True)
 
-    summary = run_inference(config, log=log)
+    if ray_address is None:
+        if ray_actors is not None or ray_gpus_per_actor:
+            raise DlcvUsageError("--ray-actors and --ray-gpus-per-actor only apply with --ray")
+        summary = run_inference(config, log=log)
+    else:
+        from .ray_infer import RayConfig, run_ray_inference  # imports Ray only when asked for
+
+        ray_config = RayConfig(address=ray_address or None, actors=ray_actors, gpus_per_actor=ray_gpus_per_actor)
+        summary = run_ray_inference(config, ray_config, log=log)
     for line in summary.lines():
         click.echo(line)
     if summary.exit_code:

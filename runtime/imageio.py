@@ -204,8 +204,18 @@ def _what_it_is(head: bytes) -> str:
     return f"it starts with bytes {head[:8].hex(' ')}"
 
 
-def _decode(path: Path, flags: int, max_pixels: int | None) -> np.ndarray:
-    data = _read_bytes(path)
+def _as_bytes(data: bytes | bytearray | memoryview | np.ndarray, path: Path) -> np.ndarray:
+    """A file's content already in memory (Ray's reader, a Triton request) as a uint8 vector."""
+    array = np.frombuffer(data, dtype=np.uint8) if not isinstance(data, np.ndarray) else data.reshape(-1)
+    if array.dtype != np.uint8:
+        raise DlcvError(f"{path}: image bytes must be uint8, got {array.dtype}")
+    if array.size == 0:
+        raise DlcvError(f"{path}: empty file (0 bytes)")
+    return array
+
+
+def _decode(path: Path, flags: int, max_pixels: int | None, data=None) -> np.ndarray:
+    data = _read_bytes(path) if data is None else _as_bytes(data, path)
     head = data[:64].tobytes()
     fmt = image_format(head)
     if fmt is None:
@@ -244,14 +254,17 @@ def _to_uint8(image: np.ndarray, path: Path) -> np.ndarray:
     raise DlcvError(f"{path}: unsupported pixel type {image.dtype}; convert it to 8- or 16-bit PNG/JPEG")
 
 
-def read_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def read_image(
+    path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS, data: bytes | np.ndarray | None = None
+) -> np.ndarray:
     """Read an image file as RGB uint8 H×W×3 (see the module notes for the conversions).
 
     Raises :class:`DlcvError` naming the file for anything it cannot read; ``max_pixels=None``
-    lifts the size limit.
+    lifts the size limit. ``data``: the file's bytes when they were read already (Ray's file
+    reader, a Triton request); ``path`` then only names the image in messages.
     """
     path = Path(path)
-    image = _to_uint8(_decode(path, cv2.IMREAD_UNCHANGED, max_pixels), path)
+    image = _to_uint8(_decode(path, cv2.IMREAD_UNCHANGED, max_pixels, data), path)
     if image.ndim == 2:
         return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
     channels = image.shape[2]

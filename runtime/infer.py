@@ -15,6 +15,8 @@ The run, one job per module:
   classification ground truth is read by :mod:`.datasets.ground_truth`);
 - this module drives them: it runs the batches, writes the per-image outputs and
   ``metrics.json``, and returns an :class:`~dlcv.runtime.summary.InferSummary`.
+  :mod:`.ray_infer` runs the same :class:`_Run` in Ray actors and shares :func:`open_outputs`
+  (:class:`RunOutputs`), so both write the same files.
 
 Memory stays flat over any number of images: jobs in flight and tensors waiting for a batch
 are bounded (:mod:`.batching`), outcomes are written as they complete, latency percentiles
@@ -36,6 +38,7 @@ decide top-1 and top-5 exactly.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -45,7 +48,7 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 from tqdm import tqdm
@@ -91,7 +94,7 @@ class InferConfig:
     only on a terminal. ``debug`` adds tracebacks to unexpected per-file failures.
     """
 
-    engine: Path
+    engine: Path | str  # a model file, or a URL such as triton://host:8000/model
     images: Path
     out: Path | None = None
     labels: Path | None = None
@@ -109,7 +112,9 @@ class InferConfig:
     def __post_init__(self) -> None:
         for name in ("engine", "images", "out", "labels"):
             value = getattr(self, name)
-            if value is not None and not isinstance(value, Path):
+            if name == "engine" and "://" in str(value):
+                object.__setattr__(self, name, str(value))  # a served model (triton://host:port/name) stays a URL
+            elif value is not None and not isinstance(value, Path):
                 object.__setattr__(self, name, Path(value))
         problems = []
         if self.batch_size < 1:
@@ -417,70 +422,88 @@ def run_inference(config: InferConfig, *, log: Callable[[str], None] | None = No
     images, existing outputs without ``overwrite``/``skip_existing``, a model without dlcv
     metadata or whose first answer contradicts it).
     """
-    log = log or logger.warning
     out_dir = config.out_dir
-    _check_paths(config, out_dir)
-    exclude = [out_dir] + ([config.labels] if config.labels is not None and config.labels.is_dir() else [])
+    exclude = check_run_paths(config, out_dir)
 
     load_start = time.perf_counter()
     with open_backend(config.engine, device=config.device) as backend:
         model_load_s = time.perf_counter() - load_start
         metadata = backend.metadata
-        mask_dir, scorer = _scorer(config, metadata)
-        policy = OutputPolicy(metadata.task, out_dir, overwrite=config.overwrite, skip_existing=config.skip_existing,
-                              num_classes=metadata.num_classes)
-        total = _survey(config, policy, exclude)
-        try:
-            out_dir.mkdir(parents=True, exist_ok=True)
-            remove_stale_temporaries(out_dir, recursive=config.recursive)
-            results = ResultLog(out_dir, with_predictions=metadata.task == "classification")
-        except OSError as exc:
-            raise DlcvError(f"--out {out_dir}: cannot write there ({exc.strerror or exc}); choose another folder") from None
-
-        show = config.progress if config.progress is not None else sys.stderr.isatty()
-        bar = tqdm(total=total, unit="img", file=sys.stderr, disable=not show, dynamic_ncols=True, desc="dlcv-infer")
-
-        def warn(message: str) -> None:
-            with tqdm.external_write_mode(file=sys.stderr):
-                log(message)
-
-        run = _Run(config, backend, out_dir, policy, results, scorer, bar, warn)
-        stats = ListingStats()
-        items = iter_image_files(config.images, recursive=config.recursive, exclude=exclude, stats=stats)
-        job = LoadJob(metadata.preprocess, config.max_pixels, mask_dir, config.debug)
+        outputs = open_outputs(config, metadata, out_dir, exclude, log or logger.warning)
+        run = _Run(config, backend, out_dir, outputs.policy, outputs.results, outputs.scorer, outputs.bar, outputs.warn)
+        items = iter_image_files(config.images, recursive=config.recursive, exclude=exclude, stats=outputs.stats)
+        job = LoadJob(metadata.preprocess, config.max_pixels, outputs.mask_dir, config.debug)
         wall_start = time.perf_counter()
-        try:
+        with outputs.committing(run):
             with ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="dlcv-load") as pool:
                 _stream(pool, run, items, job, window_size(config.workers, config.batch_size))
-            for folder, reason in stats.unreadable:
-                results.add_error(folder + "/", reason)
-            outputs = {"out_dir": out_dir, "metrics_json": out_dir / METRICS_JSON, **results.commit()}
+        timing = run.timing(time.perf_counter() - wall_start, model_load_s)
+        return outputs.finish(run, backend.name, timing)
+
+
+def check_run_paths(config: InferConfig, out_dir: Path) -> list[Path]:
+    """Check the input and output folders before the model is opened; the folders the listing
+    must not enter (the output folder, a labels folder inside the images)."""
+    _check_paths(config, out_dir)
+    return [out_dir] + ([config.labels] if config.labels is not None and config.labels.is_dir() else [])
+
+
+@dataclass
+class RunOutputs:
+    """What a run writes into, set up before its first image (:func:`open_outputs`); shared by
+    the local pipeline and :mod:`dlcv.runtime.ray_infer`, so both write the same files."""
+
+    config: InferConfig
+    metadata: ArtifactMetadata
+    out_dir: Path
+    total: int
+    mask_dir: Path | None
+    scorer: SegmentationScorer | ClassificationScorer | None
+    policy: OutputPolicy
+    results: ResultLog
+    stats: ListingStats
+    bar: tqdm
+    warn: Callable[[str], None]
+    files: dict[str, Path] | None = None
+
+    @contextlib.contextmanager
+    def committing(self, run: "_Run") -> Iterator[None]:
+        """Around the images: on success write the folder errors and rename the journals; on
+        failure keep them for --skip-existing (or delete them when nothing was done)."""
+        try:
+            yield
+            for folder, reason in self.stats.unreadable:
+                self.results.add_error(folder + "/", reason)
+            self.files = {"out_dir": self.out_dir, "metrics_json": self.out_dir / METRICS_JSON, **self.results.commit()}
         except BaseException as exc:
             if run.processed or run.kept:
-                results.close()  # keep the journals: --skip-existing resumes from them
+                self.results.close()  # keep the journals: --skip-existing resumes from them
             else:
-                results.discard()
+                self.results.discard()
             if isinstance(exc, OSError):  # the output folder itself failed (disk full, permissions)
-                raise _write_error(out_dir, exc) from exc
+                raise _write_error(self.out_dir, exc) from exc
             raise
         finally:
-            bar.close()
-        timing = run.timing(time.perf_counter() - wall_start, model_load_s)
+            self.bar.close()
 
+    def finish(self, run: "_Run", backend_name: str, timing: dict[str, Any]) -> InferSummary:
+        """Score, write metrics.json and return the summary (after :meth:`committing`)."""
+        assert self.files is not None, "finish() follows a successful committing()"
+        config, metadata, results, stats = self.config, self.metadata, self.results, self.stats
         metrics = report = None
-        if scorer is not None:
-            metrics, report = scorer.result()
+        if self.scorer is not None:
+            metrics, report = self.scorer.result()
         summary = InferSummary(
             task=metadata.task,
-            out_dir=out_dir,
-            found=total,
+            out_dir=self.out_dir,
+            found=self.total,
             processed=run.processed,
             kept=run.kept,
             failed=results.failed,
             skipped=stats.skipped,
             errors=sorted(results.errors),
             timing=timing,
-            outputs=outputs,
+            outputs=self.files,
             metrics=metrics,
             label_report=report,
             strict=config.strict,
@@ -489,13 +512,13 @@ def run_inference(config: InferConfig, *, log: Callable[[str], None] | None = No
             "dlcv_version": dlcv_version(),
             "task": metadata.task,
             "engine": str(config.engine),
-            "backend": backend.name,
+            "backend": backend_name,
             "device": config.device,
             "precision": metadata.precision,
             "images": str(config.images),
             "labels": None if config.labels is None else str(config.labels),
             "counts": {
-                "found": total,
+                "found": self.total,
                 "processed": run.processed,
                 "kept_from_earlier_run": run.kept,
                 "failed": results.failed,
@@ -507,10 +530,35 @@ def run_inference(config: InferConfig, *, log: Callable[[str], None] | None = No
             "label_report": report,
         }
         try:
-            write_text_atomic(outputs["metrics_json"], json.dumps(strict_json(record), indent=2, ensure_ascii=False) + "\n")
+            write_text_atomic(self.files["metrics_json"], json.dumps(strict_json(record), indent=2, ensure_ascii=False) + "\n")
         except OSError as exc:
-            raise _write_error(out_dir, exc) from exc
-    return summary
+            raise _write_error(self.out_dir, exc) from exc
+        return summary
+
+
+def open_outputs(config: InferConfig, metadata: ArtifactMetadata, out_dir: Path, exclude: list[Path],
+                 log: Callable[[str], None]) -> RunOutputs:
+    """Scorer, output policy, the names-only survey (existing outputs refused unless allowed),
+    the output folder and its journals, the progress bar."""
+    mask_dir, scorer = _scorer(config, metadata)
+    policy = OutputPolicy(metadata.task, out_dir, overwrite=config.overwrite, skip_existing=config.skip_existing,
+                          num_classes=metadata.num_classes)
+    total = _survey(config, policy, exclude)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(out_dir, recursive=config.recursive)
+        results = ResultLog(out_dir, with_predictions=metadata.task == "classification")
+    except OSError as exc:
+        raise DlcvError(f"--out {out_dir}: cannot write there ({exc.strerror or exc}); choose another folder") from None
+
+    show = config.progress if config.progress is not None else sys.stderr.isatty()
+    bar = tqdm(total=total, unit="img", file=sys.stderr, disable=not show, dynamic_ncols=True, desc="dlcv-infer")
+
+    def warn(message: str) -> None:
+        with tqdm.external_write_mode(file=sys.stderr):
+            log(message)
+
+    return RunOutputs(config, metadata, out_dir, total, mask_dir, scorer, policy, results, ListingStats(), bar, warn)
 
 
 def _write_error(out_dir: Path, exc: OSError) -> DlcvError:

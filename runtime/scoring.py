@@ -51,6 +51,11 @@ class _Examples:
         if len(self.items) < REPORT_EXAMPLES:
             self.items.append(entry)
 
+    def merge(self, other: "_Examples") -> None:
+        """Add another tally of the same kind (counts exact; examples up to the limit)."""
+        self.count += other.count
+        self.items.extend(other.items[: max(0, REPORT_EXAMPLES - len(self.items))])
+
     def report(self, **extra: Any) -> dict[str, Any]:
         key = (lambda e: e) if all(isinstance(e, str) for e in self.items) else (lambda e: e["image"])
         out = {"count": self.count, **extra, "images": sorted(self.items, key=key)}
@@ -90,6 +95,14 @@ class SegmentationScorer:
         self.scored += 1
         if self.confusion.out_of_range > before:
             self.out_of_range.add({"image": name, "pixels": self.confusion.out_of_range - before})
+
+    def merge(self, other: "SegmentationScorer") -> "SegmentationScorer":
+        """Add another scorer's counts (e.g. one Ray actor's images); returns self."""
+        self.confusion.merge(other.confusion)
+        self.scored += other.scored
+        for kind in ("missing", "size_mismatch", "unreadable", "out_of_range"):
+            getattr(self, kind).merge(getattr(other, kind))
+        return self
 
     def result(self) -> tuple[dict[str, Any], dict[str, Any]]:
         metrics = self.confusion.compute()

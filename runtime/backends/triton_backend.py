@@ -1,0 +1,154 @@
+"""A model served by Triton Inference Server: ``dlcv-infer --engine triton://HOST:PORT/NAME images/``.
+
+The client side of the repository ``dlcv-export --triton`` writes. ``NAME`` is the model that
+takes the preprocessed tensor (``<arch>``, not the ensemble), so a served run decodes,
+preprocesses, postprocesses, scores and writes exactly as a local run does; only the model
+step goes over HTTP. The metadata comes from the served model's config (its ``dlcv``
+parameter). A batch is split into up to ``concurrency`` requests sent at once, so Triton's
+dynamic batcher can regroup them with other clients' requests.
+
+tritonclient is imported when a model is opened (``pip install 'dlcv[triton]'``).
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DlcvError, MissingDependencyError, first_line
+from ..metadata import ArtifactMetadata
+from ..triton import METADATA_PARAMETER
+from .base import Backend
+
+_URL = re.compile(r"^triton://(?P<host>\[[^\]]+\]|[^/:]+)(?::(?P<port>\d+))?/(?P<model>[^/]+)(?:/(?P<version>\d+))?/?$")
+DEFAULT_PORT = 8000
+DEFAULT_CONCURRENCY = 4
+
+
+def parse_url(url: str) -> tuple[str, str, str]:
+    """``triton://host[:port]/model[/version]`` -> (``host:port``, model, version or "")."""
+    m = _URL.match(str(url))
+    if not m:
+        raise DlcvError(f"{url}: a served model is named triton://HOST:PORT/MODEL (e.g. triton://localhost:8000/fcn8s)")
+    return f"{m['host']}:{m['port'] or DEFAULT_PORT}", m["model"], m["version"] or ""
+
+
+def _tritonclient_http():
+    try:
+        import tritonclient.http as http
+        from tritonclient.utils import InferenceServerException
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"triton:// models need tritonclient, which cannot be imported ({first_line(exc)}); "
+            "install it: pip install 'dlcv[triton]'"
+        ) from None
+    return http, InferenceServerException
+
+
+class TritonBackend(Backend):
+    """The model step of a Triton-served dlcv model, over HTTP."""
+
+    name = "triton"
+    schemes = ("triton",)
+    devices = ("cpu", "cuda", "tensorrt")  # the server decides where the model runs; the client is the same
+    extra = "triton"
+    priority = 50
+
+    @classmethod
+    def library_version(cls) -> str | None:
+        try:
+            return importlib.metadata.version("tritonclient")
+        except importlib.metadata.PackageNotFoundError:
+            return None
+
+    def __init__(self, url: str | Path, device: str = "cpu", concurrency: int = DEFAULT_CONCURRENCY,
+                 timeout_s: float = 60.0):  # fmt: skip
+        self.url = str(url)
+        address, model, version = parse_url(self.url)
+        http, self._error = _tritonclient_http()
+        self._http = http
+        self.model, self.version = model, version
+        self.concurrency = max(1, concurrency)
+        self.client = http.InferenceServerClient(address, concurrency=self.concurrency, connection_timeout=timeout_s,
+                                                 network_timeout=timeout_s)  # fmt: skip
+        try:
+            config = self._model_config(address)
+        except BaseException:
+            self.client.close()
+            raise
+        super().__init__(Path(model), _metadata(config, self.url))
+        self.device = device
+        self.max_batch = int(config.get("max_batch_size", 0))
+        inputs = {i["name"]: i for i in config.get("input", [])}
+        md = self.metadata
+        if md.input_name not in inputs or md.output_name not in {o["name"] for o in config.get("output", [])}:
+            raise DlcvError(
+                f"{self.url}: the served model's inputs {sorted(inputs)} do not include {md.input_name!r} (or its outputs "
+                f"{md.output_name!r}); give the model that takes the preprocessed tensor, not the ensemble"
+            )
+        dims = [int(d) for d in inputs[md.input_name].get("dims", [])]
+        self.input_dims = dims if self.max_batch else dims[1:]  # without the batch axis
+
+    def _model_config(self, address: str) -> dict:
+        try:
+            if not self.client.is_server_live():
+                raise DlcvError(f"{self.url}: the Triton server at {address} is not live")
+            if not self.client.is_model_ready(self.model, self.version):
+                index = self.client.get_model_repository_index()
+                ready = sorted(m["name"] for m in index if m.get("state") == "READY")
+                raise DlcvError(
+                    f"{self.url}: model {self.model!r} is not ready on the server (ready: {', '.join(ready) or 'none'}); "
+                    "check the name (the model step is <arch>, the image-in ensemble <arch>_ensemble)"
+                )
+            return self.client.get_model_config(self.model, self.version)
+        except DlcvError:
+            raise
+        except self._error as exc:
+            raise DlcvError(f"{self.url}: the Triton server refused ({first_line(exc)})") from None
+        except (OSError, ConnectionError) as exc:
+            raise DlcvError(
+                f"{self.url}: cannot reach a Triton server at {address} ({first_line(exc)}); start it, or check the "
+                "host and the HTTP port (8000 by default)"
+            ) from None
+
+    def check_input(self, batch: np.ndarray) -> None:
+        super().check_input(batch)
+        for axis, (want, got) in enumerate(zip(self.input_dims, batch.shape[1:]), start=1):
+            if want > 0 and want != got:
+                raise DlcvError(f"{self.url}: input axis {axis} is fixed at {want} in the served model, got {got}")
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        # up to ``concurrency`` requests at once; a model without a batch axis takes one image per request
+        per_request = min(math.ceil(len(batch) / self.concurrency), self.max_batch) if self.max_batch else 1
+        pending = []
+        for start in range(0, len(batch), per_request):
+            part = batch[start : start + per_request]
+            x = self._http.InferInput(self.metadata.input_name, list(part.shape), "FP32")
+            x.set_data_from_numpy(np.ascontiguousarray(part), binary_data=True)
+            out = self._http.InferRequestedOutput(self.metadata.output_name, binary_data=True)
+            pending.append(self.client.async_infer(self.model, [x], model_version=self.version, outputs=[out]))
+        try:
+            parts = [request.get_result().as_numpy(self.metadata.output_name) for request in pending]
+        except self._error as exc:
+            raise DlcvError(f"{self.url}: the server failed the request ({first_line(exc)})") from None
+        except (OSError, ConnectionError) as exc:
+            raise DlcvError(f"{self.url}: the connection to the server failed ({first_line(exc)})") from None
+        return np.concatenate(parts).astype(np.float32, copy=False)
+
+    def close(self) -> None:
+        client, self.client = getattr(self, "client", None), None
+        if client is not None:
+            client.close()
+
+
+def _metadata(config: dict, url: str) -> ArtifactMetadata:
+    entry = config.get("parameters", {}).get(METADATA_PARAMETER)
+    if not entry or "string_value" not in entry:
+        raise DlcvError(
+            f"{url}: the served model's config has no {METADATA_PARAMETER!r} parameter (the dlcv metadata); serve a "
+            "repository written by dlcv-export --triton, or add the parameter to its config.pbtxt"
+        )
+    return ArtifactMetadata.from_json(entry["string_value"], source=f"{url} (config parameter {METADATA_PARAMETER!r})")

@@ -1,0 +1,229 @@
+"""A local ``tritonserver`` for tests and benchmarks, from the binary the nvidia-pytriton wheel ships.
+
+That wheel carries a real Triton Inference Server (CPU-capable, Python backend only) but pins
+numpy<2, so ``make install`` puts it where it cannot change the suite's packages:
+``pip install --no-deps --target <venv>/triton/pytriton nvidia-pytriton==X`` and, for its
+Python-backend stub (built against numpy 1, whose tensors arrive garbled under numpy 2),
+``numpy<2`` in ``<venv>/triton/stub-numpy``. :func:`find_distribution` looks there (or in
+``$DLCV_TRITON_HOME``).
+
+:class:`LocalTritonServer` handles what running it needs (each a trap measured here):
+
+- a backend folder with the Python backend and the stub built for this interpreter's version;
+- the stub embeds libpython: ``LD_LIBRARY_PATH`` starts with this interpreter's library folder
+  (else the system's libpython is taken), then the wheel's own libraries;
+- the stub finds its Python environment from ``python3`` on ``PATH``: a small environment
+  whose site-packages hold numpy<2 first and then this interpreter's packages (dlcv included);
+- HTTP only, bound to 127.0.0.1 on a free port (gRPC and metrics off);
+- readiness polled with a bound timeout, the log's tail in the error when it fails;
+- stopped by its process id: SIGTERM to the server (it unloads the models and ends its stubs),
+  SIGKILL after a grace period, then SIGKILL to whatever is left in its process group (the
+  server starts in a session of its own, so that group is the server's and its stubs'):
+  nothing is left orphaned.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import venv
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import DlcvError, MissingDependencyError
+
+HOME_ENV = "DLCV_TRITON_HOME"
+EXIT_TIMEOUT_S = 5  # a client's open keep-alive connection holds a stopping server this long (30 s by default)
+
+
+@dataclass(frozen=True)
+class TritonDistribution:
+    """The files of a tritonserver distribution (the nvidia-pytriton wheel's layout)."""
+
+    binary: Path
+    libraries: Path
+    python_backend: Path  # folder with libtriton_python.so and triton_python_backend_utils.py
+    stub: Path  # the Python-backend stub for this interpreter's Python version
+    stub_numpy: Path | None  # site folder with numpy<2 for the stub, when installed
+
+
+def default_home() -> Path:
+    return Path(os.environ.get(HOME_ENV) or Path(sys.prefix) / "triton")
+
+
+def find_distribution(home: str | os.PathLike | None = None) -> TritonDistribution:
+    """The tritonserver installed under ``home`` (default: ``$DLCV_TRITON_HOME`` or ``<venv>/triton``)."""
+    home = Path(home) if home is not None else default_home()
+    root = home / "pytriton" / "pytriton" / "tritonserver"
+    version = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    dist = TritonDistribution(
+        binary=root / "bin" / "tritonserver",
+        libraries=home / "pytriton" / "nvidia_pytriton.libs",
+        python_backend=root / "backends" / "python",
+        stub=root / "python_backend_stubs" / version / "triton_python_backend_stub",
+        stub_numpy=(home / "stub-numpy") if (home / "stub-numpy" / "numpy").is_dir() else None,
+    )
+    missing = [p for p in (dist.binary, dist.libraries, dist.python_backend / "libtriton_python.so", dist.stub) if not p.exists()]
+    if missing:
+        raise MissingDependencyError(
+            f"no tritonserver under {home} (missing {missing[0]}); install it with make install, or "
+            f"pip install --no-deps --target {home}/pytriton nvidia-pytriton, or point ${HOME_ENV} at one"
+        )
+    return dist
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LocalTritonServer:
+    """``with LocalTritonServer(repo) as server: server.url`` -> ``"127.0.0.1:<port>"``."""
+
+    def __init__(self, repository: str | os.PathLike, *, home: str | os.PathLike | None = None,
+                 ready_timeout_s: float = 120.0, log_verbose: int = 0):  # fmt: skip
+        self.repository = Path(repository)
+        self.distribution = find_distribution(home)
+        self.ready_timeout_s = ready_timeout_s
+        self.log_verbose = log_verbose
+        self.process: subprocess.Popen | None = None
+        self.workdir: Path | None = None
+        self.port: int | None = None
+
+    @property
+    def url(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        assert self.workdir is not None
+        return self.workdir / "tritonserver.log"
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    # -- the environment the server and its stubs run in
+
+    def _backends(self, workdir: Path) -> Path:
+        folder = workdir / "backends" / "python"
+        folder.mkdir(parents=True)
+        for name in ("libtriton_python.so", "triton_python_backend_utils.py"):
+            shutil.copy2(self.distribution.python_backend / name, folder / name)
+        shutil.copy2(self.distribution.stub, folder / "triton_python_backend_stub")
+        return workdir / "backends"
+
+    def _stub_environment(self, workdir: Path) -> Path:
+        """A venv whose ``python3`` the stub finds on PATH: numpy<2 first, then this interpreter's packages."""
+        env = workdir / "stub-env"
+        venv.EnvBuilder(with_pip=False, symlinks=True).create(env)
+        site_dir = Path(sysconfig.get_path("purelib", vars={"base": str(env), "platbase": str(env)}))
+        lines = [str(self.distribution.stub_numpy)] if self.distribution.stub_numpy is not None else []
+        lines += [f"import site; site.addsitedir({p!r})" for p in dict.fromkeys(_site_dirs())]
+        (site_dir / "00-dlcv-stub.pth").write_text("\n".join(lines) + "\n")
+        return env
+
+    def _environment(self, workdir: Path) -> dict[str, str]:
+        env = dict(os.environ)
+        stub_env = self._stub_environment(workdir)
+        env["PATH"] = f"{stub_env / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+        libs = [sysconfig.get_config_var("LIBDIR") or "", str(self.distribution.libraries), env.get("LD_LIBRARY_PATH", "")]
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in libs if p)
+        env.pop("PYTHONPATH", None)
+        return env
+
+    # -- start / stop
+
+    def start(self) -> "LocalTritonServer":
+        if self.distribution.stub_numpy is None and _numpy_major() >= 2:
+            raise MissingDependencyError(
+                "this tritonserver's Python-backend stub needs numpy<2 in its environment (with numpy 2 its tensors "
+                f"arrive garbled); install one where the suite cannot see it: pip install --no-deps --target "
+                f"{default_home()}/stub-numpy 'numpy<2' (make install does)"
+            )
+        self.workdir = Path(tempfile.mkdtemp(prefix="dlcv-triton-"))
+        backends = self._backends(self.workdir)
+        env = self._environment(self.workdir)
+        self.port = free_port()
+        command = [
+            str(self.distribution.binary), f"--model-repository={self.repository}", f"--backend-directory={backends}",
+            "--http-address=127.0.0.1", f"--http-port={self.port}", "--allow-grpc=false", "--allow-metrics=false",
+            "--exit-on-error=true", "--strict-readiness=true", f"--log-verbose={self.log_verbose}",
+            f"--exit-timeout-secs={EXIT_TIMEOUT_S}",
+        ]  # fmt: skip
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                            cwd=self.workdir, start_new_session=True)  # fmt: skip
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self.ready_timeout_s
+        ready = f"http://{self.url}/v2/health/ready"
+        while True:
+            assert self.process is not None
+            code = self.process.poll()
+            if code is not None:
+                raise DlcvError(f"tritonserver exited with code {code} before it was ready:\n{self.log_tail()}")
+            with contextlib.suppress(urllib.error.URLError, ConnectionError, TimeoutError):
+                with urllib.request.urlopen(ready, timeout=2) as response:
+                    if response.status == 200:
+                        return
+            if time.monotonic() > deadline:
+                raise DlcvError(f"tritonserver was not ready after {self.ready_timeout_s:.0f} s:\n{self.log_tail()}")
+            time.sleep(0.25)
+
+    def stop(self, grace_s: float = 30.0) -> None:
+        """Stop the server by its process id (SIGTERM: it unloads the models and ends its stubs),
+        SIGKILL after ``grace_s``; then anything left in its process group; remove the work folder."""
+        process, self.process = self.process, None
+        if process is not None:
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout=grace_s)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait(timeout=grace_s)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)  # stubs that outlived the server (its own session)
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = None
+
+    def __enter__(self) -> "LocalTritonServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _site_dirs() -> list[str]:
+    """This interpreter's site-packages folders (a venv's own first)."""
+    import site
+
+    dirs = [p for p in site.getsitepackages() if os.path.isdir(p)]
+    return dirs or [sysconfig.get_path("purelib")]
+
+
+def _numpy_major() -> int:
+    import numpy
+
+    return int(numpy.__version__.split(".")[0])

@@ -1,0 +1,188 @@
+"""The code of the Python-backend models in a dlcv Triton repository.
+
+Each generated ``model.py`` is one import line (``from dlcv.runtime.triton.python_models import
+PreprocessModel as TritonPythonModel``), so the server runs dlcv's own functions, not copies:
+
+- :class:`PreprocessModel`: encoded image bytes -> :func:`~dlcv.runtime.imageio.read_image`
+  (OpenCV decoding, the runtime's rules and size limit) -> :func:`~dlcv.runtime.preprocess.preprocess_image`
+  -> the model input and the image's geometry;
+- :class:`OnnxModel`: the model step on Triton's Python backend, run by dlcv's onnxruntime
+  backend (for Triton builds without the onnxruntime backend, e.g. CPU-only ones);
+- :class:`PostprocessModel`: logits -> :func:`~dlcv.runtime.postprocess.segmentation_labels` +
+  :func:`~dlcv.runtime.preprocess.restore_label_map` (the mask at the image's size), or
+  :func:`~dlcv.runtime.postprocess.topk` with class names.
+
+Every model reads the artifact metadata from its config's ``dlcv`` parameter. A request that
+fails (an unreadable image, a size the model refuses) gets an error response naming the
+reason; the other requests of the batch are answered. The server's Python stub provides
+``triton_python_backend_utils``; it is imported when a model is initialised.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ..errors import DlcvError, first_line
+from ..imageio import DEFAULT_MAX_PIXELS, read_image
+from ..metadata import ArtifactMetadata
+from ..postprocess import segmentation_labels, topk
+from ..preprocess import Geometry, preprocess_image, restore_label_map
+from . import GEOMETRY, IMAGE, MASK, METADATA_PARAMETER, TOP_CLASSES, TOP_NAMES, TOP_SCORES, TOPK
+
+ONNX_FILE = "model.onnx"
+MAX_PIXELS_PARAMETER = "max_pixels"
+
+
+def config_parameter(model_config: dict[str, Any], key: str) -> str | None:
+    """A ``parameters`` entry of a model config (as Triton hands it to ``initialize``)."""
+    entry = model_config.get("parameters", {}).get(key)
+    return None if entry is None else entry.get("string_value")
+
+
+def config_metadata(model_config: dict[str, Any]) -> ArtifactMetadata:
+    """The dlcv metadata a generated config carries."""
+    text = config_parameter(model_config, METADATA_PARAMETER)
+    name = model_config.get("name", "model")
+    if text is None:
+        raise DlcvError(f"Triton model {name!r}: its config has no {METADATA_PARAMETER!r} parameter; write the repository with dlcv-export --triton")
+    return ArtifactMetadata.from_json(text, source=f"Triton model {name!r} config")
+
+
+def geometry_row(g: Geometry) -> np.ndarray:
+    return np.array(dataclasses.astuple(g), dtype=np.int32)
+
+
+def geometry_from_row(row: np.ndarray) -> Geometry:
+    return Geometry(*(int(v) for v in np.asarray(row).reshape(-1)))
+
+
+def preprocess_encoded(images: np.ndarray, metadata: ArtifactMetadata, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, np.ndarray]:
+    """A request's encoded images (B×L uint8, one file per row) -> (B×3×H×W float32 input, B×8 geometry)."""
+    tensors, rows = [], []
+    for row in np.asarray(images, dtype=np.uint8).reshape(len(images), -1):
+        tensor, geometry = preprocess_image(read_image("image", max_pixels=max_pixels, data=row), metadata.preprocess)
+        tensors.append(tensor)
+        rows.append(geometry_row(geometry))
+    if len({t.shape for t in tensors}) > 1:
+        raise DlcvError(f"the images of one request have different sizes after preprocessing ({sorted({t.shape for t in tensors})}); send them one per request")
+    return np.stack(tensors), np.stack(rows)
+
+
+def postprocess_segmentation(logits: np.ndarray, geometry: np.ndarray) -> np.ndarray:
+    """B×C×H×W logits and B×8 geometry -> B×h×w label maps at the images' original size."""
+    masks = [restore_label_map(pred, geometry_from_row(g)) for pred, g in zip(segmentation_labels(logits), geometry)]
+    if len({m.shape for m in masks}) > 1:
+        raise DlcvError("the images of one request have different original sizes; send them one per request")
+    return np.stack(masks)
+
+
+def postprocess_classification(logits: np.ndarray, class_names: tuple[str, ...], k: int = TOPK) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """B×C logits -> (B×k class indices, B×k probabilities, B×k class names as bytes)."""
+    order, probs = topk(logits, k)
+    names = np.array([[class_names[int(i)].encode("utf-8") for i in row] for row in order], dtype=np.object_)
+    return order.astype(np.int32), probs.astype(np.float32), names
+
+
+def _pb():
+    import triton_python_backend_utils as pb_utils  # provided by the server's Python stub
+
+    return pb_utils
+
+
+class _DlcvModel:
+    """What the three models share: the metadata from the config, per-request error responses."""
+
+    def initialize(self, args: dict[str, str]) -> None:
+        self.model_config = json.loads(args["model_config"])
+        self.metadata = config_metadata(self.model_config)
+
+    def _respond(self, request, compute: Callable[[Any], list]) -> Any:
+        pb = _pb()
+        try:
+            return pb.InferenceResponse(output_tensors=compute(request))
+        except DlcvError as exc:
+            return pb.InferenceResponse(output_tensors=[], error=pb.TritonError(str(exc)))
+        except Exception as exc:  # one request's failure must not fail the others
+            return pb.InferenceResponse(output_tensors=[], error=pb.TritonError(f"{type(exc).__name__}: {first_line(exc)}"))
+
+    def execute(self, requests: list) -> list:
+        return [self._respond(request, self.compute) for request in requests]
+
+    def compute(self, request) -> list:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    @staticmethod
+    def _input(request, name: str) -> np.ndarray:
+        return _pb().get_input_tensor_by_name(request, name).as_numpy()
+
+
+class PreprocessModel(_DlcvModel):
+    """``IMAGE`` (encoded bytes) -> the model input (``metadata.input_name``) and ``GEOMETRY``."""
+
+    def initialize(self, args: dict[str, str]) -> None:
+        super().initialize(args)
+        limit = config_parameter(self.model_config, MAX_PIXELS_PARAMETER)
+        self.max_pixels = int(limit) if limit else DEFAULT_MAX_PIXELS
+
+    def compute(self, request) -> list:
+        pb = _pb()
+        tensor, geometry = preprocess_encoded(self._input(request, IMAGE), self.metadata, self.max_pixels)
+        return [pb.Tensor(self.metadata.input_name, tensor), pb.Tensor(GEOMETRY, geometry)]
+
+
+class OnnxModel(_DlcvModel):
+    """The model step on the Python backend: ``<version>/model.onnx`` run by dlcv's onnxruntime
+    backend (CUDA for a GPU instance group). Requests of the same shape run as one batch, so
+    the dynamic batcher's batches reach onnxruntime whole."""
+
+    def initialize(self, args: dict[str, str]) -> None:
+        from ..backends import open_backend
+
+        super().initialize(args)
+        path = Path(args["model_repository"]) / args["model_version"] / ONNX_FILE
+        device = "cuda" if args.get("model_instance_kind") == "GPU" else "cpu"
+        self.backend = open_backend(path, device=device, backend="onnxruntime")
+
+    def execute(self, requests: list) -> list:
+        pb = _pb()
+        md = self.metadata
+        responses: list = [None] * len(requests)
+        groups: dict[tuple, list[tuple[int, np.ndarray]]] = {}
+        for i, request in enumerate(requests):
+            x = self._input(request, md.input_name)
+            groups.setdefault(x.shape[1:], []).append((i, x))
+        for members in groups.values():
+            batch = np.concatenate([x for _, x in members])
+            try:
+                logits = self.backend.infer(batch)
+            except Exception as exc:
+                message = str(exc) if isinstance(exc, DlcvError) else f"{type(exc).__name__}: {first_line(exc)}"
+                for i, _ in members:
+                    responses[i] = pb.InferenceResponse(output_tensors=[], error=pb.TritonError(message))
+                continue
+            start = 0
+            for i, x in members:
+                part = np.ascontiguousarray(logits[start : start + len(x)])
+                responses[i] = pb.InferenceResponse(output_tensors=[pb.Tensor(md.output_name, part)])
+                start += len(x)
+        return responses
+
+    def finalize(self) -> None:
+        self.backend.close()
+
+
+class PostprocessModel(_DlcvModel):
+    """Logits -> ``MASK`` (segmentation, needs ``GEOMETRY``) or ``TOP_CLASSES``/``TOP_SCORES``/``TOP_NAMES``."""
+
+    def compute(self, request) -> list:
+        pb = _pb()
+        md = self.metadata
+        logits = self._input(request, md.output_name)
+        if md.task == "segmentation":
+            return [pb.Tensor(MASK, postprocess_segmentation(logits, self._input(request, GEOMETRY)))]
+        classes, scores, names = postprocess_classification(logits, md.class_names)
+        return [pb.Tensor(TOP_CLASSES, classes), pb.Tensor(TOP_SCORES, scores), pb.Tensor(TOP_NAMES, names)]
