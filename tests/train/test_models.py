@@ -134,6 +134,9 @@ def test_onnx_export_parity(name, make_checkpoint, tmp_path):
     if segmentation:
         assert result.input_shape == ("batch", 3, "height", "width")
         assert {s[2:] for s in shapes} == {(48, 48), (97, 131)}
+    else:
+        assert result.input_shape == ("batch", 3, side, side)  # fixed by the preprocessing
+        assert {s[2:] for s in shapes} == {(side, side)}
 
 
 def test_width_scales_channels():
