@@ -6,7 +6,7 @@ registry functions below are imported on first use.
 """
 from __future__ import annotations
 
-__all__ = ["create_model", "list_models", "model_info", "register_model"]
+__all__ = ["ModelConfig", "create_model", "list_models", "model_config", "model_info", "register_model"]
 
 
 def __getattr__(name: str):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import dataclasses
 import io
 import math
 import time
@@ -36,19 +37,28 @@ from dlcv.runtime.preprocess import PreprocessSpec, preprocess_image
 from .data.demo import demo_root
 from .device import resolve_device
 from .pretrained import output_layer
-from .registry import create_model, list_models, model_info, scaled
+from .registry import create_model, list_models, model_config, model_info, scaled
 
 LOG_FIELDS = ("epoch", "loss", "tau", "lr", "steps", "seconds")
-DEFAULT_CROP = (224, 224)  # input_size=None: the ImageNet training size
-NORMALISE = PreprocessSpec(resize="none")  # the preprocessing contract's ImageNet mean/std, no resizing
+
+
+def view_normalisation(backbone: str) -> PreprocessSpec:
+    """How a view becomes the backbone's input: its registered colour order, mean and std, no resizing
+    (the views are already cropped to size)."""
+    return dataclasses.replace(model_config(backbone).preprocess, resize="none", size=None, resize_shorter=None)
+
+
+def default_view_size(backbone: str) -> tuple[int, int]:
+    """The view size when ``input_size`` is None: the backbone's registered input size (224×224 without one)."""
+    return tuple(model_config(backbone).preprocess.size or (224, 224))
 
 
 @dataclass(frozen=True)
 class ByolConfig:
     """A BYOL run. ``data``: a dataset folder in any ``--format`` layout (labels are ignored; the
     train split is used) or ``"demo"``. ``input_size``: the (height, width) of the random
-    crops (None = 224×224). ``hidden_dim``/``projection_dim`` are the MLP sizes at width 1.0
-    (the paper's 4096 and 256) and scale with ``width``. ``steps_per_epoch`` caps the batches
+    crops (None = the backbone's registered input size). ``hidden_dim``/``projection_dim`` are
+    the MLP sizes at width 1.0 (the paper's 4096 and 256) and scale with ``width``. ``steps_per_epoch`` caps the batches
     per epoch (None = the whole train split)."""
 
     backbone: str
@@ -168,8 +178,8 @@ def augment_view(image: np.ndarray, size: tuple[int, int], aug: ViewAugment, rng
 class TwoViewDataset(Dataset):
     """Images as pairs of augmented, normalised views (float32 3×H×W each); labels are not read."""
 
-    def __init__(self, paths: list[Path], size: tuple[int, int], seed: int = 0):
-        self.paths, self.size, self.seed = list(paths), tuple(size), seed
+    def __init__(self, paths: list[Path], size: tuple[int, int], normalise: PreprocessSpec, seed: int = 0):
+        self.paths, self.size, self.normalise, self.seed = list(paths), tuple(size), normalise, seed
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -181,7 +191,7 @@ class TwoViewDataset(Dataset):
     def __getitem__(self, index: int):
         image = read_image(self.paths[index])
         rng = np.random.default_rng([self.seed, self.epoch, index])
-        views = [preprocess_image(augment_view(image, self.size, aug, rng), NORMALISE)[0] for aug in VIEW_AUGMENTS]
+        views = [preprocess_image(augment_view(image, self.size, aug, rng), self.normalise)[0] for aug in VIEW_AUGMENTS]
         return torch.from_numpy(views[0]), torch.from_numpy(views[1])
 
 
@@ -278,7 +288,8 @@ def train_byol(cfg: ByolConfig) -> ByolResult:
         raise DlcvUsageError(f"BYOL pre-trains a classification backbone, not {cfg.backbone!r}; choose one of: {', '.join(choices)}")
     torch.manual_seed(cfg.seed)
     device = resolve_device(cfg.device)
-    dataset = TwoViewDataset(_image_paths(cfg), cfg.input_size or DEFAULT_CROP, cfg.seed)
+    size = cfg.input_size or default_view_size(cfg.backbone)
+    dataset = TwoViewDataset(_image_paths(cfg), size, view_normalisation(cfg.backbone), cfg.seed)
     backbone = create_model(cfg.backbone, width=cfg.width)
     _, last = output_layer(backbone)
     net = Byol(backbone, last.in_features, scaled(cfg.hidden_dim, cfg.width), scaled(cfg.projection_dim, cfg.width)).to(device)

@@ -123,7 +123,7 @@ def main() -> None:
               help="Extra model option (repeatable), e.g. batch_norm=true for an FCN with a batch-norm encoder, skip=false.")  # fmt: skip
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N (under torchrun: cuda = one GPU per process).")
-@click.option("--input-size", default=None, help="Resize inputs to N or HxW (classification default 224; segmentation keeps sizes).")
+@click.option("--input-size", default=None, help="Resize inputs to N or HxW [the model's own preprocessing: ImageNet classifiers 256/224 centre crop, segmentation keeps sizes].")
 @click.option("--class-weights", "class_weighting", type=click.Choice(CLASS_WEIGHTINGS), default="none", show_default=True)
 @click.option("--hflip", is_flag=True, help="Augment: random horizontal flips (image and mask).")
 @click.option("--vflip", is_flag=True, help="Augment: random vertical flips (image and mask).")

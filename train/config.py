@@ -37,7 +37,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     num_workers: int = 0
-    input_size: tuple[int, int] | None = None  # resize (h, w); None = classification 224, segmentation native
+    input_size: tuple[int, int] | None = None  # resize (h, w); None = the model's registered preprocessing
     augment: Augment = field(default_factory=Augment)
     class_weighting: str = "none"  # none | median | inverse
     class_map: str | None = None  # preset name or JSON file (see dlcv.runtime.datasets.load_class_map)

@@ -42,7 +42,7 @@ from .evaluate import eval_loader, evaluate, headline
 from .optim import MixedPrecision, build_optimizer, build_scheduler, step_scheduler
 from .overlays import OverlayWriter
 from .device import resolve_device
-from .registry import create_model, model_info
+from .registry import create_model, model_info, preprocess_for
 
 LOG_FIELDS = ("epoch", "train_loss", "val_loss", "val_metric", "val_pixel_accuracy", "lr", "seconds")
 
@@ -56,13 +56,6 @@ class TrainResult:
     history: tuple[dict, ...]
     stopped_early: bool = False
     rank: int = 0  # under torchrun: this process's rank (rank 0 wrote the files)
-
-
-def default_preprocess(task: str, input_size: tuple[int, int] | None) -> PreprocessSpec:
-    """Segmentation keeps the image size (FCNs take any size); classification resizes."""
-    if task == "segmentation":
-        return PreprocessSpec(resize="none") if input_size is None else PreprocessSpec(resize="resize", size=input_size)
-    return PreprocessSpec(resize="resize", size=input_size or (224, 224))
 
 
 def _say(ctx: DistContext, message: str) -> None:
@@ -114,7 +107,11 @@ def prepare_data(cfg: TrainConfig, task: str, ctx: DistContext = DistContext()) 
     train_split, val_split = (open_split(root, opened.record, split) for split in ("train", "val"))
     dataset = train_split.dataset
     input_size = cfg.input_size or ((64, 64) if cfg.data == "demo" and task == "classification" else None)
-    spec = default_preprocess(task, input_size)
+    spec = preprocess_for(cfg.model, input_size)  # the model's own, or --input-size's resize
+    if not train_split.samples:
+        raise DlcvError(f"{root}: the train split is empty")
+    if not val_split.samples:
+        raise DlcvError(f"{root}: the val split is empty; training needs one to pick best.pt")
     train_ds = ImageDataset(train_split.samples, dataset, dataset.info, spec, cfg.augment, cfg.seed)
     val_ds = ImageDataset(val_split.samples, dataset, dataset.info, spec)
     return RunData(dataset, spec, train_ds, val_ds)

@@ -5,16 +5,16 @@ BYOL backbone from :mod:`dlcv.train.byol`) into a registry model, tensor by tens
 reports what was loaded and what was skipped and why. :func:`set_finetune` freezes the
 backbone for feature extraction (``head``), optionally leaving its last stages trainable.
 
-Each architecture family states here what its *head* is (the layers replaced or trained in
-feature-extraction mode) and its backbone *stages* (first to last).
+What the *head* is (the layers replaced or trained in feature-extraction mode), the backbone
+*stages* (first to last) and how a file's tensor names map onto the model's are the model's own
+registered config (:class:`dlcv.train.registry.ModelConfig`), read from the registry here.
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Mapping
+from typing import Iterable, Mapping
 
 import torch
 import torch.nn as nn
@@ -22,8 +22,7 @@ import torch.nn as nn
 from dlcv.runtime.errors import DlcvError, DlcvUsageError
 
 from .checkpoint import load_weights_only
-from .models.fcn import FCN, course_key
-from .models.vgg import vgg16_pool_indices
+from .registry import Pair, StateDict, model_config
 
 MISSING_IN_MODEL = "missing in model"
 SHAPE_MISMATCH = "shape mismatch"
@@ -34,8 +33,6 @@ WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 # Where other trainers keep the weights inside a checkpoint dict.
 NESTED_STATE_KEYS = ("state_dict", "model_state_dict", "model")
 
-StateDict = Mapping[str, torch.Tensor]
-Pair = tuple[str, "str | None", torch.Tensor]  # (name in the file, name in the model or None, tensor)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -167,146 +164,48 @@ def transfer_tensors(model: nn.Module, pairs: Iterable[Pair], *, source: str, he
 
 
 # ---------------------------------------------------------------------------------------------
-# families: what is the head, what are the stages, how do file names map onto ours
-
-
-@dataclass(frozen=True)
-class Family:
-    """Transfer facts about one architecture family."""
-
-    name: str
-    head: tuple[str, ...]  # module prefixes trained with --finetune head (and replaced for new classes)
-    stages: Callable[[nn.Module], list[tuple[str, ...]]]  # backbone stages as module prefixes, first to last
-    map_keys: Callable[[nn.Module, StateDict], list[Pair]]
-    vgg_batch_norm: bool | None = None  # VGG encoders: whether the file must carry batch norm
-
-
-def _identity_pairs(model: nn.Module, state: StateDict) -> list[Pair]:
-    return [(k, k, v) for k, v in state.items()]
-
-
-def _course_pairs(model: nn.Module, state: StateDict) -> list[Pair]:
-    return [(k, course_key(k), v) for k, v in state.items()]
-
-
-def _deeplab_pairs(model: nn.Module, state: StateDict) -> list[Pair]:
-    if any(k.startswith("backbone.") for k in state):  # torchvision deeplabv3 or a dlcv checkpoint
-        return _identity_pairs(model, state)
-    return [(k, f"backbone.{k}", v) for k, v in state.items()]  # a ResNet-50 (torchvision or BYOL)
-
-
-def _resnet_pairs(model: nn.Module, state: StateDict) -> list[Pair]:
-    if any(k.startswith("backbone.") for k in state):  # a DeepLabv3 file: its ResNet-50 backbone
-        return [(k, k.removeprefix("backbone."), v) for k, v in state.items()]
-    return _identity_pairs(model, state)
-
-
-def _vgg_blocks(model: nn.Module) -> list[tuple[str, ...]]:
-    bounds = [-1, *vgg16_pool_indices(model.features)]
-    return [tuple(f"features.{i}" for i in range(a + 1, b + 1)) for a, b in zip(bounds, bounds[1:])]
-
-
-def _indexed(prefix: str, indices: Iterable[int]) -> list[tuple[str, ...]]:
-    return [(f"{prefix}.{i}",) for i in indices]
-
-
-def _efficientnet_stages(model: nn.Module) -> list[tuple[str, ...]]:
-    # features[0] is the stem, [1..7] the MBConv stages, [8] the 1×1 head conv (joined to the last stage)
-    return [*_indexed("features", range(1, 7)), ("features.7", "features.8")]
-
-
-def _convnext_stages(model: nn.Module) -> list[tuple[str, ...]]:
-    # features[0] is the stem, odd indices the four stages, even ones the downsampling before them
-    return [("features.1",), ("features.2", "features.3"), ("features.4", "features.5"), ("features.6", "features.7")]
-
-
-FCN_HEAD = ("fc6", "fc7", "score_fr", "score_pool4", "score_pool3", "upscore2", "upscore_pool4", "upscore", "upscore8", "upscore16")
-DECONV_HEAD = tuple(f"{layer}{k}" for k in range(1, 6) for layer in ("deconv", "bn")) + ("classifier",)
-_FCN = Family("fcn", FCN_HEAD, _vgg_blocks, _course_pairs, vgg_batch_norm=False)
-_DECONV = Family("fcn_deconv", DECONV_HEAD, _vgg_blocks, _course_pairs, vgg_batch_norm=False)
-
-FAMILIES: dict[str, Family] = {
-    "cnn_small": Family("cnn_small", ("classifier",), lambda m: _indexed("features", (0, 3)), _identity_pairs),
-    "vgg16_bn": Family("vgg16_bn", ("classifier",), _vgg_blocks, _identity_pairs, vgg_batch_norm=True),
-    "alexnet": Family("alexnet", ("classifier",), lambda m: _indexed("features", (0, 3, 6, 8, 10)), _identity_pairs),
-    "resnet50": Family("resnet", ("fc",), lambda m: [(f"layer{i}",) for i in range(1, 5)], _resnet_pairs),
-    "efficientnet_b2": Family("efficientnet", ("classifier",), _efficientnet_stages, _identity_pairs),
-    "convnext_base": Family("convnext", ("classifier",), _convnext_stages, _identity_pairs),
-    "deeplabv3_resnet50": Family(
-        "deeplabv3", ("classifier", "aux_classifier"), lambda m: [(f"backbone.layer{i}",) for i in range(1, 5)], _deeplab_pairs
-    ),
-    "fcn32s": _FCN,
-    "fcn16s": _FCN,
-    "fcn8s": _FCN,
-    "fcn8s_deconv": _DECONV,
-    "fcn32s_deconv": _DECONV,
-}
-
-
-def family_of(arch: str) -> Family:
-    """The transfer facts for ``arch``; DlcvUsageError for an architecture without them."""
-    try:
-        return FAMILIES[arch]
-    except KeyError:
-        raise DlcvUsageError(
-            f"no pretrained-weights or fine-tuning support for {arch!r}; supported: {', '.join(sorted(FAMILIES))}"
-        ) from None
-
-
-def _is_torchvision_vgg16(state: StateDict) -> bool:
-    return "features.0.weight" in state and "classifier.0.weight" in state and "fc6.weight" not in state
-
-
-def _check_vgg_flavour(state: StateDict, arch: str, batch_norm: bool, path) -> None:
-    encoder = [k for k in state if k.startswith("features.")]
-    if not encoder:
-        return
-    has_bn = any(k.endswith("running_mean") for k in encoder)
-    if has_bn != batch_norm:
-        have, want = ("VGG16-BN", "VGG16 (without batch norm)") if has_bn else ("VGG16 (without batch norm)", "VGG16-BN")
-        raise DlcvError(f"{path}: holds {have} encoder weights, but {arch} needs {want} weights; their layer indices differ")
-
-
-# ---------------------------------------------------------------------------------------------
 # the two entry points
 
 
 def load_pretrained(model: nn.Module, arch: str, path: str | os.PathLike) -> LoadReport:
     """Copy the weights of a local file into ``model`` (a registry model of ``arch``).
 
-    Accepted: torchvision-format state dicts (VGG16 into the FCN family and fcn8s_deconv,
-    VGG16-BN, ResNet-50, AlexNet, EfficientNet-B2, ConvNeXt-Base, DeepLabv3-ResNet50 or a
-    ResNet-50 into DeepLabv3's backbone and the reverse), a dlcv checkpoint (its ``state_dict``), a BYOL
+    The file's tensor names are mapped by the model's registered key mapper
+    (:class:`~dlcv.train.registry.ModelConfig`); the registered models accept
+    torchvision-format state dicts (VGG16 into the FCN family and fcn8s_deconv, VGG16-BN,
+    ResNet-50, AlexNet, EfficientNet-B2, ConvNeXt-Base, DeepLabv3-ResNet50 or a ResNet-50 into
+    DeepLabv3's backbone and the reverse), a dlcv checkpoint (its ``state_dict``), a BYOL
     backbone (``backbone.pt``), and FCN checkpoints with the course's layer names
     (``conv1_1`` ... ``conv5_3``, ``fc6``, ``score_fr``, ``upscore*``). Tensors of the wrong
     shape are skipped and reported; the classification layer of a new class count is the
     usual case (``head replaced``). Raises DlcvError when no backbone tensor fits (another
-    architecture or width), for VGG16 weights given to a VGG16-BN model or the reverse, and
-    for files that are not weights-only state dicts.
+    architecture or width), when the key mapper refuses the file (VGG16 weights given to a
+    VGG16-BN model or the reverse), and for files that are not weights-only state dicts.
     """
-    family = family_of(arch)
+    config = model_config(arch)
     state = read_state_dict(path)
-    if family.vgg_batch_norm is not None:
-        expect_bn = getattr(model, "batch_norm", family.vgg_batch_norm)  # FCNs may be built with batch_norm=True
-        _check_vgg_flavour({course_key(k): v for k, v in state.items()}, arch, expect_bn, path)
-    if isinstance(model, FCN) and _is_torchvision_vgg16(state):
-        return dataclasses.replace(model.copy_params_from_vgg16(state), source=str(path))
-    return transfer_tensors(model, family.map_keys(model, state), source=str(path), head=family.head)
+    try:
+        pairs = config.map_keys(model, state)
+    except DlcvError as exc:
+        raise DlcvError(f"{path} for {arch}: {exc}") from None
+    return transfer_tensors(model, pairs, source=str(path), head=config.head)
 
 
 def set_finetune(model: nn.Module, arch: str, mode: str, *, trainable_stages: int = 0) -> int:
     """Choose what trains; returns the number of trainable parameters (elements).
 
     ``all``: every parameter. ``head``: the backbone is frozen (a feature extractor) and only
-    the family's head trains, plus the last ``trainable_stages`` backbone stages (e.g.
+    the model's registered head trains, plus the last ``trainable_stages`` backbone stages (e.g.
     ConvNeXt's "freeze all but the last stages"). Frozen BatchNorm layers also keep their
     running statistics: they run in inference mode even while the model trains.
     Build the optimiser afterwards, over ``[p for p in model.parameters() if p.requires_grad]``.
     """
-    family = family_of(arch)
+    config = model_config(arch)
     if mode not in FINETUNE_MODES:
         raise DlcvUsageError(f"--finetune must be one of {', '.join(FINETUNE_MODES)}, not {mode!r}")
-    stages = family.stages(model)
+    if mode == "head" and not config.head:
+        raise DlcvUsageError(f"{arch} declares no head (ModelConfig.head), so --finetune head cannot choose what trains")
+    stages = config.stages(model)
     if trainable_stages and mode != "head":
         raise DlcvUsageError("trainable stages apply to --finetune head (with all, every stage trains)")
     if not 0 <= trainable_stages <= len(stages):
@@ -318,12 +217,12 @@ def set_finetune(model: nn.Module, arch: str, mode: str, *, trainable_stages: in
         for p in model.parameters():
             p.requires_grad_(True)
         return _count_trainable(model)
-    trainable = family.head + tuple(p for stage in stages[len(stages) - trainable_stages :] for p in stage)
+    trainable = config.head + tuple(p for stage in stages[len(stages) - trainable_stages :] for p in stage)
     for name, p in model.named_parameters():
         p.requires_grad_(_under(name, trainable))
     _freeze_batchnorm(model, trainable)
     if _count_trainable(model) == 0:
-        raise DlcvError(f"{arch}: no parameter matched the head {family.head}; the model does not look like {arch}")
+        raise DlcvError(f"{arch}: no parameter matched the head {config.head}; the model does not look like {arch}")
     return _count_trainable(model)
 
 

@@ -25,7 +25,6 @@ def write_random_checkpoint(
     import torch.nn as nn
 
     from dlcv.train.checkpoint import build_checkpoint, save_checkpoint
-    from dlcv.train.loop import default_preprocess
     from dlcv.train.registry import create_model, model_info
 
     info = model_info(arch)
@@ -45,7 +44,7 @@ def write_random_checkpoint(
         palette = default_palette(n).tolist()
     ckpt = build_checkpoint(
         model, arch=arch, arch_kwargs={"width": width}, class_names=[f"class_{c}" for c in range(n)],
-        preprocess=default_preprocess(info.task, None), palette=palette, metrics={"note": NOTE},
+        preprocess=info.config.preprocess, palette=palette, metrics={"note": NOTE},
     )  # fmt: skip
     return save_checkpoint(path, ckpt)
 

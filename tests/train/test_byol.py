@@ -10,15 +10,17 @@ import torch.nn as nn
 
 from dlcv.runtime.errors import DlcvUsageError
 from dlcv.runtime.imageio import write_png
-from dlcv.train import create_model
+from dlcv.train import create_model, model_config
 from dlcv.train.byol import (
     VIEW_AUGMENTS,
     ByolConfig,
     augment_view,
     byol_loss,
+    default_view_size,
     ema_update,
     tau_schedule,
     train_byol,
+    view_normalisation,
 )
 from dlcv.train.pretrained import load_pretrained
 
@@ -33,6 +35,13 @@ def write_images(root, count, size=(40, 48), seed=0):
         image = np.kron(coarse, np.ones((size[0] // 5, size[1] // 6, 1), np.uint8))
         write_png(root / "train" / f"{i % 3}_{i:04d}.png", image)
     return root
+
+
+def test_views_take_the_backbones_registered_size_and_normalisation():
+    assert default_view_size("efficientnet_b2") == (288, 288) and default_view_size("cnn_small") == (32, 32)
+    spec, registered = view_normalisation("convnext_base"), model_config("convnext_base").preprocess
+    assert (spec.resize, spec.size, spec.resize_shorter) == ("none", None, None)  # the views are cropped already
+    assert (spec.color_order, spec.mean, spec.std) == (registered.color_order, registered.mean, registered.std)
 
 
 def test_ema_update_on_a_toy_module():

@@ -1,4 +1,4 @@
-"""Demo data, dataset formats, and the training tensor = runtime tensor contract."""
+"""Demo data, dataset formats, augmentation, and the training tensor = runtime tensor contract."""
 import numpy as np
 import pytest
 
@@ -33,16 +33,82 @@ def test_demo_is_deterministic_and_in_real_layouts(demo, tmp_path):
     assert labels <= set(range(10))
 
 
-def test_training_tensor_equals_runtime_tensor(demo):
-    seg, _ = demo
-    fmt = get_format(None, seg)
-    spec = PreprocessSpec()
-    ds = ImageDataset(fmt.samples(seg, "val"), fmt, fmt.info(seg), spec)
-    x, y = ds[1]
-    sample = ds.samples[1]
-    runtime_x, _ = preprocess_image(read_image(sample.image), spec)
-    assert np.array_equal(x.numpy(), runtime_x)
-    assert np.array_equal(y.numpy(), read_label_map(sample.target))
+# --- the tensors training evaluates are the deployed runtime's (DESIGN.md contract 2) -------------
+
+VARIED_SIZES = ((16, 16), (21, 13), (9, 31), (40, 27))  # (h, w): square, portrait, landscape, larger
+
+
+def write_varied_camvid(root, classes: int = 3):
+    """A CamVid layout whose images differ in size and aspect ratio (PNG, so decoding is exact)."""
+    rng = np.random.default_rng(5)
+    for split in ("train", "val"):
+        for i, (h, w) in enumerate(VARIED_SIZES):
+            write_png(root / split / f"{i}.png", rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8))
+            write_png(root / f"{split}annot" / f"{i}.png", rng.integers(0, classes, size=(h, w), dtype=np.uint8))
+    return root
+
+
+def write_varied_dlcv_cls(root, classes: int = 2):
+    """The dlcv-cls layout (``<label>_<index>.png``) with images of different sizes and aspect ratios."""
+    rng = np.random.default_rng(6)
+    for split in ("train_50", "val_50"):
+        for i, (h, w) in enumerate(VARIED_SIZES):
+            write_png(root / split / f"{i % classes}_{i}.png", rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8))
+    return root
+
+
+def record_eval_inputs(monkeypatch) -> list:
+    """The inputs the training loop's model is evaluated on, one array per image (batch size 1)."""
+    from dlcv.train import loop
+
+    seen, build = [], loop.build_model
+
+    def build_and_record(*args, **kwargs):
+        model = build(*args, **kwargs)
+        model.register_forward_pre_hook(lambda m, inputs: None if m.training else seen.extend(inputs[0].detach().cpu().numpy()))
+        return model
+
+    monkeypatch.setattr(loop, "build_model", build_and_record)
+    return seen
+
+
+def train_and_compare_with_runtime(model: str, data, out, monkeypatch, input_size=None) -> dict:
+    """Train ``model`` one epoch on ``data`` with the real loop; the tensors it evaluated must be
+    what the runtime computes from the image files and the checkpoint's preprocessing record."""
+    from dlcv.train.checkpoint import load_checkpoint, metadata_from_checkpoint
+    from dlcv.train.config import TrainConfig
+    from dlcv.train.data.formats import open_dataset
+    from dlcv.train.loop import train
+
+    seen = record_eval_inputs(monkeypatch)
+    cfg = TrainConfig(model=model, data=str(data), out=out, epochs=1, batch_size=1, width=0.0625, input_size=input_size,
+                      overlays=0, tensorboard=False, progress=False)  # fmt: skip
+    ckpt = load_checkpoint(train(cfg).best)
+    spec = metadata_from_checkpoint(ckpt).preprocess  # the record as the runtime reads it
+    val = open_dataset(data).samples("val")
+    assert len(seen) == len(val) == len(VARIED_SIZES)
+    for sample, trained_on in zip(val, seen):
+        deployed, _ = preprocess_image(read_image(sample.image), spec)
+        assert trained_on.shape == deployed.shape, sample.image
+        assert np.array_equal(trained_on, deployed), sample.image
+    return ckpt
+
+
+def test_segmentation_training_evaluates_the_runtime_tensor(tmp_path, monkeypatch):
+    ckpt = train_and_compare_with_runtime("fcn8s", write_varied_camvid(tmp_path / "data"), tmp_path / "run", monkeypatch)
+    assert ckpt["preprocess"]["resize"] == "none"  # each image at its own size
+
+
+def test_classification_training_evaluates_the_runtime_tensor(tmp_path, monkeypatch):
+    ckpt = train_and_compare_with_runtime("vgg16_bn", write_varied_dlcv_cls(tmp_path / "data"), tmp_path / "run", monkeypatch)
+    assert ckpt["preprocess"]["resize"] == "shorter_center_crop"  # vgg16_bn's published 256 -> 224 centre crop
+
+
+def test_input_size_training_evaluates_the_runtime_tensor(tmp_path, monkeypatch):
+    ckpt = train_and_compare_with_runtime(
+        "vgg16_bn", write_varied_dlcv_cls(tmp_path / "data"), tmp_path / "run", monkeypatch, input_size=(40, 56)
+    )
+    assert (ckpt["preprocess"]["resize"], ckpt["preprocess"]["size"]) == ("resize", [40, 56])
 
 
 @pytest.fixture(scope="module")

@@ -2,10 +2,11 @@
 plus the exact sizes of the FCN family (the other published architectures: test_zoo.py)."""
 import pytest
 import torch
+import torchvision
 
 from dlcv.runtime.errors import DlcvError
 from dlcv.runtime.preprocess import PreprocessSpec
-from dlcv.train import create_model, list_models, model_info, register_model
+from dlcv.train import ModelConfig, create_model, list_models, model_info, register_model
 from dlcv.train.models.fcn import bilinear_kernel
 from dlcv.train.models.vgg import VGG16Classifier
 from dlcv.train.pretrained import output_layer
@@ -53,7 +54,9 @@ def test_registry_round_trip_and_unknown_name():
 
 def test_duplicate_registration_rejected():
     with pytest.raises(ValueError, match="already registered"):
-        register_model("fcn8s", task="segmentation", default_num_classes=2)(lambda **_: None)
+        register_model("fcn8s", ModelConfig(task="segmentation", num_classes=2, preprocess=PreprocessSpec()))(lambda **_: None)
+    with pytest.raises(ValueError, match="task must be segmentation or classification"):
+        ModelConfig(task="detection", num_classes=2, preprocess=PreprocessSpec())
 
 
 def test_fcn8s_exact_parameter_count():
@@ -69,7 +72,6 @@ def test_fcn32s_exact_parameter_count():
 
 
 def test_vgg16_bn_matches_torchvision():
-    torchvision = pytest.importorskip("torchvision")
     ours = on_meta(lambda: create_model("vgg16_bn", num_classes=50))
     ref = on_meta(lambda: torchvision.models.vgg16_bn(weights=None, num_classes=50))
     assert n_params(ours) == n_params(ref) == 134_473_842
@@ -132,6 +134,9 @@ def test_onnx_export_parity(name, make_checkpoint, tmp_path):
     if segmentation:
         assert result.input_shape == ("batch", 3, "height", "width")
         assert {s[2:] for s in shapes} == {(48, 48), (97, 131)}
+    else:
+        assert result.input_shape == ("batch", 3, side, side)  # fixed by the preprocessing
+        assert {s[2:] for s in shapes} == {(side, side)}
 
 
 def test_width_scales_channels():
@@ -162,7 +167,6 @@ def test_bilinear_kernel_upsamples_constant_image():
 
 def test_plain_vgg16_matches_torchvision_vgg16():
     """The VGG16 (no batch norm) layout the FCN encoders load from, at width 1.0."""
-    torchvision = pytest.importorskip("torchvision")
     ours = on_meta(lambda: VGG16Classifier(num_classes=1000, batch_norm=False))
     ref = on_meta(lambda: torchvision.models.vgg16(weights=None))
     assert [(k, v.shape) for k, v in ours.state_dict().items()] == [(k, v.shape) for k, v in ref.state_dict().items()]

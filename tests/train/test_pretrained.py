@@ -1,17 +1,18 @@
 """Transfer: pretrained weights from local files (torchvision, dlcv, course FCN names) and fine-tuning modes."""
 import pytest
 import torch
+import torchvision
 
 from dlcv.runtime.errors import DlcvError, DlcvUsageError
-from dlcv.train import create_model, list_models, model_info
-from dlcv.train.models.fcn import COURSE_CONV_NAMES, course_key
+from dlcv.train import create_model, list_models, model_config, model_info
+from dlcv.train.models.deeplab import DeepLabV3Logits
+from dlcv.train.models.fcn import COURSE_CONV_NAMES, FCN, course_key
+from dlcv.train.models.fcn_deconv import FCNDeconv
 from dlcv.train.models.vgg import VGG16Classifier, vgg16_conv_indices
 from dlcv.train.pretrained import (
-    FAMILIES,
     HEAD_REPLACED,
     MISSING_IN_MODEL,
     SHAPE_MISMATCH,
-    family_of,
     load_pretrained,
     output_layer,
     set_finetune,
@@ -41,10 +42,22 @@ def assert_copied(model, state, names):
         assert torch.equal(own[name], state[name]), name
 
 
-def test_every_registered_model_has_transfer_rules():
-    assert set(list_models()) <= set(FAMILIES)
-    with pytest.raises(DlcvUsageError, match="no pretrained-weights or fine-tuning support for 'unet'"):
-        family_of("unet")
+@pytest.mark.parametrize("arch", list_models())
+def test_every_registered_model_declares_its_transfer_rules(arch):
+    config = model_config(arch)
+    model = create_model(arch, num_classes=3, width=NARROW)
+    modules = dict(model.named_modules())
+    assert any(name in modules for name in config.head)  # a family shares one head list (fcn32s has no score_pool4)
+    stages = config.stages(model)
+    assert len(stages) >= 2 and all(name in modules for stage in stages for name in stage)
+
+
+def test_an_unknown_architecture_is_refused_with_the_known_ones(tmp_path):
+    model = create_model("cnn_small", num_classes=3, width=NARROW)
+    with pytest.raises(DlcvError, match="unknown model 'unet'.*choose one of: .*cnn_small"):
+        load_pretrained(model, "unet", save(tmp_path, "w.pth", model.state_dict()))
+    with pytest.raises(DlcvError, match="unknown model 'unet'"):
+        set_finetune(model, "unet", "head")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -52,7 +65,6 @@ def test_every_registered_model_has_transfer_rules():
 
 
 def test_torchvision_resnet50_into_resnet50_and_deeplab_backbone(tmp_path):
-    torchvision = pytest.importorskip("torchvision")
     ref = torchvision.models.resnet50(weights=None)
     randomised(ref)  # so that running statistics are not the defaults either
     path = save(tmp_path, "resnet50.pth", ref.state_dict())
@@ -140,10 +152,17 @@ def test_vgg16_into_fcn8s_deconv_encoder(tmp_path):
 def test_vgg_flavours_are_not_mixed(tmp_path):
     plain = save(tmp_path, "vgg16.pth", narrow_vgg16_state())
     with_bn = save(tmp_path, "vgg16_bn.pth", create_model("vgg16_bn", num_classes=10, width=NARROW).state_dict())
-    with pytest.raises(DlcvError, match="VGG16 \\(without batch norm\\) encoder weights, but vgg16_bn needs VGG16-BN"):
+    with pytest.raises(DlcvError, match="vgg16.pth for vgg16_bn: the file holds VGG16 \\(without batch norm\\) encoder weights, but the model needs VGG16-BN"):
         load_pretrained(create_model("vgg16_bn", num_classes=2, width=NARROW), "vgg16_bn", plain)
-    with pytest.raises(DlcvError, match="VGG16-BN encoder weights, but fcn8s needs VGG16"):
+    with pytest.raises(DlcvError, match="vgg16_bn.pth for fcn8s: the file holds VGG16-BN encoder weights, but the model needs VGG16"):
         load_pretrained(create_model("fcn8s", num_classes=2, width=NARROW), "fcn8s", with_bn)
+    with pytest.raises(DlcvError, match="for fcn8s_deconv: the file holds VGG16-BN encoder weights"):
+        load_pretrained(create_model("fcn8s_deconv", num_classes=2, width=NARROW), "fcn8s_deconv", with_bn)
+    # an FCN built with a batch-norm encoder takes the VGG16-BN file and refuses the plain one
+    bn_fcn = create_model("fcn8s", num_classes=2, width=NARROW, batch_norm=True)
+    assert len(load_pretrained(bn_fcn, "fcn8s", with_bn).loaded) == 13 * 7 + 4  # conv w/b, BN w/b/mean/var/count; fc6, fc7
+    with pytest.raises(DlcvError, match="holds VGG16 \\(without batch norm\\) encoder weights, but the model needs VGG16-BN"):
+        load_pretrained(bn_fcn, "fcn8s", plain)
 
 
 def course_named(state):
@@ -238,10 +257,15 @@ def _n(params):
 def _final_layer(model, arch):
     if model_info(arch).task == "classification":
         return output_layer(model)[1]
-    return {"fcn": lambda: model.score_fr, "fcn_deconv": lambda: model.classifier, "deeplabv3": lambda: model.classifier[4]}[family_of(arch).name]()
+    if isinstance(model, FCN):
+        return model.score_fr
+    if isinstance(model, FCNDeconv):
+        return model.classifier
+    assert isinstance(model, DeepLabV3Logits), type(model)
+    return model.classifier[4]
 
 
-@pytest.mark.parametrize("arch", sorted(FAMILIES))
+@pytest.mark.parametrize("arch", list_models())
 def test_head_mode_trains_only_the_head_and_stages_unfreeze_in_order(arch):
     model = create_model(arch, num_classes=3, width=NARROW)
     total = _n(model.parameters())
@@ -252,7 +276,7 @@ def test_head_mode_trains_only_the_head_and_stages_unfreeze_in_order(arch):
     first = next(model.parameters())  # the stem's first convolution
     assert not first.requires_grad
 
-    stages = family_of(arch).stages(model)
+    stages = model_config(arch).stages(model)
     counts = [set_finetune(model, arch, "head", trainable_stages=k) for k in range(len(stages) + 1)]
     assert counts[0] == head and all(a < b for a, b in zip(counts, counts[1:])) and counts[-1] <= total, counts
     assert set_finetune(model, arch, "all") == total

@@ -200,7 +200,6 @@ def test_resume_refuses_changed_settings(tmp_path, camvid):
 
 
 def test_pretrained_and_finetune_head(tmp_path):
-    pytest.importorskip("dlcv.train.pretrained")
     data = write_imagefolder(tmp_path / "data")
     source = create_model(CLS_MODEL, num_classes=7, width=float(NARROW))
     with torch.no_grad():
@@ -220,7 +219,6 @@ def test_pretrained_and_finetune_head(tmp_path):
 
 
 def test_byol_subcommand_then_pretrained(tmp_path):
-    pytest.importorskip("dlcv.train.byol")
     data = write_imagefolder(tmp_path / "data")
     out = dlcv_train("byol", "--backbone", CLS_MODEL, "--data", data, "--epochs", 1, "--batch-size", 4, "--width", NARROW,
                      "--input-size", 32, "--out", tmp_path / "byol", "--quiet")  # fmt: skip

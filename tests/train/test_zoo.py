@@ -6,12 +6,12 @@ cost); torchvision's constructors are called with ``weights=None`` (nothing is d
 import pytest
 import torch
 import torch.nn as nn
+import torchvision
 
-from dlcv.train import create_model, model_info
+from dlcv.train import create_model, list_models, model_config, model_info
 
 from .test_models import NARROW, conv, fcn_trunk_params, n_params, on_meta, vgg16_conv_params
 
-torchvision = pytest.importorskip("torchvision")
 tvm = torchvision.models
 
 
@@ -111,6 +111,39 @@ def test_fcn_deconv_exact_parameter_count(name):
     decoder = sum(conv(a, b, 3) + 2 * b for a, b in zip(chans, chans[1:]))  # transposed conv + BatchNorm
     expected = vgg16_conv_params() + decoder + conv(32, n, 1)
     assert n_params(on_meta(lambda: create_model(name))) == expected == 18_644_373
+
+
+# ---------------------------------------------------------------------------------------------
+# each model's default preprocessing is the one its weights were published with
+
+
+PUBLISHED_WEIGHTS = {  # the torchvision weights whose layout each model loads
+    "vgg16_bn": tvm.VGG16_BN_Weights.IMAGENET1K_V1,
+    "resnet50": tvm.ResNet50_Weights.IMAGENET1K_V1,
+    "alexnet": tvm.AlexNet_Weights.IMAGENET1K_V1,
+    "efficientnet_b2": tvm.EfficientNet_B2_Weights.IMAGENET1K_V1,
+    "convnext_base": tvm.ConvNeXt_Base_Weights.IMAGENET1K_V1,
+    "deeplabv3_resnet50": tvm.segmentation.DeepLabV3_ResNet50_Weights.COCO_WITH_VOC_LABELS_V1,
+    **dict.fromkeys(("fcn32s", "fcn16s", "fcn8s", "fcn8s_deconv", "fcn32s_deconv"), tvm.VGG16_Weights.IMAGENET1K_V1),
+}
+INTERPOLATION_NAMES = {"InterpolationMode.BILINEAR": "linear", "InterpolationMode.BICUBIC": "cubic"}
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED_WEIGHTS))
+def test_default_preprocessing_is_the_published_weights(name):
+    spec, published = model_config(name).preprocess, PUBLISHED_WEIGHTS[name].transforms()
+    assert (spec.color_order, spec.mean, spec.std) == ("rgb", tuple(published.mean), tuple(published.std))
+    assert spec.interpolation == INTERPOLATION_NAMES[str(published.interpolation)]
+    if model_info(name).task == "segmentation":
+        assert spec.resize == "none"  # fully convolutional: the image keeps its size
+    else:  # torchvision's evaluation transform: shorter side to resize_size, centre crop_size
+        assert spec.resize == "shorter_center_crop"
+        assert (spec.resize_shorter, spec.size) == (published.resize_size[0], (published.crop_size[0],) * 2)
+
+
+def test_every_model_but_the_course_one_has_published_preprocessing():
+    assert set(list_models()) - set(PUBLISHED_WEIGHTS) == {"cnn_small"}
+    assert model_config("cnn_small").preprocess.size == (32, 32)  # model A's input: the course's 32×32 images
 
 
 # ---------------------------------------------------------------------------------------------

@@ -24,7 +24,6 @@ from dlcv.runtime.imageio import write_png
 
 DEMO_VERSION = 4
 SEG_CLASSES = ("background",) + tuple(f"digit_{d}" for d in range(10))
-CLS_CLASSES = tuple(str(d) for d in range(10))
 SPLITS = ("train", "val", "test")
 
 

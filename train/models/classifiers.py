@@ -4,7 +4,9 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ..registry import register_model, scaled
+from dlcv.runtime.preprocess import PreprocessSpec
+
+from ..registry import ModelConfig, imagenet_eval, register_model, scaled
 
 CNN_SMALL_GRID = (8, 8)
 
@@ -90,13 +92,25 @@ class AlexNet(PooledClassifier):
         )
 
 
-@register_model("cnn_small", task="classification", default_num_classes=50)
+# The course's 32×32 images (model A is defined on them), resized as given; ImageNet mean/std.
+CNN_SMALL = ModelConfig(
+    task="classification", num_classes=50, preprocess=PreprocessSpec(resize="resize", size=(32, 32)),
+    head=("classifier",), stages=lambda m: [("features.0",), ("features.3",)],
+)  # fmt: skip
+# torchvision's AlexNet_Weights.IMAGENET1K_V1: shorter side 256, centre crop 224, bilinear.
+ALEXNET = ModelConfig(
+    task="classification", num_classes=50, preprocess=imagenet_eval(224, 256),
+    head=("classifier",), stages=lambda m: [(f"features.{i}",) for i in (0, 3, 6, 8, 10)],
+)  # fmt: skip
+
+
+@register_model("cnn_small", CNN_SMALL)
 def cnn_small(*, num_classes: int, width: float = 1.0) -> nn.Module:
     """The course's "model A" baseline (see :class:`SmallCNN`)."""
     return SmallCNN(num_classes=num_classes, width=width)
 
 
-@register_model("alexnet", task="classification", default_num_classes=50)
+@register_model("alexnet", ALEXNET)
 def alexnet(*, num_classes: int, width: float = 1.0, dropout: float = 0.5) -> nn.Module:
     """AlexNet (torchvision architecture), last Linear sized for ``num_classes``."""
     return AlexNet(num_classes=num_classes, width=width, dropout=dropout)

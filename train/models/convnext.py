@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 from torchvision.models.convnext import CNBlockConfig, ConvNeXt
 
-from ..registry import register_model, scaled
+from ..registry import ModelConfig, imagenet_eval, register_model, scaled
 
 # (in channels, out channels, blocks) per stage: torchvision's convnext_base.
 BASE_STAGES = ((128, 256, 3), (256, 512, 3), (512, 1024, 27), (1024, None, 3))
@@ -40,7 +40,18 @@ class ConvNeXtClassifier(ConvNeXt):
         return self.classifier[-1](self.forward_features(x))
 
 
-@register_model("convnext_base", task="classification", default_num_classes=50)
+def convnext_stages(model: nn.Module) -> list[tuple[str, ...]]:
+    """features[0] is the stem, odd indices the four stages, even ones the downsampling before them."""
+    return [("features.1",), ("features.2", "features.3"), ("features.4", "features.5"), ("features.6", "features.7")]
+
+
+# torchvision's ConvNeXt_Base_Weights.IMAGENET1K_V1: shorter side 232, centre crop 224, bilinear.
+CONVNEXT_BASE = ModelConfig(
+    task="classification", num_classes=50, preprocess=imagenet_eval(224, 232), head=("classifier",), stages=convnext_stages
+)
+
+
+@register_model("convnext_base", CONVNEXT_BASE)
 def convnext_base(
     *, num_classes: int, width: float = 1.0, stochastic_depth_prob: float = BASE_STOCHASTIC_DEPTH
 ) -> nn.Module:

@@ -15,7 +15,9 @@ from torchvision.models._utils import IntermediateLayerGetter
 from torchvision.models.segmentation.deeplabv3 import ASPP, DeepLabV3
 from torchvision.models.segmentation.fcn import FCNHead
 
-from ..registry import register_model, scaled
+from dlcv.runtime.preprocess import PreprocessSpec
+
+from ..registry import ModelConfig, StateDict, register_model, same_names, scaled
 from .resnet import RESNET50_LAYERS, ResNet
 
 ATROUS_RATES = (12, 24, 36)
@@ -43,7 +45,24 @@ class DeepLabV3Logits(DeepLabV3):
         return self.forward_outputs(x)["out"]
 
 
-@register_model("deeplabv3_resnet50", task="segmentation", default_num_classes=21)
+def deeplab_keys(model: nn.Module, state: StateDict) -> list:
+    """torchvision DeepLabv3 names (or a dlcv checkpoint's) as they are; a ResNet-50 file
+    (torchvision's or a BYOL backbone) goes into ``backbone.``."""
+    if any(k.startswith("backbone.") for k in state):
+        return same_names(model, state)
+    return [(k, f"backbone.{k}", v) for k, v in state.items()]
+
+
+# torchvision's DeepLabV3_ResNet50_Weights: RGB, ImageNet mean/std, bilinear. They also scale the
+# shorter side to 520; the preprocessing contract has no shorter-side-only policy, so the image
+# keeps its size (the network takes any size).
+DEEPLABV3_RESNET50 = ModelConfig(
+    task="segmentation", num_classes=21, preprocess=PreprocessSpec(resize="none"), head=("classifier", "aux_classifier"),
+    stages=lambda m: [(f"backbone.layer{i}",) for i in range(1, 5)], map_keys=deeplab_keys,
+)  # fmt: skip
+
+
+@register_model("deeplabv3_resnet50", DEEPLABV3_RESNET50)
 def deeplabv3_resnet50(*, num_classes: int, width: float = 1.0, aux: bool = False) -> nn.Module:
     """DeepLabv3-ResNet50 (torchvision architecture: dilated layer3/layer4, output stride 8)."""
     resnet = ResNet(RESNET50_LAYERS, num_classes=1, width=width, replace_stride_with_dilation=(False, True, True))

@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 from torchvision.models.efficientnet import EfficientNet, MBConvConfig
 
-from ..registry import register_model
+from ..registry import ModelConfig, imagenet_eval, register_model
 
 # (expand ratio, kernel, stride, in channels, out channels, layers): EfficientNet-B0's stages,
 # which B2 scales by width 1.1 and depth 1.2 (torchvision's efficientnet_b2 configuration).
@@ -34,7 +34,19 @@ class EfficientNetClassifier(EfficientNet):
         return self.classifier[-1](self.forward_features(x))
 
 
-@register_model("efficientnet_b2", task="classification", default_num_classes=50)
+def efficientnet_stages(model: nn.Module) -> list[tuple[str, ...]]:
+    """features[0] is the stem, [1..7] the MBConv stages, [8] the 1×1 head conv (joined to the last stage)."""
+    return [*((f"features.{i}",) for i in range(1, 7)), ("features.7", "features.8")]
+
+
+# torchvision's EfficientNet_B2_Weights.IMAGENET1K_V1: shorter side 288, centre crop 288, bicubic.
+EFFICIENTNET_B2 = ModelConfig(
+    task="classification", num_classes=50, preprocess=imagenet_eval(288, 288, "cubic"), head=("classifier",),
+    stages=efficientnet_stages,
+)  # fmt: skip
+
+
+@register_model("efficientnet_b2", EFFICIENTNET_B2)
 def efficientnet_b2(*, num_classes: int, width: float = 1.0, dropout: float = B2_DROPOUT) -> nn.Module:
     """EfficientNet-B2. ``width`` multiplies B2's own width multiplier (channels stay multiples of 8,
     at least 8, as torchvision rounds them); the depth is always B2's."""

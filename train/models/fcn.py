@@ -17,9 +17,10 @@ import torch
 import torch.nn as nn
 
 from dlcv.runtime.errors import DlcvError
+from dlcv.runtime.preprocess import PreprocessSpec
 
-from ..registry import register_model, scaled
-from .vgg import make_vgg16_features, vgg16_conv_indices, vgg16_pool_indices
+from ..registry import ModelConfig, Pair, StateDict, register_model, scaled
+from .vgg import check_vgg_flavour, make_vgg16_features, vgg16_conv_indices, vgg16_pool_indices, vgg16_stages
 
 
 @dataclass(frozen=True)
@@ -148,14 +149,21 @@ class FCN(nn.Module):
             )
         if self.batch_norm and not has_bn:
             raise DlcvError("this FCN has a batch-norm encoder (batch_norm=True): it loads VGG16-BN weights (torchvision's vgg16_bn)")
-        own = self.state_dict()
-        pairs = []
-        for key, tensor in state.items():
-            target = vgg16_key_to_fcn(key)
-            if target in own and tensor.shape != own[target].shape and tensor.numel() == own[target].numel():
-                tensor = tensor.reshape(own[target].shape)  # fully connected -> 7×7 / 1×1 convolution
-            pairs.append((key, target, tensor))
+        pairs = vgg16_pairs(self, state)
         return transfer_tensors(self, pairs, source=str(source) if not isinstance(source, Mapping) else "state dict")
+
+
+def vgg16_pairs(model: nn.Module, state: StateDict) -> list[Pair]:
+    """A torchvision VGG16 state dict paired with an FCN's names; ``classifier.0``/``classifier.3``
+    reshaped into the ``fc6``/``fc7`` convolutions."""
+    own = model.state_dict()
+    pairs = []
+    for key, tensor in state.items():
+        target = vgg16_key_to_fcn(key)
+        if target in own and tensor.shape != own[target].shape and tensor.numel() == own[target].numel():
+            tensor = tensor.reshape(own[target].shape)  # fully connected -> 7×7 / 1×1 convolution
+        pairs.append((key, target, tensor))
+    return pairs
 
 
 def vgg16_key_to_fcn(key: str) -> str | None:
@@ -184,6 +192,35 @@ def course_key(key: str) -> str:
 _COURSE_TO_FEATURES = dict(zip(COURSE_CONV_NAMES, vgg16_conv_indices()))
 
 
+def course_pairs(model: nn.Module, state: StateDict) -> list[Pair]:
+    """A VGG16-encoder file paired with our names: the course's ``conv1_1``... mapped, the rest
+    as named. VGG16 weights for a VGG16-BN encoder (or the reverse) are refused."""
+    check_vgg_flavour({course_key(k): v for k, v in state.items()}, getattr(model, "batch_norm", False))
+    return [(k, course_key(k), v) for k, v in state.items()]
+
+
+def _is_torchvision_vgg16(state: StateDict) -> bool:
+    return "features.0.weight" in state and "classifier.0.weight" in state and "fc6.weight" not in state
+
+
+def fcn_keys(model: nn.Module, state: StateDict) -> list[Pair]:
+    """The FCN family's key mapper: torchvision VGG16 (fully connected layers into fc6/fc7),
+    course-named FCN checkpoints, and our own names."""
+    if _is_torchvision_vgg16(state):
+        check_vgg_flavour(state, model.batch_norm)
+        return vgg16_pairs(model, state)
+    return course_pairs(model, state)
+
+
+FCN_HEAD = ("fc6", "fc7", "score_fr", "score_pool4", "score_pool3", "upscore2", "upscore_pool4", "upscore", "upscore8", "upscore16")
+# The encoder loads torchvision's VGG16 weights: RGB, ImageNet mean/std; fully convolutional, so
+# the image keeps its size.
+FCN_CONFIG = ModelConfig(
+    task="segmentation", num_classes=21, preprocess=PreprocessSpec(resize="none"), head=FCN_HEAD,
+    stages=vgg16_stages, map_keys=fcn_keys,
+)  # fmt: skip
+
+
 def _fcn_builder(name: str):
     def build(*, num_classes: int, width: float = 1.0, dropout: float = 0.5, batch_norm: bool = False) -> nn.Module:
         return FCN(FCN_VARIANTS[name], num_classes=num_classes, width=width, dropout=dropout, batch_norm=batch_norm)
@@ -194,4 +231,4 @@ def _fcn_builder(name: str):
 
 
 for _name in FCN_VARIANTS:
-    register_model(_name, task="segmentation", default_num_classes=21)(_fcn_builder(_name))
+    register_model(_name, FCN_CONFIG)(_fcn_builder(_name))

@@ -15,11 +15,13 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ..registry import register_model, scaled
-from .vgg import make_vgg16_features, vgg16_pool_indices
+from dlcv.runtime.preprocess import PreprocessSpec
+
+from ..registry import ModelConfig, register_model, scaled
+from .fcn import course_pairs
+from .vgg import make_vgg16_features, vgg16_pool_indices, vgg16_stages
 
 DECODER_CHANNELS = (512, 256, 128, 64, 32)  # outputs of deconv1..deconv5
-SKIP_POOLS = ("pool4", "pool3")  # added after deconv1 and deconv2
 
 
 class FCNDeconv(nn.Module):
@@ -64,13 +66,21 @@ class FCNDeconv(nn.Module):
         return self.classifier(h)
 
 
-@register_model("fcn8s_deconv", task="segmentation", default_num_classes=21)
+DECONV_HEAD = tuple(f"{layer}{k}" for k in range(1, 6) for layer in ("deconv", "bn")) + ("classifier",)
+# The encoder loads torchvision's VGG16 weights: RGB, ImageNet mean/std, any image size.
+FCN_DECONV = ModelConfig(
+    task="segmentation", num_classes=21, preprocess=PreprocessSpec(resize="none"), head=DECONV_HEAD,
+    stages=vgg16_stages, map_keys=course_pairs,
+)  # fmt: skip
+
+
+@register_model("fcn8s_deconv", FCN_DECONV)
 def fcn8s_deconv(*, num_classes: int, width: float = 1.0, skip: bool = True) -> nn.Module:
     """VGG16 + five-deconvolution decoder; ``skip=True`` adds pool4 and pool3 (see :class:`FCNDeconv`)."""
     return FCNDeconv(num_classes=num_classes, width=width, skip=skip)
 
 
-@register_model("fcn32s_deconv", task="segmentation", default_num_classes=21)
+@register_model("fcn32s_deconv", FCN_DECONV)
 def fcn32s_deconv(*, num_classes: int, width: float = 1.0) -> nn.Module:
     """``fcn8s_deconv`` without skip connections (its 32× pool5 path only), named for the comparison."""
     return FCNDeconv(num_classes=num_classes, width=width, skip=False)

@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 from torchvision.models.resnet import Bottleneck, conv1x1
 
-from ..registry import register_model, scaled
+from ..registry import ModelConfig, StateDict, imagenet_eval, register_model, same_names, scaled
 
 RESNET50_LAYERS = (3, 4, 6, 3)
 
@@ -86,7 +86,21 @@ class ResNet(nn.Module):
         return self.fc(self.forward_features(x))
 
 
-@register_model("resnet50", task="classification", default_num_classes=65)
+def resnet_keys(model: nn.Module, state: StateDict) -> list:
+    """torchvision ResNet names as they are; a DeepLabv3 file gives its ResNet-50 backbone."""
+    if any(k.startswith("backbone.") for k in state):
+        return [(k, k.removeprefix("backbone."), v) for k, v in state.items()]
+    return same_names(model, state)
+
+
+# torchvision's ResNet50_Weights.IMAGENET1K_V1: shorter side 256, centre crop 224, bilinear.
+RESNET50 = ModelConfig(
+    task="classification", num_classes=65, preprocess=imagenet_eval(224, 256), head=("fc",),
+    stages=lambda m: [(f"layer{i}",) for i in range(1, 5)], map_keys=resnet_keys,
+)  # fmt: skip
+
+
+@register_model("resnet50", RESNET50)
 def resnet50(*, num_classes: int, width: float = 1.0) -> nn.Module:
     """ResNet-50 (torchvision architecture), ``fc`` sized for ``num_classes`` (default: Office-Home's 65)."""
     return ResNet(RESNET50_LAYERS, num_classes=num_classes, width=width)

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import torch.nn as nn
 
-from ..registry import register_model, scaled
+from dlcv.runtime.errors import DlcvError
+
+from ..registry import ModelConfig, StateDict, imagenet_eval, register_model, same_names, scaled
 from .classifiers import PooledClassifier
 
 VGG16_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
@@ -49,6 +51,29 @@ def vgg16_pool_indices(features: nn.Sequential) -> list[int]:
     return [i for i, m in enumerate(features) if isinstance(m, nn.MaxPool2d)]
 
 
+def vgg16_stages(model: nn.Module) -> list[tuple[str, ...]]:
+    """The five conv blocks of ``model.features`` (each up to and including its pool), first to last."""
+    bounds = [-1, *vgg16_pool_indices(model.features)]
+    return [tuple(f"features.{i}" for i in range(a + 1, b + 1)) for a, b in zip(bounds, bounds[1:])]
+
+
+def check_vgg_flavour(state: StateDict, batch_norm: bool) -> None:
+    """Refuse VGG16 encoder weights given to a VGG16-BN encoder and the reverse: their indices differ."""
+    encoder = [k for k in state if k.startswith("features.")]
+    if not encoder:
+        return
+    has_bn = any(k.endswith("running_mean") for k in encoder)
+    if has_bn != batch_norm:
+        have, want = ("VGG16-BN", "VGG16 (without batch norm)") if has_bn else ("VGG16 (without batch norm)", "VGG16-BN")
+        raise DlcvError(f"the file holds {have} encoder weights, but the model needs {want} weights; their layer indices differ")
+
+
+def vgg16_bn_keys(model: nn.Module, state: StateDict) -> list:
+    """torchvision ``vgg16_bn`` names as they are; plain VGG16 weights are refused."""
+    check_vgg_flavour(state, batch_norm=True)
+    return same_names(model, state)
+
+
 class VGG16Classifier(PooledClassifier):
     """torchvision's VGG16(-BN) with the last Linear sized for ``num_classes``, width-scaled."""
 
@@ -79,7 +104,14 @@ class VGG16Classifier(PooledClassifier):
                 nn.init.constant_(m.bias, 0)
 
 
-@register_model("vgg16_bn", task="classification", default_num_classes=50)
+# torchvision's VGG16_BN_Weights.IMAGENET1K_V1: shorter side 256, centre crop 224, bilinear.
+VGG16_BN = ModelConfig(
+    task="classification", num_classes=50, preprocess=imagenet_eval(224, 256), head=("classifier",),
+    stages=vgg16_stages, map_keys=vgg16_bn_keys,
+)  # fmt: skip
+
+
+@register_model("vgg16_bn", VGG16_BN)
 def vgg16_bn(*, num_classes: int, width: float = 1.0, dropout: float = 0.5) -> nn.Module:
     """VGG16 with batch norm (torchvision architecture), head replaced for ``num_classes``."""
     return VGG16Classifier(num_classes=num_classes, width=width, batch_norm=True, dropout=dropout)
