@@ -77,7 +77,7 @@ def train_and_compare_with_runtime(model: str, data, out, monkeypatch, input_siz
     what the runtime computes from the image files and the checkpoint's preprocessing record."""
     from dlcv.train.checkpoint import load_checkpoint, metadata_from_checkpoint
     from dlcv.train.config import TrainConfig
-    from dlcv.train.data.formats import open_dataset
+    from dlcv.runtime.datasets import open_dataset
     from dlcv.train.loop import train
 
     seen = record_eval_inputs(monkeypatch)

@@ -14,7 +14,7 @@ from dlcv.train import registry
 from dlcv.train.checkpoint import load_checkpoint, model_from_checkpoint
 from dlcv.train.cli import main
 
-from .fixtures import write_camvid
+from tests.runtime.datasets.fixtures import write_camvid
 from .test_data import train_and_compare_with_runtime, write_varied_camvid
 
 TINY_MODULE = Path(__file__).with_name("tiny_model.py")
