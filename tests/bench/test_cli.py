@@ -179,7 +179,7 @@ def test_a_named_backend_without_a_model_is_an_error_record(make_checkpoint, tmp
     assert result.exit_code == 0, result.output
     records = load_records(tmp_path / "trt")
     trt = [r for r in records if r["backend"] == "tensorrt"]
-    assert len(trt) == 1 and "no tensorrt model" in trt[0]["error"] and "--trt" in trt[0]["error"]
+    assert len(trt) == 1 and "no tensorrt model" in trt[0]["error"] and ".plan" in trt[0]["error"]
     assert not any(r["backend"] == "onnxruntime" for r in records)  # not asked for: nothing exported
     eager = by_label(records, "torch eager fp32")[0]
     assert eager["parity_truth"] == "reference" and eager["top1_delta"] == 0.0  # synthetic images, no labels
