@@ -10,11 +10,12 @@ its parity against this one would mean nothing.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from dlcv.runtime.backends import Backend, backends_for, open_backend
+from dlcv.runtime.backends import Backend, backends, backends_for, open_backend
 from dlcv.runtime.errors import first_line
 from dlcv.runtime.metadata import ArtifactMetadata
 
@@ -69,6 +70,13 @@ class BenchRow:
                 self.instance.close()
             finally:
                 self.instance = None
+
+
+@functools.lru_cache(maxsize=None)
+def backend_version(name: str) -> str | None:
+    """The library version of the backend a row runs on (None for a name no backend has)."""
+    cls = backends().get(name)
+    return cls.library_version() if cls is not None else None
 
 
 def row_backends(path: Path, selected: tuple[str, ...] | None) -> list[type[Backend]]:

@@ -28,7 +28,7 @@ from dlcv.runtime.errors import DlcvError, first_line
 from dlcv.runtime.metadata import ArtifactMetadata
 
 from . import memory
-from .candidates import BenchRow, artifact_rows, assign_labels, row_backends, row_device
+from .candidates import BenchRow, artifact_rows, assign_labels, backend_version, row_backends, row_device
 from .config import DEFAULT_SHAPE, BenchConfig
 from .data import BenchImages, latency_batch, load_images, natural_shape, parity_batches
 from .exporting import export_artifacts
@@ -274,7 +274,8 @@ class BenchmarkRun:
             r = self.results[c.label]
             for bs in cfg.batch_sizes:
                 fields = dict(
-                    name=name, arch=md.arch, task=md.task, label=c.label, backend=c.backend, variant=c.variant,
+                    name=name, arch=md.arch, task=md.task, label=c.label, backend=c.backend,
+                    backend_version=backend_version(c.backend), variant=c.variant,
                     precision=c.precision, artifact=str(c.artifact) if c.artifact else None, device=c.device,
                     batch_size=bs, input_height=self.shape[0], input_width=self.shape[1], skipped=c.skipped,
                     open_rss_mb=c.open_rss_mb, model_gflop_per_image=flops / 1e9 if flops else None,
