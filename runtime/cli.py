@@ -51,9 +51,10 @@ DEFAULT_WORKERS = max(1, min(4, os.cpu_count() or 1))
               help="With --ray: GPUs each actor holds (with --device cuda/tensorrt).")
 @debug_option
 @handle_errors
-def main(images_dir: Path, engine: str, labels: Path | None, out: Path | None, batch_size: int, backend: str | None,
-         device: str, workers: int, recursive: bool, overwrite: bool, skip_existing: bool, strict: bool, max_pixels: int,
-         quiet: bool, ray_address: str | None, ray_actors: int | None, ray_gpus_per_actor: float, debug: bool) -> None:
+def main(images_dir: Path, engine: str, labels: Path | None, out: Path | None, batch_size: int,
+         backend: str | None, device: str, workers: int, recursive: bool, overwrite: bool, skip_existing: bool,
+         strict: bool, max_pixels: int, quiet: bool, ray_address: str | None, ray_actors: int | None,
+         ray_gpus_per_actor: float, debug: bool) -> None:
     """Run a deployed model over the images in IMAGES_DIR and write masks or predictions.csv.
 
     Segmentation writes <stem>.png (class indices, original size) and <stem>_color.png;

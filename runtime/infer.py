@@ -2,8 +2,8 @@
 
 ``run_inference(InferConfig(engine=..., images=...))`` opens the model with
 :func:`~dlcv.runtime.backends.open_backend` (the backend its suffix defaults to, or the one
-``backend`` names: ``openvino`` for an ``.onnx`` file) and takes everything else (task, classes, palette,
-preprocessing, ignore index, excluded classes) from the artifact's metadata.
+``backend`` names: ``openvino`` for an ``.onnx`` file) and takes everything else (task,
+classes, palette, preprocessing, ignore index, excluded classes) from the artifact's metadata.
 
 The run, one job per module:
 

@@ -138,7 +138,8 @@ class BenchmarkRun:
             for path in cfg.artifacts:
                 found = artifact_rows(path, cfg.backends, cfg.device, cfg.threads, self.md)
                 if not found:
-                    self.notes.append(f"{path.name} was not run: no backend of --backends {','.join(cfg.backends or ())} opens it.")
+                    named = ",".join(cfg.backends or ())
+                    self.notes.append(f"{path.name} was not run: no backend of --backends {named} opens it.")
                 rows.extend(found)
         elif row_backends(_EXPORTED, cfg.backends):
             rows = self._exported_candidates()

@@ -39,7 +39,10 @@ def _registry() -> _Registry:
             cls = ep.load()
         except ImportError as exc:  # the package that registered it is broken or half-installed:
             # only a request for this backend fails, not every other backend
-            broken[ep.name] = f"the backend {ep.name!r} ({ep.value}) cannot be imported ({first_line(exc)}); reinstall the package that provides it"
+            broken[ep.name] = (
+                f"the backend {ep.name!r} ({ep.value}) cannot be imported ({first_line(exc)}); "
+                "reinstall the package that provides it"
+            )
             continue
         if not (isinstance(cls, type) and issubclass(cls, Backend)):
             raise DlcvError(f"entry point {ep.name} = {ep.value} is not a dlcv Backend class")
@@ -133,7 +136,8 @@ def resolve_backend(target: str | Path, backend: str | None = None) -> type[Back
     found = backends_for(target)
     if not found:
         known = sorted({k for c in _registry().classes.values() for k in _kinds(c)})
-        raise DlcvError(f"{target}: unknown model file type {_kind(target) or '(no suffix)'!r}; expected one of {', '.join(known)}")
+        kind = _kind(target) or "(no suffix)"
+        raise DlcvError(f"{target}: unknown model file type {kind!r}; expected one of {', '.join(known)}")
     return found[0]
 
 
