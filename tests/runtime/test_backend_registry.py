@@ -17,7 +17,9 @@ from dlcv.runtime.backends import registry
 from dlcv.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
 from dlcv.runtime.errors import DlcvError, DlcvUsageError, MissingDependencyError
 
-ENGINE_MODULES = ("onnxruntime", "openvino", "tensorrt", "tensorrt_lean", "tensorrt_lean_bindings", "torch", "torchvision")
+ENGINE_MODULES = (
+    "onnxruntime", "openvino", "tensorrt", "tensorrt_lean", "tensorrt_lean_bindings", "tritonclient", "ray", "torch", "torchvision",
+)
 
 _READ_REGISTRY = """
 import json, sys
