@@ -168,7 +168,8 @@ def analyze_checkpoint(config: AnalyzeConfig, log: Callable[[str], None]) -> Che
         indices = subset(len(split), config.max_images, config.seed)
         sections.append(deployment_section(
             final, ckpt, config.target, config.compare, split, indices, config.count, out, device=device,
-            batch_size=config.batch_size, workers=config.workers, progress=config.progress, log=log,
+            backend_name=config.backend, batch_size=config.batch_size, workers=config.workers,
+            progress=config.progress, log=log,
         ))  # fmt: skip
     title = f"{ckpt['arch']} — {config.target.name}"
     return CheckpointAnalysis(title, ckpt["task"], tuple(sections), metrics_json)

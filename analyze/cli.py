@@ -26,6 +26,8 @@ def _names(text: str | None) -> tuple[str, ...]:
 @click.option("--class-map", default=None, help="Override the checkpoint's recorded relabelling (preset or JSON, as dlcv-train --class-map).")
 @click.option("--compare", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="A deployed model (.onnx, .plan/.engine) to run on the same tensors as PyTorch.")  # fmt: skip
+@click.option("--backend", default=None, metavar="NAME",
+              help="The backend --compare runs on (e.g. openvino for an .onnx; default: the one its suffix names).")
 @click.option("--runs", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="The run folder (dlcv-train --out): log.csv curves, epoch snapshots epochs/epoch_NNN.pt.")  # fmt: skip
 @click.option("--metrics", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -45,12 +47,12 @@ def _names(text: str | None) -> tuple[str, ...]:
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @debug_option
 @handle_errors
-def main(target, data, fmt, class_map, compare, runs, metrics, out, images, count, rank_by, max_images, batch_size,
+def main(target, data, fmt, class_map, compare, backend, runs, metrics, out, images, count, rank_by, max_images, batch_size,
          workers, device, seed, quiet, debug):  # fmt: skip
     """Analyse TARGET: a dlcv checkpoint (.pt, with --data), a run folder (its best.pt; curves and
     snapshots), or a dlcv-infer metrics.json (no PyTorch needed). Writes PNG figures and report.md."""
     config = AnalyzeConfig(
-        target=target, data=data, format=fmt, class_map=class_map, compare=compare, runs=runs, metrics=metrics, out=out,
+        target=target, data=data, format=fmt, class_map=class_map, compare=compare, backend=backend, runs=runs, metrics=metrics, out=out,
         images=_names(images), count=count, rank_by=rank_by.replace("-", "_"), max_images=max_images,
         batch_size=batch_size, workers=workers, device=device, seed=seed, progress=not quiet,
     )  # fmt: skip

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from dlcv.runtime.backends import resolve_backend
 from dlcv.runtime.errors import DlcvUsageError
 
 RANK_BY = ("miou", "pixel_accuracy")
@@ -21,6 +22,7 @@ class AnalyzeConfig:
     ``count`` worst by ``rank_by``. ``max_images``: the most validation images whose features go
     into t-SNE/PCA and that the ``compare`` artifact is run on (a seeded random choice); the
     confusion matrix uses them all. ``metrics``: a deployed run's metrics.json drawn beside.
+    ``backend``: the backend ``compare`` runs on (a registry name; None: its suffix's default).
     """
 
     target: Path
@@ -28,6 +30,7 @@ class AnalyzeConfig:
     format: str | None = None
     class_map: str | None = None
     compare: Path | None = None
+    backend: str | None = None
     runs: Path | None = None
     metrics: Path | None = None
     out: Path = Path("analysis")
@@ -50,8 +53,12 @@ class AnalyzeConfig:
             problems.append(f"--workers must be 0 or more, got {self.workers}")
         if self.rank_by not in RANK_BY:
             problems.append(f"--rank-by must be one of {', '.join(RANK_BY)}, not {self.rank_by!r}")
+        if self.backend is not None and self.compare is None:
+            problems.append("--backend chooses the backend --compare runs on; give --compare ARTIFACT too")
         if problems:
             raise DlcvUsageError("; ".join(problems))
+        if self.backend is not None:
+            resolve_backend(self.compare, self.backend)  # unknown name, or one that does not open that file
 
     @property
     def reads_metrics_json(self) -> bool:

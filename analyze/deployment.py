@@ -1,10 +1,10 @@
 """Deployment view: the checkpoint (PyTorch) and a deployed artifact on the same input tensors.
 
 The artifact (``.onnx``, ``.plan``/``.engine``, or another ``.pt``) is opened with
-:func:`dlcv.runtime.backends.open_backend` and given exactly the tensors PyTorch gets; the
-runtime's comparator (:func:`dlcv.runtime.compare.compare`) measures parity (with the near-tie
-margin of the artifact's precision) and scores both models against the ground truth, and its
-per-batch steps give each image's disagreement. The figure shows the images where the two
+:func:`dlcv.runtime.backends.open_backend` (on ``--backend NAME`` when given) and given exactly
+the tensors PyTorch gets; the runtime's comparator (:func:`dlcv.runtime.compare.compare`)
+measures parity (with the near-tie margin of the artifact's precision) and scores both models
+against the ground truth, and its per-batch steps give each image's disagreement. The figure shows the images where the two
 disagree most, so a parity problem can be seen, not only counted.
 """
 from __future__ import annotations
@@ -158,10 +158,11 @@ def _fmt(value) -> str:
 def deployment_section(
     loaded: LoadedModel, ckpt: Mapping[str, Any], checkpoint_path: Path, artifact: Path, split: EvalSplit,
     indices: Sequence[int], count: int, out: Path, *, device: torch.device, batch_size: int, workers: int,
-    progress: bool, log: Callable[[str], None],
+    progress: bool, log: Callable[[str], None], backend_name: str | None = None,
 ) -> Section:  # fmt: skip
-    """Parity numbers, both models' metrics and the most-disagreeing images' figure."""
-    with open_backend(artifact, device=device.type) as backend:
+    """Parity numbers, both models' metrics and the most-disagreeing images' figure; the
+    artifact runs on ``backend_name`` (a registry name; None: its suffix's default)."""
+    with open_backend(artifact, device=device.type, backend=backend_name) as backend:
         notes = check_artifact(backend, ckpt, checkpoint_path)
         log(f"comparing {checkpoint_path.name} (PyTorch) with {artifact.name} ({backend.name}) on {len(indices)} images")
         comparison, per_image = compare_with_artifact(loaded, backend, split, indices, device=device,

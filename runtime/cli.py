@@ -7,10 +7,11 @@ from pathlib import Path
 import click
 import cv2
 
+from .backends import all_devices, backend_names
 from .cli_support import debug_option, handle_errors
 from .errors import DlcvError, DlcvUsageError
 from .imageio import DEFAULT_MAX_PIXELS
-from .infer import DEVICES, InferConfig, run_inference
+from .infer import InferConfig, run_inference
 
 DEFAULT_WORKERS = max(1, min(4, os.cpu_count() or 1))
 
@@ -26,7 +27,10 @@ DEFAULT_WORKERS = max(1, min(4, os.cpu_count() or 1))
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Output folder [default: <IMAGES_DIR>_pred beside the images folder].")
 @click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True)
-@click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True)
+@click.option("--backend", default=None, metavar="NAME",
+              help=f"Run the model on this backend ({', '.join(backend_names())}) instead of the default for its "
+                   "suffix, e.g. --backend openvino for an .onnx file.")
+@click.option("--device", type=click.Choice(all_devices()), default="cpu", show_default=True)
 @click.option("--workers", type=click.IntRange(min=1), default=DEFAULT_WORKERS, show_default=True,
               help="Threads that decode and preprocess images.")
 @click.option("--recursive", is_flag=True, help="Include nested folders (outputs mirror them).")
@@ -47,9 +51,10 @@ DEFAULT_WORKERS = max(1, min(4, os.cpu_count() or 1))
               help="With --ray: GPUs each actor holds (with --device cuda/tensorrt).")
 @debug_option
 @handle_errors
-def main(images_dir: Path, engine: str, labels: Path | None, out: Path | None, batch_size: int, device: str,
-         workers: int, recursive: bool, overwrite: bool, skip_existing: bool, strict: bool, max_pixels: int,
-         quiet: bool, ray_address: str | None, ray_actors: int | None, ray_gpus_per_actor: float, debug: bool) -> None:
+def main(images_dir: Path, engine: str, labels: Path | None, out: Path | None, batch_size: int,
+         backend: str | None, device: str, workers: int, recursive: bool, overwrite: bool, skip_existing: bool,
+         strict: bool, max_pixels: int, quiet: bool, ray_address: str | None, ray_actors: int | None,
+         ray_gpus_per_actor: float, debug: bool) -> None:
     """Run a deployed model over the images in IMAGES_DIR and write masks or predictions.csv.
 
     Segmentation writes <stem>.png (class indices, original size) and <stem>_color.png;
@@ -65,6 +70,7 @@ def main(images_dir: Path, engine: str, labels: Path | None, out: Path | None, b
         labels=labels,
         batch_size=batch_size,
         device=device,
+        backend=backend,
         workers=workers,
         recursive=recursive,
         overwrite=overwrite,

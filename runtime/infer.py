@@ -1,8 +1,9 @@
 """Batch inference over an image folder with a deployed model: the library behind ``dlcv-infer``.
 
 ``run_inference(InferConfig(engine=..., images=...))`` opens the model with
-:func:`~dlcv.runtime.backends.open_backend` and takes everything else (task, classes, palette,
-preprocessing, ignore index, excluded classes) from the artifact's metadata.
+:func:`~dlcv.runtime.backends.open_backend` (the backend its suffix defaults to, or the one
+``backend`` names: ``openvino`` for an ``.onnx`` file) and takes everything else (task,
+classes, palette, preprocessing, ignore index, excluded classes) from the artifact's metadata.
 
 The run, one job per module:
 
@@ -15,7 +16,7 @@ The run, one job per module:
   classification ground truth is read by :mod:`.datasets.ground_truth`);
 - this module drives them: it runs the batches, writes the per-image outputs and
   ``metrics.json``, and returns an :class:`~dlcv.runtime.summary.InferSummary`.
-  :mod:`.ray_infer` runs the same :class:`_Run` in Ray actors and shares :func:`open_outputs`
+  :mod:`.ray_infer` runs the same :class:`InferRun` in Ray actors and shares :func:`open_outputs`
   (:class:`RunOutputs`), so both write the same files.
 
 Memory stays flat over any number of images: jobs in flight and tensors waiting for a batch
@@ -54,8 +55,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .atomic import remove_stale_temporaries, write_text_atomic
-from .backends import Backend, open_backend
-from .backends.onnxruntime_backend import DEVICE_PROVIDERS
+from .backends import Backend, all_devices, get_backend, open_backend
 from .batching import Loaded, LoadJob, ShapeBatcher, load_job, window_size
 from .datasets.ground_truth import ClassificationLabels
 from .errors import DlcvError, DlcvUsageError, first_line
@@ -79,13 +79,13 @@ from .version import dlcv_version
 
 logger = logging.getLogger("dlcv.runtime.infer")
 
-DEVICES = tuple(DEVICE_PROVIDERS)  # cpu, cuda, tensorrt (onnxruntime providers; engines always run on the GPU)
-
 
 @dataclass(frozen=True)
 class InferConfig:
     """One ``dlcv-infer`` run. Paths may be given as strings; they are stored as :class:`Path`.
 
+    ``backend``: the backend's registry name (None: the default for the engine's suffix).
+    ``device``: one of the devices the registered backends declare (``cuda:N`` for a GPU).
     ``out``: output folder (None: ``<images>_pred`` beside the images folder).
     ``labels``: segmentation: a folder of index-PNG masks named like the images
     (``<stem>.png``, same sub-folders); classification: a CSV ``image_name,label`` or a folder
@@ -100,6 +100,7 @@ class InferConfig:
     labels: Path | None = None
     batch_size: int = 4
     device: str = "cpu"
+    backend: str | None = None
     workers: int = 2
     recursive: bool = False
     overwrite: bool = False
@@ -121,14 +122,17 @@ class InferConfig:
             problems.append(f"--batch-size must be at least 1, got {self.batch_size}")
         if self.workers < 1:
             problems.append(f"--workers must be at least 1, got {self.workers}")
-        if self.device not in DEVICES:
-            problems.append(f"--device must be one of {', '.join(DEVICES)}, not {self.device!r}")
+        devices = all_devices()
+        if self.device.split(":", 1)[0].lower() not in devices:
+            problems.append(f"--device must be one of {', '.join(devices)}, not {self.device!r}")
         if self.max_pixels is not None and self.max_pixels < 1:
             problems.append(f"--max-pixels must be positive, got {self.max_pixels}")
         if self.overwrite and self.skip_existing:
             problems.append("--overwrite and --skip-existing exclude each other: replace all outputs, or keep the finished ones")
         if problems:
             raise DlcvUsageError("; ".join(problems))
+        if self.backend is not None:
+            get_backend(self.backend)  # an unknown name is answered with the registered ones
 
     @property
     def out_dir(self) -> Path:
@@ -141,7 +145,7 @@ class InferConfig:
 # --------------------------------------------------------------------------- the run
 
 
-class _Run:
+class InferRun:
     """The state of one run: counters, timers, scorer, outputs; the main thread drives it."""
 
     def __init__(self, config: InferConfig, backend: Backend, out_dir: Path, policy: OutputPolicy,
@@ -378,7 +382,7 @@ def _scorer(config: InferConfig, metadata: ArtifactMetadata) -> tuple[Path | Non
     return None, ClassificationScorer(metadata, labels)
 
 
-def _stream(pool: ThreadPoolExecutor, run: _Run, items: Iterator[ImageFile], job: LoadJob, window: int) -> None:
+def _stream(pool: ThreadPoolExecutor, run: InferRun, items: Iterator[ImageFile], job: LoadJob, window: int) -> None:
     """Admit each image, submit its load through a bounded window of futures, consume in order.
 
     Images that need no job (kept from an earlier run, colliding names) are recorded at once;
@@ -426,11 +430,11 @@ def run_inference(config: InferConfig, *, log: Callable[[str], None] | None = No
     exclude = check_run_paths(config, out_dir)
 
     load_start = time.perf_counter()
-    with open_backend(config.engine, device=config.device) as backend:
+    with open_backend(config.engine, device=config.device, backend=config.backend) as backend:
         model_load_s = time.perf_counter() - load_start
         metadata = backend.metadata
         outputs = open_outputs(config, metadata, out_dir, exclude, log or logger.warning)
-        run = _Run(config, backend, out_dir, outputs.policy, outputs.results, outputs.scorer, outputs.bar, outputs.warn)
+        run = InferRun(config, backend, out_dir, outputs.policy, outputs.results, outputs.scorer, outputs.bar, outputs.warn)
         items = iter_image_files(config.images, recursive=config.recursive, exclude=exclude, stats=outputs.stats)
         job = LoadJob(metadata.preprocess, config.max_pixels, outputs.mask_dir, config.debug)
         wall_start = time.perf_counter()
@@ -467,7 +471,7 @@ class RunOutputs:
     files: dict[str, Path] | None = None
 
     @contextlib.contextmanager
-    def committing(self, run: "_Run") -> Iterator[None]:
+    def committing(self, run: "InferRun") -> Iterator[None]:
         """Around the images: on success write the folder errors and rename the journals; on
         failure keep them for --skip-existing (or delete them when nothing was done)."""
         try:
@@ -486,7 +490,7 @@ class RunOutputs:
         finally:
             self.bar.close()
 
-    def finish(self, run: "_Run", backend_name: str, timing: dict[str, Any]) -> InferSummary:
+    def finish(self, run: "InferRun", backend_name: str, timing: dict[str, Any]) -> InferSummary:
         """Score, write metrics.json and return the summary (after :meth:`committing`)."""
         assert self.files is not None, "finish() follows a successful committing()"
         config, metadata, results, stats = self.config, self.metadata, self.results, self.stats

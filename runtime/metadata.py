@@ -1,7 +1,9 @@
 """Artifact metadata: the JSON embedded in every ONNX file (key ``dlcv``) and written beside every engine.
 
 With it, ``dlcv-infer --engine x.onnx images/`` needs no other flag: task, classes, palette,
-preprocessing and tensor names all come from here.
+preprocessing and tensor names all come from here. :func:`read_onnx_metadata` reads it from an
+ONNX file (for every backend that runs ONNX, without an engine), :func:`read_sidecar` from
+beside an engine.
 
 ``dataset`` (optional; files written before it existed load without it) is the
 :class:`~dlcv.runtime.datasets.DatasetRecord` of the data the model was trained on: layout,
@@ -21,6 +23,7 @@ from typing import Any, Mapping
 from .atomic import write_text_atomic
 from .datasets.record import DatasetRecord
 from .errors import DlcvError
+from .onnx_proto import Malformed, metadata_props
 from .precision import PRECISION_NAMES
 from .preprocess import PreprocessSpec
 
@@ -166,3 +169,23 @@ def read_sidecar(engine_path: str | os.PathLike) -> ArtifactMetadata:
             "rebuild the engine with dlcv-export --trt, which writes both"
         ) from None
     return ArtifactMetadata.from_json(text, source=str(path))
+
+
+def read_onnx_metadata(path: str | os.PathLike) -> ArtifactMetadata:
+    """The dlcv metadata embedded in an ONNX file (``metadata_props`` key ``dlcv``).
+
+    Read from the file itself (:func:`dlcv.runtime.onnx_proto.metadata_props`), so any backend
+    that runs ONNX (onnxruntime, OpenVINO) reads it the same way, before its engine loads.
+    """
+    try:
+        props = metadata_props(path)
+    except OSError as exc:
+        raise DlcvError(f"{path}: cannot read the model ({exc.strerror or exc})") from None
+    except Malformed as exc:
+        raise DlcvError(f"{path}: not a valid ONNX file ({exc}); re-export the model") from None
+    if METADATA_KEY not in props:
+        raise DlcvError(
+            f"{path}: carries no dlcv metadata (metadata_props key {METADATA_KEY!r}); "
+            "export it with dlcv-export, which records task, classes and preprocessing"
+        )
+    return ArtifactMetadata.from_json(props[METADATA_KEY], source=str(path))

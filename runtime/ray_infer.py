@@ -9,7 +9,7 @@ actors; it writes the same files (masks or predictions.csv, errors.csv, metrics.
                                                                       # infer + atomic writes
 
 Each actor holds one backend and runs the local pipeline's own batch code on the bytes Ray
-read (:class:`dlcv.runtime.infer._Run`: the runtime's OpenCV decoding and preprocessing, never
+read (:class:`dlcv.runtime.infer.InferRun`: the runtime's OpenCV decoding and preprocessing, never
 Ray's image resizing; shape-grouped batches; per-file failures; atomic PNG writes). The four
 steps are fused in the actor because every hand-over between Ray stages copies the images
 through the object store (measured here: 39 img/s split into four stages, 106 img/s fused).
@@ -52,7 +52,7 @@ from .backends import open_backend, resolve_backend
 from .batching import LoadJob, load_job
 from .errors import DlcvError, DlcvUsageError, MissingDependencyError, first_line
 from .imageio import read_image
-from .infer import InferConfig, _Run, check_run_paths, open_outputs
+from .infer import InferConfig, InferRun, check_run_paths, open_outputs
 from .scoring import ClassificationScorer, SegmentationScorer, ranking_scores
 from .listing import ImageFile, iter_image_files
 from .metadata import ArtifactMetadata
@@ -146,7 +146,7 @@ def plan_actors(resources: dict[str, float], config: RayConfig, note: Callable[[
 
 def _check_device(config: InferConfig, ray_config: RayConfig) -> None:
     """A GPU device needs GPUs per actor (Ray hides the GPUs from actors that ask for none), and the reverse."""
-    cls = resolve_backend(config.engine)
+    cls = resolve_backend(config.engine, config.backend)
     wants_gpu = cls.needs_gpu or config.device != "cpu"
     if wants_gpu and ray_config.gpus_per_actor <= 0:
         raise DlcvUsageError(
@@ -160,10 +160,12 @@ def _check_device(config: InferConfig, ray_config: RayConfig) -> None:
         )
 
 
-def _backend_options(engine: str | Path, threads: int) -> dict[str, Any]:
-    """``threads`` for backends that take it (onnxruntime), so an actor uses the CPUs it holds."""
-    init = inspect.signature(resolve_backend(engine).__init__).parameters
-    return {"threads": threads} if "threads" in init else {}
+def _backend_options(engine: str | Path, threads: int, backend: str | None = None) -> dict[str, Any]:
+    """``threads`` for backends that take it (onnxruntime), so an actor uses the CPUs it holds;
+    ``backend`` (``--backend NAME``) for :func:`open_backend` when one is named."""
+    init = inspect.signature(resolve_backend(engine, backend).__init__).parameters
+    options: dict[str, Any] = {"threads": threads} if "threads" in init else {}
+    return options if backend is None else {**options, "backend": backend}
 
 
 def _import_ray():
@@ -244,7 +246,7 @@ class _InferActor:
         self.backend = open_backend(config.engine, device=config.device, **spec.options)
         self.metadata = self.backend.metadata
         self.job = LoadJob(self.metadata.preprocess, config.max_pixels, config.labels if spec.scored else None, config.debug)
-        self.run = _Run(config, self.backend, config.out_dir, None, _Outcomes(), None, _NoBar(), lambda _: None)
+        self.run = InferRun(config, self.backend, config.out_dir, None, _Outcomes(), None, _NoBar(), lambda _: None)
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
 
     def _item(self, path: str) -> ImageFile:
@@ -290,7 +292,7 @@ class _InferActor:
 
 
 class _ModelInfo:
-    """What the driver's :class:`_Run` needs of a backend: the model's metadata and name (the
+    """What the driver's :class:`InferRun` needs of a backend: the model's metadata and name (the
     driver never runs the model)."""
 
     def __init__(self, metadata: ArtifactMetadata, name: str):
@@ -350,7 +352,7 @@ def _run(ray, config: InferConfig, ray_config: RayConfig, out_dir: Path, exclude
          log: Callable[[str], None]) -> InferSummary:  # fmt: skip
     actors = plan_actors(ray.cluster_resources(), ray_config, note=log if ray_config.actors is None else logger.info)
     remote = _absolute(config)
-    options = _backend_options(remote.engine, max(1, math.ceil(ray_config.cpus_per_actor)))
+    options = _backend_options(remote.engine, max(1, math.ceil(ray_config.cpus_per_actor)), config.backend)
 
     load_start = time.perf_counter()
     probe = ray.remote(num_cpus=ray_config.cpus_per_actor, num_gpus=ray_config.gpus_per_actor)(describe_model)
@@ -367,7 +369,7 @@ def _run(ray, config: InferConfig, ray_config: RayConfig, out_dir: Path, exclude
                 raise exists_error(path)
     outputs = open_outputs(config, metadata, out_dir, exclude, log)
     manifest = _Manifest(out_dir, metadata.task)
-    run = _Run(config, model, out_dir, outputs.policy, outputs.results, outputs.scorer, outputs.bar, outputs.warn)
+    run = InferRun(config, model, out_dir, outputs.policy, outputs.results, outputs.scorer, outputs.bar, outputs.warn)
     spec = _ActorSpec(remote, str(remote.images), str(config.images), options,
                       scored=metadata.task == "segmentation" and outputs.scorer is not None)  # fmt: skip
     wall_start = time.perf_counter()
@@ -398,7 +400,7 @@ class _Sent:
         return len(self.paths)
 
 
-def _admit_all(run: _Run, config: InferConfig, outputs, manifest: _Manifest, exclude: list[Path]) -> _Sent:
+def _admit_all(run: InferRun, config: InferConfig, outputs, manifest: _Manifest, exclude: list[Path]) -> _Sent:
     """The local run's admission for every listed image: collisions fail, finished images are
     kept (and scored from their earlier outputs), files that cannot be opened fail here (a
     file Ray's readers cannot open fails their task and the job), the rest go to Ray."""
@@ -429,7 +431,7 @@ def _admit_all(run: _Run, config: InferConfig, outputs, manifest: _Manifest, exc
     return sent
 
 
-def _execute(ray, run: _Run, spec: _ActorSpec, sent: _Sent, outputs, manifest: _Manifest, actors: int,
+def _execute(ray, run: InferRun, spec: _ActorSpec, sent: _Sent, outputs, manifest: _Manifest, actors: int,
              ray_config: RayConfig) -> None:  # fmt: skip
     """Run the images through the actor pool and record each outcome as it arrives."""
     from ray.data import ActorPoolStrategy, DataContext
@@ -467,7 +469,7 @@ def _execute(ray, run: _Run, spec: _ActorSpec, sent: _Sent, outputs, manifest: _
          context.print_on_execution_start) = saved  # fmt: skip
 
 
-def _collect(run: _Run, spec: _ActorSpec, sent: _Sent, batches, outputs, manifest: _Manifest) -> None:
+def _collect(run: InferRun, spec: _ActorSpec, sent: _Sent, batches, outputs, manifest: _Manifest) -> None:
     scorer = outputs.scorer
     position = 0
 

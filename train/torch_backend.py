@@ -20,6 +20,7 @@ class TorchBackend(Backend):
     devices = ("cpu", "cuda")
     extra = "train"
     priority = 50
+    deployed = False  # the PyTorch source of the deployed models, not one of them
 
     @classmethod
     def library_version(cls) -> str | None:
@@ -31,7 +32,7 @@ class TorchBackend(Backend):
             return None
 
     def __init__(self, path: str | Path, device: str = "cpu", threads: int | None = None):
-        import torch
+        torch = self.import_library("torch")
 
         from .checkpoint import file_sha256, load_checkpoint, metadata_from_checkpoint, model_from_checkpoint
         from .device import resolve_device

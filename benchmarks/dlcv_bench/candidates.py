@@ -1,34 +1,36 @@
 """The rows of a benchmark: the PyTorch baselines and every model file, each behind the Backend contract.
 
-A :class:`Candidate` is opened once; a failure to open becomes its ``error`` and the run goes
-on with the others. Any file :func:`dlcv.runtime.backends.open_backend` opens is a row
-(ONNX of any precision on onnxruntime, TensorRT engines); an artifact exported from another
-checkpoint is refused, since its parity against this one would mean nothing.
+A :class:`BenchRow` is opened once; a failure to open becomes its ``error`` and the run goes
+on with the others. A model file is a row per backend it runs on (:func:`artifact_rows`): the
+default backend for its suffix, or each backend of ``--backends`` that opens it (an ``.onnx``
+on onnxruntime and OpenVINO is two rows). Its precision is what the file's metadata says,
+never guessed from its name. An artifact exported from another checkpoint is refused, since
+its parity against this one would mean nothing.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from dlcv.runtime.backends import Backend, open_backend
+from dlcv.runtime.backends import Backend, backends, backends_for, open_backend
 from dlcv.runtime.errors import first_line
 from dlcv.runtime.metadata import ArtifactMetadata
 
 from .memory import current_rss_mb
 
-SUFFIX_FAMILIES = {".onnx": "onnxruntime", ".plan": "tensorrt", ".engine": "tensorrt", ".pt": "torch", ".pth": "torch"}
-ENGINE_FAMILIES = ("tensorrt",)  # run on the GPU whatever --device says
+UNKNOWN_PRECISION = "-"  # a model file's precision before its metadata is read
 
 
 @dataclass
-class Candidate:
+class BenchRow:
     """One backend row and what became of it."""
 
-    backend: str  # family: torch | onnxruntime | tensorrt
+    backend: str  # the backend's registry name: torch | onnxruntime | openvino | tensorrt | ...
     variant: str  # eager, channels_last, autocast, cuda_graphs for torch; the file kind otherwise
-    precision: str
+    precision: str  # the file's metadata decides once it is opened
     device: str
     artifact: Path | None = None
     opener: Callable[[], Backend] | None = None
@@ -59,7 +61,7 @@ class Candidate:
             return
         after = current_rss_mb()
         self.open_rss_mb = None if before is None or after is None else after - before
-        if self.backend != "torch":
+        if self.artifact is not None:
             self.precision = self.instance.precision  # the file's own metadata decides
 
     def close(self) -> None:
@@ -70,24 +72,45 @@ class Candidate:
                 self.instance = None
 
 
-def precision_from_name(path: Path) -> str:
-    """``x.fp16.onnx`` -> fp16, ``x.int8.plan`` -> int8, else fp32 (until the file's metadata says)."""
-    parts = path.name.lower().split(".")
-    return next((p for p in ("fp16", "int8") if p in parts[1:-1]), "fp32")
+@functools.lru_cache(maxsize=None)
+def backend_version(name: str) -> str | None:
+    """The library version of the backend a row runs on (None for a name no backend has)."""
+    cls = backends().get(name)
+    return cls.library_version() if cls is not None else None
 
 
-def artifact_candidate(path: Path, device: str, threads: int | None, reference: ArtifactMetadata) -> Candidate:
-    """A row for a model file, opened by :func:`open_backend` on ``device`` (engines on the GPU)."""
-    family = SUFFIX_FAMILIES.get(path.suffix.lower(), path.suffix.lstrip(".") or "unknown")
-    run_on = ("cuda" if not device.startswith("cuda") else device) if family in ENGINE_FAMILIES else device
+def row_backends(path: Path, selected: tuple[str, ...] | None) -> list[type[Backend]]:
+    """The backends a model file is benchmarked on: its suffix's default (``selected`` None),
+    else each backend of ``selected`` that opens it, in registry order."""
+    found = backends_for(path)
+    return found[:1] if selected is None else [c for c in found if c.name in selected]
+
+
+def row_device(cls: type[Backend], device: str) -> str:
+    """Where ``cls`` runs for ``--device device``: a GPU-only backend (TensorRT) on ``cuda`` always."""
+    return device if not cls.needs_gpu or device.startswith("cuda") else "cuda"
+
+
+def artifact_rows(
+    path: Path, selected: tuple[str, ...] | None, device: str, threads: int | None, reference: ArtifactMetadata
+) -> list[BenchRow]:
+    """The rows of one model file, one per backend of :func:`row_backends` (none: the file is
+    not run). A file no backend opens is one row whose opening fails with the registry's message."""
+    if not backends_for(path):
+        return [_row(path, path.suffix.lower().lstrip(".") or "unknown", None, device, threads, reference)]
+    return [_row(path, cls.name, cls.name, row_device(cls, device), threads, reference) for cls in row_backends(path, selected)]
+
+
+def _row(path: Path, label: str, backend: str | None, device: str, threads: int | None,
+         reference: ArtifactMetadata) -> BenchRow:  # fmt: skip
     options = {"threads": threads} if threads else {}
 
     def opener() -> Backend:
-        backend = open_backend(path, device=run_on, **options)
-        check_same_model(backend, reference)
-        return backend
+        opened = open_backend(path, device=device, backend=backend, **options)
+        check_same_model(opened, reference)
+        return opened
 
-    return Candidate(family, path.suffix.lower().lstrip("."), precision_from_name(path), run_on, path, opener)
+    return BenchRow(label, path.suffix.lower().lstrip("."), UNKNOWN_PRECISION, device, path, opener)
 
 
 def check_same_model(backend: Backend, reference: ArtifactMetadata) -> None:
@@ -109,15 +132,17 @@ def check_same_model(backend: Backend, reference: ArtifactMetadata) -> None:
         raise ValueError(f"{backend.path.name}: not this checkpoint's model: " + "; ".join(problems))
 
 
-def assign_labels(candidates: list[Candidate]) -> None:
-    """Readable, unique row names: ``torch eager fp32``, ``onnxruntime fp16``, ``tensorrt int8``."""
+def assign_labels(rows: list[BenchRow]) -> None:
+    """Readable, unique row names: ``torch eager fp32``, ``onnxruntime fp16``, ``openvino int8``;
+    a file that could not be opened is named by its file (its precision is unknown)."""
     seen: dict[str, int] = {}
-    for c in candidates:
-        base = (
-            f"{c.backend} {c.variant} {c.precision}"
-            if c.backend == "torch" and c.artifact is None
-            else f"{c.backend} {c.precision}"
-        )
+    for c in rows:
+        if c.artifact is None:
+            base = f"{c.backend} {c.variant} {c.precision}" if c.backend == "torch" else f"{c.backend} {c.precision}"
+        elif c.precision == UNKNOWN_PRECISION:
+            base = f"{c.backend} ({c.artifact.name})"
+        else:
+            base = f"{c.backend} {c.precision}"
         if c.artifact is not None and base in seen:
             base = f"{base} ({c.artifact.name})"
         seen[base] = seen.get(base, 0) + 1

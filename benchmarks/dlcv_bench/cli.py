@@ -12,10 +12,11 @@ from pathlib import Path
 
 import click
 
+from dlcv.runtime.backends import backend_names
 from dlcv.runtime.cli_support import debug_option, handle_errors, parse_size
 from dlcv.runtime.precision import PRECISION_NAMES
 
-from .config import BACKEND_FAMILIES, DEFAULT_RESULTS_DIR, BenchConfig, parse_int_list, parse_name_list
+from .config import DEFAULT_RESULTS_DIR, BenchConfig, parse_int_list, parse_name_list
 
 
 # fmt: off
@@ -24,9 +25,11 @@ from .config import BACKEND_FAMILIES, DEFAULT_RESULTS_DIR, BenchConfig, parse_in
 @click.argument("artifacts", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--data", default=None, metavar="DIR|demo",
               help="Dataset folder, opened as the checkpoint recorded it (val split, else test, train), a folder of images, or 'demo'. Default: synthetic images.")
-@click.option("--backends", default=None, metavar="LIST",
-              help=f"Families to run, from {','.join(BACKEND_FAMILIES)} (default: all there is a model for). "
-                   "PyTorch eager FP32 always runs: it is the reference.")
+@click.option("--backends", "--backend", "backends", default=None, metavar="LIST",
+              help=f"Backends to run, from {','.join(backend_names())}. Each model file runs on every one of them that "
+                   "opens it: '--backend openvino' runs an .onnx on OpenVINO, '--backends onnxruntime,openvino' on both; "
+                   "'torch' adds the PyTorch baselines. Default: each file on its suffix's default backend, and every "
+                   "PyTorch baseline. PyTorch eager FP32 always runs: it is the reference.")
 @click.option("--batch-sizes", default="1,8", show_default=True, metavar="LIST", help="Batch sizes to time.")
 @click.option("--shape", default=None, metavar="HxW",
               help="Latency input size (default: the preprocessing's fixed size, else the first image's, else 224x224).")
@@ -41,7 +44,7 @@ from .config import BACKEND_FAMILIES, DEFAULT_RESULTS_DIR, BenchConfig, parse_in
               help="Image files run through the end-to-end split (0: skip).")
 @click.option("--bootstrap", type=int, default=1000, show_default=True, help="Bootstrap resamples for the 95% intervals.")
 @click.option("--tie-margin", type=float, default=None, help="Near-tie logit margin (default: per precision).")
-@click.option("--threads", type=int, default=None, help="Intra-op threads for PyTorch and onnxruntime (default: all cores).")
+@click.option("--threads", type=int, default=None, help="Threads for PyTorch and each backend (default: all cores).")
 @click.option("--ceiling-size", type=int, default=None, metavar="N",
               help="Matrix size of the FP32 matmul ceiling (default: 2048 on the CPU, 8192 on a GPU).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for synthetic images and the bootstrap.")
@@ -56,13 +59,14 @@ def main(checkpoint, artifacts, data, backends, batch_sizes, shape, warmup, iter
     # fmt: on
     """Benchmark CHECKPOINT.pt and its deployed ARTIFACTs (.onnx, .plan): latency, throughput,
     memory, FLOP/s against the machine's ceiling, and parity in task terms against PyTorch FP32.
-    Without ARTIFACTs the ONNX files are exported into a temporary folder."""
+    Without ARTIFACTs the ONNX files are exported into a temporary folder. --backends chooses
+    the backends each file runs on (an .onnx on onnxruntime, OpenVINO or both)."""
     from .report import headline_table
     from .run import run_benchmark
 
     config = BenchConfig(
         checkpoint=checkpoint, artifacts=tuple(artifacts), data=data,
-        backends=parse_name_list(backends, "--backends", BACKEND_FAMILIES) if backends else None,
+        backends=parse_name_list(backends, "--backends", backend_names()) if backends else None,
         batch_sizes=parse_int_list(batch_sizes, "--batch-sizes"), shape=parse_size(shape, "--shape"),
         warmup=warmup, iters=iters, rounds=rounds, device=device,
         precisions=parse_name_list(precisions, "--precisions", PRECISION_NAMES), images=images, e2e_images=e2e_images,

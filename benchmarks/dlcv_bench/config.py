@@ -6,12 +6,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from dlcv.runtime.backends import deployed_suffixes
+from dlcv.runtime.backends import backend_names, backends_for, deployed_suffixes
 from dlcv.runtime.errors import DlcvUsageError
 from dlcv.runtime.precision import PRECISION_NAMES
 
-BACKEND_FAMILIES = ("torch", "onnxruntime", "tensorrt")
-DEVICES = ("cpu", "cuda")
 DEFAULT_RESULTS_DIR = Path("benchmarks/results")
 DEFAULT_SHAPE = (224, 224)  # when neither --shape, the preprocessing nor the data fixes one
 
@@ -25,8 +23,11 @@ class BenchConfig:
     ``data``: None (synthetic images at ``shape``), ``"demo"`` (the built-in demo set) or a
     dataset folder, opened as the checkpoint recorded it (its evaluation split: val, else test,
     else train), or a plain folder of images.
-    ``backends``: families to run (None = every family there is a model for); PyTorch eager
-    FP32 always runs, it is the parity reference. ``shape`` (H, W): the latency input size.
+    ``backends``: registry names of the backends to run (None = each model file on its
+    suffix's default backend, and every PyTorch baseline): each model file runs on every named
+    backend that opens it (``onnxruntime,openvino``: an ``.onnx`` twice), ``torch`` adds the
+    PyTorch baselines; PyTorch eager FP32 always runs, it is the parity reference.
+    ``shape`` (H, W): the latency input size.
     Timing: ``warmup`` untimed calls, then ``iters`` timed calls per backend and batch size,
     split into ``rounds`` interleaved rounds (every backend takes its turn in each round, so
     a noisy machine slows them alike). ``ceiling_size``: the matrix size of the FP32 matmul
@@ -73,17 +74,19 @@ class BenchConfig:
             problems.append(f"--warmup must be >= 0 and --iters >= 1, got {self.warmup} and {self.iters}")
         if not 1 <= self.rounds:
             problems.append(f"--rounds must be >= 1, got {self.rounds}")
-        if self.device.split(":")[0] not in DEVICES:
-            problems.append(f"--device must be cpu or cuda (cuda:N), not {self.device!r}")
+        reference = backends_for(self.checkpoint)  # the PyTorch reference's backend decides the devices
+        devices = reference[0].devices if reference else ("cpu", "cuda")
+        if self.device.split(":")[0] not in devices:
+            problems.append(f"--device must be {' or '.join(devices)} (cuda:N), not {self.device!r}")
         unknown = [p for p in self.precisions if p not in PRECISION_NAMES]
         if unknown or "fp32" not in self.precisions:
             problems.append(
                 f"--precisions takes {', '.join(PRECISION_NAMES)} and must include fp32, got {list(self.precisions)}"
             )
         if self.backends is not None:
-            bad = [b for b in self.backends if b not in BACKEND_FAMILIES]
+            bad = [b for b in self.backends if b not in backend_names()]
             if bad or not self.backends:
-                problems.append(f"--backends takes {', '.join(BACKEND_FAMILIES)}, got {list(self.backends)}")
+                problems.append(f"--backends takes {', '.join(backend_names())}, got {list(self.backends)}")
         if self.images < 1 or self.e2e_images < 0:
             problems.append(f"--images must be >= 1 and --e2e-images >= 0, got {self.images} and {self.e2e_images}")
         if self.bootstrap < 1:
@@ -104,9 +107,9 @@ class BenchConfig:
         """Interleaved rounds actually run (never more than the timed calls)."""
         return min(self.rounds, self.iters)
 
-    def wants(self, family: str) -> bool:
-        """True when ``family`` is to be benchmarked."""
-        return self.backends is None or family in self.backends
+    def wants(self, backend: str) -> bool:
+        """True when ``backend`` is to be benchmarked."""
+        return self.backends is None or backend in self.backends
 
 
 def parse_int_list(text: str, option: str) -> tuple[int, ...]:

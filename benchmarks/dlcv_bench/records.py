@@ -10,7 +10,7 @@ backend and repeated on each of its batch-size records.
 from __future__ import annotations
 
 IDENTITY_KEYS = (
-    "name", "arch", "task", "label", "backend", "variant", "precision", "artifact", "device",
+    "name", "arch", "task", "label", "backend", "backend_version", "variant", "precision", "artifact", "device",
     "batch_size", "input_height", "input_width",
 )  # fmt: skip
 STATUS_KEYS = ("error", "skipped")

@@ -23,11 +23,12 @@ from pathlib import Path
 from typing import Callable
 
 from dlcv.runtime import compare as comparator
+from dlcv.runtime.backends import get_backend
 from dlcv.runtime.errors import DlcvError, first_line
 from dlcv.runtime.metadata import ArtifactMetadata
 
 from . import memory
-from .candidates import Candidate, artifact_candidate, assign_labels
+from .candidates import BenchRow, artifact_rows, assign_labels, backend_version, row_backends, row_device
 from .config import DEFAULT_SHAPE, BenchConfig
 from .data import BenchImages, latency_batch, load_images, natural_shape, parity_batches
 from .exporting import export_artifacts
@@ -85,7 +86,7 @@ def _latency_shape(config: BenchConfig, md: ArtifactMetadata) -> tuple[int, int]
     return tuple(spec.size) if spec.resize != "none" and spec.size else None  # type: ignore[return-value]
 
 
-def _torch_candidates(config: BenchConfig) -> list[Candidate]:
+def _torch_candidates(config: BenchConfig) -> list[BenchRow]:
     from .torch_variants import TORCH_VARIANTS
 
     rows = []
@@ -93,7 +94,7 @@ def _torch_candidates(config: BenchConfig) -> list[Candidate]:
     for v in TORCH_VARIANTS:
         if v.variant != "eager" and not config.wants("torch"):
             continue
-        c = Candidate("torch", v.variant, v.precision, config.device)
+        c = BenchRow("torch", v.variant, v.precision, config.device)
         if v.cuda_only and not on_gpu:
             c.skipped = f"{v.variant} needs a CUDA GPU; this run is on the CPU (--device cuda on a GPU machine runs it)"
         else:
@@ -102,14 +103,15 @@ def _torch_candidates(config: BenchConfig) -> list[Candidate]:
     return rows
 
 
-def _missing_family(family: str, device: str) -> Candidate:
-    """An error row for a family named in --backends that no model file is for."""
-    c = Candidate(family, "-", "-", device)
-    hint = "build a .plan with dlcv-export --trt and pass it" if family == "tensorrt" else "pass an .onnx file"
-    c.fail("input", f"no {family} model among the artifacts; {hint}")
+def _missing_backend(name: str, device: str) -> BenchRow:
+    """An error row for a backend named in --backends that no model file is for."""
+    c = BenchRow(name, "-", "-", device)
+    kinds = ", ".join(get_backend(name).suffixes) or "a model it opens"
+    c.fail("input", f"no {name} model among the artifacts; pass a file it opens ({kinds}), as dlcv-export writes them")
     return c
 
 
+_EXPORTED = Path("exported.onnx")  # the kind of file the run exports when no artifact is given
 _CEILING = "fp32 matmul ceiling"  # runner keys (_CEILING, library) never equal a row label
 
 
@@ -124,24 +126,29 @@ class BenchmarkRun:
     workdir: Path
     log: Log
     notes: list[str]
-    rows: list[Candidate] = field(default_factory=list)
+    rows: list[BenchRow] = field(default_factory=list)
     results: dict[str, _RowResults] = field(default_factory=dict)
 
-    def file_candidates(self) -> list[Candidate]:
-        """Rows for the given artifacts, or for the ONNX files exported now."""
+    def file_candidates(self) -> list[BenchRow]:
+        """Rows for the given artifacts, or for the ONNX files exported now: each file on its
+        suffix's default backend, or on every backend of ``--backends`` that opens it."""
         cfg = self.config
-        rows: list[Candidate] = []
+        rows: list[BenchRow] = []
         if cfg.artifacts:
-            rows = [artifact_candidate(p, cfg.device, cfg.threads, self.md) for p in cfg.artifacts]
-        elif cfg.wants("onnxruntime"):
+            for path in cfg.artifacts:
+                found = artifact_rows(path, cfg.backends, cfg.device, cfg.threads, self.md)
+                if not found:
+                    named = ",".join(cfg.backends or ())
+                    self.notes.append(f"{path.name} was not run: no backend of --backends {named} opens it.")
+                rows.extend(found)
+        elif row_backends(_EXPORTED, cfg.backends):
             rows = self._exported_candidates()
-        rows = [r for r in rows if cfg.wants(r.backend)]
-        for family in cfg.backends or ():
-            if family != "torch" and not any(r.backend == family for r in rows):
-                rows.append(_missing_family(family, cfg.device))
+        for name in cfg.backends or ():
+            if get_backend(name).deployed and not any(r.backend == name for r in rows):
+                rows.append(_missing_backend(name, cfg.device))
         return rows
 
-    def _exported_candidates(self) -> list[Candidate]:
+    def _exported_candidates(self) -> list[BenchRow]:
         cfg, source = self.config, self.images.calibration_source
         self.log(f"exporting {', '.join(cfg.precisions)} ONNX from {cfg.checkpoint} into a temporary folder")
         outcome = export_artifacts(
@@ -156,11 +163,12 @@ class BenchmarkRun:
         rows = []
         for p in cfg.precisions:
             if p in outcome.paths:
-                rows.append(artifact_candidate(outcome.paths[p], cfg.device, cfg.threads, self.md))
+                rows.extend(artifact_rows(outcome.paths[p], cfg.backends, cfg.device, cfg.threads, self.md))
             else:
-                c = Candidate("onnxruntime", "onnx", p, cfg.device)
-                c.fail("export", outcome.errors[p])
-                rows.append(c)
+                for cls in row_backends(_EXPORTED, cfg.backends):
+                    failed = BenchRow(cls.name, "onnx", p, row_device(cls, cfg.device))
+                    failed.fail("export", outcome.errors[p])
+                    rows.append(failed)
         return rows
 
     def parity(self) -> None:
@@ -267,7 +275,8 @@ class BenchmarkRun:
             r = self.results[c.label]
             for bs in cfg.batch_sizes:
                 fields = dict(
-                    name=name, arch=md.arch, task=md.task, label=c.label, backend=c.backend, variant=c.variant,
+                    name=name, arch=md.arch, task=md.task, label=c.label, backend=c.backend,
+                    backend_version=backend_version(c.backend), variant=c.variant,
                     precision=c.precision, artifact=str(c.artifact) if c.artifact else None, device=c.device,
                     batch_size=bs, input_height=self.shape[0], input_width=self.shape[1], skipped=c.skipped,
                     open_rss_mb=c.open_rss_mb, model_gflop_per_image=flops / 1e9 if flops else None,

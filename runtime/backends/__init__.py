@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from .base import Backend
 from .registry import (
-    all_devices, backend_names, backends, backends_for, deployed_suffixes, get_backend, open_backend, resolve_backend,
+    all_devices, backend_names, backends, backends_for, check_device, deployed_suffixes, get_backend, open_backend, opens,
+    resolve_backend,
 )  # fmt: skip
 
 __all__ = [
     "Backend", "all_devices", "backend_names", "backends", "backends_for", "deployed_suffixes", "get_backend",
-    "open_backend", "resolve_backend",
+    "check_device", "open_backend", "opens", "resolve_backend",
 ]  # fmt: skip

@@ -1,13 +1,15 @@
 """The backend contract: open from a path, ``infer(batch) -> logits``, checked I/O, context-managed."""
 from __future__ import annotations
 
+import importlib
 from abc import ABC, abstractmethod
 from pathlib import Path
+from types import ModuleType
 from typing import ClassVar
 
 import numpy as np
 
-from ..errors import DlcvError
+from ..errors import DlcvError, MissingDependencyError, first_line
 from ..metadata import ArtifactMetadata
 
 
@@ -37,11 +39,31 @@ class Backend(ABC):
     extra: ClassVar[str | None] = None
     #: lower runs first when several backends claim a suffix (the suffix's default)
     priority: ClassVar[int] = 100
+    #: True when its files are deployed models (what dlcv-export writes); False for the
+    #: PyTorch checkpoint backend, whose files are the models' source
+    deployed: ClassVar[bool] = True
 
     @classmethod
     def library_version(cls) -> str | None:
         """The version of the library it runs on, or None when that library is not installed."""
         return None
+
+    @classmethod
+    def install_hint(cls) -> str:
+        """How to install this backend's library: ``pip install 'dlcv[openvino]'``."""
+        return f"pip install 'dlcv[{cls.extra}]'" if cls.extra else "pip install dlcv (a core dependency is missing)"
+
+    @classmethod
+    def import_library(cls, module: str) -> ModuleType:
+        """Import the engine library ``module`` when a model is opened (never at module level);
+        a :class:`MissingDependencyError` naming the extra to install when it is absent."""
+        try:
+            return importlib.import_module(module)
+        except (ImportError, OSError) as exc:  # OSError: a wheel whose shared libraries are missing
+            raise MissingDependencyError(
+                f"the {cls.name} backend needs the {module} package, which cannot be imported ({first_line(exc, 160)}); "
+                f"install it: {cls.install_hint()}"
+            ) from None
 
     def __init__(self, path: Path, metadata: ArtifactMetadata):
         self.path = Path(path)

@@ -1,15 +1,22 @@
-"""onnxruntime backend: the CPU execution provider, or CUDA/TensorRT ones when onnxruntime-gpu is installed."""
+"""onnxruntime backend: the CPU execution provider, or CUDA/TensorRT ones when onnxruntime-gpu is installed.
+
+onnxruntime is imported when a model is opened, not with this module (the registry reads the
+class's identity without it).
+"""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import onnxruntime as ort
 
 from ..errors import DlcvError, MissingDependencyError, first_line
 from ..external_data import check_external_data
-from ..metadata import METADATA_KEY, ArtifactMetadata
+from ..metadata import read_onnx_metadata
 from .base import Backend
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
 
 DEVICE_PROVIDERS = {
     "cpu": ["CPUExecutionProvider"],
@@ -19,6 +26,7 @@ DEVICE_PROVIDERS = {
 
 
 def _session(path: Path, device: str, threads: int | None) -> ort.InferenceSession:
+    ort = OnnxRuntimeBackend.import_library("onnxruntime")
     if device not in DEVICE_PROVIDERS:
         raise DlcvError(f"unknown device {device!r} for onnxruntime; choose one of {', '.join(DEVICE_PROVIDERS)}")
     providers = DEVICE_PROVIDERS[device]
@@ -48,17 +56,6 @@ def _session(path: Path, device: str, threads: int | None) -> ort.InferenceSessi
     return session
 
 
-def read_onnx_metadata(session: ort.InferenceSession, path: Path) -> ArtifactMetadata:
-    """The dlcv metadata embedded in an ONNX model (``metadata_props`` key ``dlcv``)."""
-    props = session.get_modelmeta().custom_metadata_map
-    if METADATA_KEY not in props:
-        raise DlcvError(
-            f"{path}: carries no dlcv metadata (metadata_props key {METADATA_KEY!r}); "
-            "export it with dlcv-export, which records task, classes and preprocessing"
-        )
-    return ArtifactMetadata.from_json(props[METADATA_KEY], source=str(path))
-
-
 class OnnxRuntimeBackend(Backend):
     """An ONNX file run by onnxruntime."""
 
@@ -69,14 +66,17 @@ class OnnxRuntimeBackend(Backend):
 
     @classmethod
     def library_version(cls) -> str | None:
-        return ort.__version__
+        try:
+            return cls.import_library("onnxruntime").__version__
+        except MissingDependencyError:
+            return None
 
     def __init__(self, path: str | Path, device: str = "cpu", threads: int | None = None):
         path = Path(path)
         if not path.is_file():
             raise DlcvError(f"{path}: ONNX file not found")
         self.session = _session(path, device, threads)
-        super().__init__(path, read_onnx_metadata(self.session, path))
+        super().__init__(path, read_onnx_metadata(path))
         self.device = device
         inputs = {i.name: i for i in self.session.get_inputs()}
         outputs = {o.name for o in self.session.get_outputs()}

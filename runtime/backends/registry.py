@@ -4,14 +4,17 @@ Backends are registered as entry points of the group ``dlcv.backends`` (setup.cf
 package that brings a backend registers it itself: the runtime never names the torch
 backend, which lives in ``dlcv.train``. Loading an entry point imports only the backend's
 module, which must not import its engine library at module level (see
-:class:`~dlcv.runtime.backends.base.Backend`).
+:class:`~dlcv.runtime.backends.base.Backend`): reading the registry loads no engine.
 
 ``open_backend(path)`` picks the backend by the file's suffix (or URL scheme) unless
 ``backend=NAME`` chooses one; the device is checked against what that backend declares.
+Errors are one line: an unknown name lists the registered ones, a backend that does not open
+that kind of file says which kinds it opens, a missing library names the extra to install.
 """
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -21,16 +24,26 @@ from .base import Backend
 ENTRY_POINT_GROUP = "dlcv.backends"
 
 
+@dataclass(frozen=True)
+class _Registry:
+    classes: dict[str, type[Backend]]  # by name, in priority order
+    broken: dict[str, str] = field(default_factory=dict)  # name -> why its entry point cannot load
+
+
 @functools.lru_cache(maxsize=1)
-def _registry() -> dict[str, type[Backend]]:
+def _registry() -> _Registry:
     classes: dict[str, type[Backend]] = {}
+    broken: dict[str, str] = {}
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         try:
             cls = ep.load()
-        except ImportError as exc:  # the package that registered it is broken or half-installed
-            raise MissingDependencyError(
-                f"the backend {ep.name!r} ({ep.value}) cannot be imported ({first_line(exc)}); reinstall dlcv"
-            ) from None
+        except ImportError as exc:  # the package that registered it is broken or half-installed:
+            # only a request for this backend fails, not every other backend
+            broken[ep.name] = (
+                f"the backend {ep.name!r} ({ep.value}) cannot be imported ({first_line(exc)}); "
+                "reinstall the package that provides it"
+            )
+            continue
         if not (isinstance(cls, type) and issubclass(cls, Backend)):
             raise DlcvError(f"entry point {ep.name} = {ep.value} is not a dlcv Backend class")
         if cls.name != ep.name:
@@ -43,29 +56,32 @@ def _registry() -> dict[str, type[Backend]]:
             f"no dlcv backends are registered (entry point group {ENTRY_POINT_GROUP!r}); install dlcv with pip "
             "(pip install -e . in a source tree) so its entry points exist"
         )
-    return dict(sorted(classes.items(), key=lambda kv: (kv[1].priority, kv[0])))
+    ordered = dict(sorted(classes.items(), key=lambda kv: (kv[1].priority, kv[0])))
+    return _Registry(ordered, broken)
 
 
 def backends() -> dict[str, type[Backend]]:
     """Every registered backend class by name, in priority order."""
-    return dict(_registry())
+    return dict(_registry().classes)
 
 
 def backend_names() -> tuple[str, ...]:
-    return tuple(_registry())
+    return tuple(_registry().classes)
 
 
 def get_backend(name: str) -> type[Backend]:
     """The class registered as ``name``; an unknown name is answered with the known ones."""
-    try:
-        return _registry()[name]
-    except KeyError:
-        raise DlcvUsageError(unknown_choice("backend", name, _registry())) from None
+    registry = _registry()
+    if name in registry.classes:
+        return registry.classes[name]
+    if name in registry.broken:
+        raise MissingDependencyError(registry.broken[name])
+    raise DlcvUsageError(unknown_choice("backend", name, registry.classes))
 
 
 def all_devices() -> tuple[str, ...]:
     """The union of the devices the backends declare (for ``--device`` choices), in first-seen order."""
-    return tuple(dict.fromkeys(d for cls in _registry().values() for d in cls.devices))
+    return tuple(dict.fromkeys(d for cls in _registry().classes.values() for d in cls.devices))
 
 
 def scheme_of(target: str | Path) -> str | None:
@@ -74,18 +90,29 @@ def scheme_of(target: str | Path) -> str | None:
     return text.split("://", 1)[0].lower() if "://" in text else None
 
 
+def _kind(target: str | Path) -> str:
+    """What a backend must claim to open ``target``: ``triton://`` or the file suffix."""
+    scheme = scheme_of(target)
+    return f"{scheme}://" if scheme is not None else Path(target).suffix.lower()
+
+
+def _kinds(cls: type[Backend]) -> tuple[str, ...]:
+    return (*cls.suffixes, *(f"{s}://" for s in cls.schemes))
+
+
+def opens(cls: type[Backend], target: str | Path) -> bool:
+    """True when ``cls`` opens this kind of model (its URL scheme or file suffix)."""
+    return _kind(target) in _kinds(cls)
+
+
 def backends_for(target: str | Path) -> list[type[Backend]]:
     """The backends that open ``target`` (by URL scheme or file suffix), the default first."""
-    scheme = scheme_of(target)
-    if scheme is not None:
-        return [c for c in _registry().values() if scheme in c.schemes]
-    suffix = Path(target).suffix.lower()
-    return [c for c in _registry().values() if suffix in c.suffixes]
+    return [c for c in _registry().classes.values() if opens(c, target)]
 
 
 def deployed_suffixes() -> tuple[str, ...]:
-    """The suffixes of deployed models (what dlcv-export writes), i.e. those no torch backend opens."""
-    return tuple(sorted({s for c in _registry().values() if c.name != "torch" for s in c.suffixes}))
+    """The suffixes of deployed models (what dlcv-export writes), not of PyTorch checkpoints."""
+    return tuple(sorted({s for c in _registry().classes.values() if c.deployed for s in c.suffixes}))
 
 
 def check_device(cls: type[Backend], device: str) -> None:
@@ -100,16 +127,16 @@ def resolve_backend(target: str | Path, backend: str | None = None) -> type[Back
     scheme), else the default for the suffix or scheme."""
     if backend is not None:
         cls = get_backend(backend)
-        scheme = scheme_of(target)
-        claims = scheme in cls.schemes if scheme is not None else Path(target).suffix.lower() in cls.suffixes
-        if not claims:
-            kinds = ", ".join([*cls.suffixes, *(f"{s}://" for s in cls.schemes)])
-            raise DlcvUsageError(f"{target}: the {cls.name} backend does not open this kind of model; it opens {kinds}")
+        if not opens(cls, target):
+            kind = _kind(target) or "(no suffix)"
+            raise DlcvUsageError(
+                f"{target}: the {cls.name} backend does not open {kind} models; it opens {', '.join(_kinds(cls))}"
+            )
         return cls
     found = backends_for(target)
     if not found:
-        known = sorted({s for c in _registry().values() for s in c.suffixes} | {f"{s}://" for c in _registry().values() for s in c.schemes})
-        kind = f"{scheme_of(target)}://" if scheme_of(target) else (Path(target).suffix or "(no suffix)")
+        known = sorted({k for c in _registry().classes.values() for k in _kinds(c)})
+        kind = _kind(target) or "(no suffix)"
         raise DlcvError(f"{target}: unknown model file type {kind!r}; expected one of {', '.join(known)}")
     return found[0]
 

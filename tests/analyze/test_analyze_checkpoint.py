@@ -240,3 +240,19 @@ def test_a_real_training_run_folder(demo_data, tmp_path):
     assert "shown: epochs 1, 2, 3" in text
     measured = re.search(r"\| measured here \| (top-1 [0-9.]+) \|", text).group(1)
     assert f"| recorded in the checkpoint | {measured} |" in text
+
+
+def test_backend_chooses_what_the_compared_artifact_runs_on(seg_checkpoint, demo_data, seg_artifact, tmp_path):
+    data = demo_data["segmentation"]
+    result = _analyze(seg_checkpoint, "--data", data, "--compare", seg_artifact, "--backend", "onnxruntime",
+                      "--max-images", "2", "--count", "1", "--out", tmp_path / "out")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert f"`{seg_artifact}` (onnxruntime, fp32)" in (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
+    for args, needle in (
+        (("--compare", seg_artifact, "--backend", "onnxrt"), "did you mean 'onnxruntime'"),
+        (("--compare", seg_artifact, "--backend", "tensorrt"), "tensorrt backend does not open .onnx models"),
+        (("--backend", "onnxruntime"), "give --compare ARTIFACT too"),
+    ):
+        wrong = _analyze(seg_checkpoint, "--data", data, *args, "--out", tmp_path / "wrong")
+        assert wrong.exit_code == 2 and needle in wrong.output and wrong.output.count("\n") == 1
+    assert not (tmp_path / "wrong").exists()

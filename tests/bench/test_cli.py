@@ -179,7 +179,7 @@ def test_a_named_backend_without_a_model_is_an_error_record(make_checkpoint, tmp
     assert result.exit_code == 0, result.output
     records = load_records(tmp_path / "trt")
     trt = [r for r in records if r["backend"] == "tensorrt"]
-    assert len(trt) == 1 and "no tensorrt model" in trt[0]["error"] and "--trt" in trt[0]["error"]
+    assert len(trt) == 1 and "no tensorrt model" in trt[0]["error"] and ".plan" in trt[0]["error"]
     assert not any(r["backend"] == "onnxruntime" for r in records)  # not asked for: nothing exported
     eager = by_label(records, "torch eager fp32")[0]
     assert eager["parity_truth"] == "reference" and eager["top1_delta"] == 0.0  # synthetic images, no labels
@@ -219,3 +219,35 @@ def test_an_artifact_given_as_the_checkpoint_says_the_argument_order(tmp_path):
     result = run([model, "--out", tmp_path])
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "dlcv-bench takes the PyTorch checkpoint first" in result.stderr and "fcn8s.onnx" in result.stderr
+
+
+def test_row_backends_follow_the_suffix_or_the_named_backends():
+    from dlcv.bench.candidates import row_backends, row_device
+    from dlcv.runtime.backends import get_backend
+
+    onnx, plan = Path("m.onnx"), Path("m.plan")
+    assert [c.name for c in row_backends(onnx, None)] == ["onnxruntime"]  # the suffix's default
+    assert [c.name for c in row_backends(onnx, ("openvino",))] == ["openvino"]
+    assert [c.name for c in row_backends(onnx, ("openvino", "onnxruntime"))] == ["onnxruntime", "openvino"]
+    assert row_backends(onnx, ("torch", "tensorrt")) == [] and [c.name for c in row_backends(plan, None)] == ["tensorrt"]
+    assert row_device(get_backend("tensorrt"), "cpu") == "cuda" and row_device(get_backend("tensorrt"), "cuda:1") == "cuda:1"
+    assert row_device(get_backend("openvino"), "cpu") == "cpu"
+
+
+def test_one_onnx_file_on_two_backends(make_checkpoint, digits, tmp_path):
+    from dlcv.runtime.backends import get_backend
+
+    ckpt = make_checkpoint("vgg16_bn")
+    result = run([ckpt, "--backends", "onnxruntime,openvino", "--precisions", "fp32", "--data", digits,
+                  "--batch-sizes", "1,2", "--images", "6", "--out", tmp_path, "--name", "two", *FAST])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    records = load_records(tmp_path / "two")
+    assert {r["label"] for r in records} == {"torch eager fp32", "onnxruntime fp32", "openvino fp32"}
+    ort, ov = by_label(records, "onnxruntime fp32"), by_label(records, "openvino fp32")
+    assert ort[0]["artifact"] == ov[0]["artifact"] and ov[0]["artifact"].endswith("vgg16_bn.onnx")
+    for r in ov:
+        assert r["error"] is None and r["backend"] == "openvino" and r["latency_p50_ms"] > 0
+        assert r["backend_version"] == get_backend("openvino").library_version()
+        assert r["top1_agreement"] == 1.0 and r["max_abs_logit_error"] < 1e-4
+    assert ort[0]["backend_version"] == get_backend("onnxruntime").library_version()
+    assert any(r["e2e_total_ms_per_image"] for r in ov)

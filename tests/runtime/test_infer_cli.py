@@ -150,3 +150,18 @@ def test_console_script_runs_as_a_user_would(seg_model, tmp_path):
                            "--strict"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and "--strict" in proc.stderr and "Traceback" not in proc.stderr
     assert (tmp_path / "o" / "één_color.png").is_file()
+
+
+def test_backend_option_chooses_the_runtime_apart_from_the_suffix(seg_model, tmp_path):
+    images = _images(tmp_path / "images", bad=False)
+    result = _invoke("--engine", seg_model, images, "--backend", "onnxruntime", "--out", tmp_path / "o", "-q")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "o" / "metrics.json").read_text(encoding="utf-8"))["backend"] == "onnxruntime"
+
+    unknown = _invoke("--engine", seg_model, images, "--backend", "onnxrt", "--out", tmp_path / "u")
+    assert unknown.exit_code == 2 and unknown.stderr.count("\n") == 1
+    assert "did you mean 'onnxruntime'" in unknown.stderr and "tensorrt" in unknown.stderr
+    wrong = _invoke("--engine", seg_model, images, "--backend", "tensorrt", "--out", tmp_path / "w")
+    assert wrong.exit_code == 2 and wrong.stderr.count("\n") == 1
+    assert "tensorrt backend does not open .onnx models" in wrong.stderr
+    assert not (tmp_path / "u").exists() and not (tmp_path / "w").exists()

@@ -62,3 +62,40 @@ def test_parser_never_crashes_on_garbage(data):
         ArtifactMetadata.from_json(data, source="fuzz")
     except DlcvError:
         pass
+
+
+# --------------------------------------------------------------------------- ONNX metadata, read from the file
+
+
+def test_onnx_metadata_is_read_from_the_file_without_an_engine(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    from dlcv.runtime.metadata import METADATA_KEY, read_onnx_metadata
+
+    md = make(class_names=("fond", "vélo"), palette=None)
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, "H", "W"])
+    y = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 2, "H", "W"])
+    weight = helper.make_tensor("W", TensorProto.FLOAT, [2, 3, 1, 1], [0.5] * 6)
+    graph = helper.make_graph([helper.make_node("Conv", ["input", "W"], ["logits"])], "g", [x], [y], [weight])
+    model = helper.make_model(graph, producer_name="test")
+    helper.set_model_props(model, {"other": "kept apart", METADATA_KEY: md.to_json()})
+    path = tmp_path / "m.onnx"
+    onnx.save(model, str(path))
+    assert read_onnx_metadata(path) == md
+
+    helper.set_model_props(model, {"other": "x"})
+    onnx.save(model, str(path))
+    with pytest.raises(DlcvError, match="carries no dlcv metadata"):
+        read_onnx_metadata(path)
+
+
+@pytest.mark.parametrize("content", [b"", b"\xff" * 20, b"\x0a\x99"])
+def test_onnx_metadata_of_a_file_that_is_not_onnx_is_one_line(tmp_path, content):
+    from dlcv.runtime.metadata import read_onnx_metadata
+
+    path = tmp_path / "bad.onnx"
+    path.write_bytes(content)
+    with pytest.raises(DlcvError) as info:
+        read_onnx_metadata(path)
+    assert "not a valid ONNX file" in str(info.value) and str(path) in str(info.value) and "\n" not in str(info.value)

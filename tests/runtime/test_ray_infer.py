@@ -177,3 +177,17 @@ def test_ray_options_need_ray(seg_model, seg_data, tmp_path):
     images, _ = seg_data
     result = CliRunner().invoke(infer_main, [str(images), "--engine", str(seg_model), "--ray-actors", "2"])
     assert result.exit_code == 2 and "only apply with --ray" in result.output
+
+
+def test_backend_option_reaches_the_actors(ray_local, seg_model, seg_data, tmp_path):
+    images, _ = seg_data
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for name in sorted(p.name for p in images.iterdir() if p.name.startswith("img"))[:24]:
+        (folder / name).write_bytes((images / name).read_bytes())
+    local = run_inference(_config(seg_model, folder, tmp_path / "local", backend="openvino"))
+    served = run_ray_inference(_config(seg_model, folder, tmp_path / "ray", backend="openvino"), RayConfig(actors=1))
+    assert served.processed == local.processed == 24
+    assert json.loads((tmp_path / "ray" / "metrics.json").read_text())["backend"] == "openvino"
+    local_files, ray_files = _files(tmp_path / "local"), _files(tmp_path / "ray")
+    assert all(ray_files[k] == v for k, v in local_files.items() if k.endswith(".png"))

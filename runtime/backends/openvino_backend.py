@@ -1,0 +1,162 @@
+"""OpenVINO backend: dlcv's own ONNX files (``x.onnx``, ``x.fp16.onnx``, ``x.int8.onnx``) on the CPU.
+
+``--backend openvino`` runs the same file onnxruntime runs by default, with the same
+metadata (read from the file by :func:`dlcv.runtime.metadata.read_onnx_metadata`), the same
+checks (tensor names and types against the metadata, static axes, the output shape the task
+implies) and one-line errors. OpenVINO is imported when a model is opened; a missing
+OpenVINO is a :class:`MissingDependencyError` naming ``pip install 'dlcv[openvino]'``.
+
+Execution follows OpenVINO's performance hints:
+
+- a batch of one image runs on a model compiled with ``PERFORMANCE_HINT=LATENCY`` (one
+  stream, every thread on that image); it is compiled when the file is opened, so a model
+  the CPU plugin cannot compile fails at open;
+- a larger batch runs on a model compiled with ``PERFORMANCE_HINT=THROUGHPUT`` (several
+  streams): the batch is split into as many parts as the plugin's optimal number of infer
+  requests, the parts run concurrently (``start_async`` on each request, then ``wait``), and
+  their logits are joined in order. That model is compiled on the first such batch (a model
+  whose batch axis is static runs whole on the LATENCY model). Plain requests rather than an
+  ``AsyncInferQueue``: the queue's Python callbacks run on OpenVINO's threads, where a garbage
+  collection that frees another backend's queue aborts the process ("Resource deadlock
+  avoided": a thread pool joining itself); with no Python code on those threads it cannot.
+
+``threads`` sets ``INFERENCE_NUM_THREADS`` for both. ``INFERENCE_PRECISION_HINT`` is fixed
+to f32: on CPUs with AVX512-BF16 or AMX the plugin otherwise runs FP32 (and FP16) graphs in
+bfloat16 (8-bit mantissa), which would break FP32 parity with PyTorch; INT8 (QDQ) graphs
+still run their quantised layers in INT8.
+
+Only the CPU is declared (``devices = ("cpu",)``): OpenVINO's GPU plugin targets Intel
+GPUs, which ``--device cuda`` does not name, and it is untested here.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import DlcvError, MissingDependencyError
+from ..external_data import check_external_data
+from ..metadata import read_onnx_metadata
+from .base import Backend
+
+_LATENCY, _THROUGHPUT = "LATENCY", "THROUGHPUT"
+_LOCATION = re.compile(r"^(Exception from |Check '.*' failed at ).*:\d+:?$")
+
+
+def _message(exc: BaseException) -> str:
+    """The informative line of an OpenVINO exception (its first lines are source locations)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    useful = [line for line in lines if not _LOCATION.match(line) and not line.startswith("FrontEnd API failed")]
+    return (useful or lines or [type(exc).__name__])[-1][:300]
+
+
+class OpenVINOBackend(Backend):
+    """An ONNX file run by OpenVINO's CPU plugin."""
+
+    name = "openvino"
+    suffixes = (".onnx",)
+    devices = ("cpu",)
+    extra = "openvino"
+    priority = 30  # after onnxruntime: an .onnx file runs on onnxruntime unless --backend openvino
+
+    @classmethod
+    def library_version(cls) -> str | None:
+        try:
+            return cls.import_library("openvino").get_version()
+        except MissingDependencyError:
+            return None
+
+    def __init__(self, path: str | Path, device: str = "cpu", threads: int | None = None):
+        path = Path(path)
+        if not path.is_file():
+            raise DlcvError(f"{path}: ONNX file not found")
+        if device.split(":", 1)[0].lower() != "cpu":
+            raise DlcvError(f"unknown device {device!r} for openvino; it runs on the cpu")
+        if threads is not None and threads < 1:
+            raise DlcvError(f"threads must be positive, got {threads}")
+        ov = self.import_library("openvino")
+        check_external_data(path)  # untrusted files: no tensor data read from outside the model's folder
+        super().__init__(path, read_onnx_metadata(path))
+        self.device = "cpu"
+        self._ov = ov
+        self._core = ov.Core()
+        self._model = self._read(self.import_library("openvino.frontend"))
+        self.input_shape = self._check_graph()
+        self._config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": "f32"}
+        if threads:
+            self._config["INFERENCE_NUM_THREADS"] = int(threads)
+        self._latency = self._compile(_LATENCY).create_infer_request()
+        self._requests: list[Any] | None = None  # the THROUGHPUT model's requests, made on the first larger batch
+
+    def _read(self, frontends) -> Any:
+        """The ONNX file through OpenVINO's ONNX frontend (never another framework's reader)."""
+        try:
+            frontend = frontends.FrontEndManager().load_by_framework("onnx")
+            return frontend.convert(frontend.load(str(self.path)))
+        except Exception as exc:  # OpenVINO raises its own exception types for unreadable models
+            raise DlcvError(f"{self.path}: OpenVINO cannot read this model ({_message(exc)}); re-export it") from None
+
+    def _check_graph(self) -> tuple[int | None, ...]:
+        """The metadata's tensor names exist and the input is float32; the input's static dims."""
+        md, model = self.metadata, self._model
+        inputs = {name: port for port in model.inputs for name in port.get_names()}
+        outputs = {name for port in model.outputs for name in port.get_names()}
+        if md.input_name not in inputs or md.output_name not in outputs:
+            raise DlcvError(
+                f"{self.path}: metadata names input {md.input_name!r} and output {md.output_name!r}, but the graph has "
+                f"inputs {sorted(inputs)} and outputs {sorted(outputs)}; re-export the model"
+            )
+        port = inputs[md.input_name]
+        if port.get_element_type() != self._ov.Type.f32:
+            raise DlcvError(f"{self.path}: input {md.input_name!r} is {port.get_element_type()}, expected float32")
+        return tuple(d.get_length() if d.is_static else None for d in port.get_partial_shape())
+
+    def _compile(self, hint: str) -> Any:
+        try:
+            return self._core.compile_model(self._model, "CPU", {**self._config, "PERFORMANCE_HINT": hint})
+        except Exception as exc:
+            raise DlcvError(f"{self.path}: OpenVINO cannot compile this model for the CPU ({_message(exc)})") from None
+
+    def check_input(self, batch: np.ndarray) -> None:
+        super().check_input(batch)
+        for axis, (want, got) in enumerate(zip(self.input_shape, batch.shape)):
+            if want is not None and want != got:
+                raise DlcvError(
+                    f"{self.path.name}: input axis {axis} is fixed at {want} in this (static) model, got {got}; "
+                    "export without --static for dynamic shapes"
+                )
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        if len(batch) == 1 or self.input_shape[0] is not None:
+            return self._infer(self._latency, batch)
+        return self._infer_split(batch)
+
+    def _infer(self, request: Any, batch: np.ndarray) -> np.ndarray:
+        request.infer({self.metadata.input_name: batch})
+        return self._output(request)
+
+    def _infer_split(self, batch: np.ndarray) -> np.ndarray:
+        """The batch in parts, one per infer request of the THROUGHPUT model, run concurrently."""
+        if self._requests is None:
+            compiled = self._compile(_THROUGHPUT)
+            count = max(1, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
+            self._requests = [compiled.create_infer_request() for _ in range(count)]
+        parts = np.array_split(batch, min(len(batch), len(self._requests)))
+        started = []
+        try:
+            for request, part in zip(self._requests, parts):
+                request.start_async({self.metadata.input_name: np.ascontiguousarray(part)})
+                started.append(request)
+        finally:
+            for request in started:
+                request.wait()
+        return np.concatenate([self._output(request) for request in started], axis=0)
+
+    def _output(self, request: Any) -> np.ndarray:
+        # the output tensor is the request's own memory, overwritten by its next inference
+        return np.array(request.get_tensor(self.metadata.output_name).data, dtype=np.float32, copy=True)
+
+    def close(self) -> None:
+        self._requests = self._latency = self._model = None
