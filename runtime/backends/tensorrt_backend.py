@@ -4,22 +4,32 @@ Opening an engine checks, in this order and each with a one-line error naming th
 the file exists and matches the size and SHA-256 its sidecar records (a truncated or
 replaced plan is refused before anything touches CUDA); a TensorRT runtime can be imported
 (the full ``tensorrt`` module, else the lean runtime ``tensorrt_lean_bindings`` /
-``tensorrt_lean``); its version can run the engine (the same version, or for a
-version-compatible engine the same or a later one); a CUDA GPU exists and has the compute
-capability the engine was built for (another GPU model of the same capability only logs a
-warning). A mismatch says how to rebuild. Only then is the plan deserialized.
+``tensorrt_lean``); that runtime can load the engine (:func:`check_runtime_kind`,
+:func:`check_tensorrt_version`); a CUDA GPU exists and has the compute capability the engine
+was built for (another GPU model of the same capability only logs a warning). A mismatch says
+how to rebuild. Only then is the plan deserialized.
+
+Which TensorRT runs which engine (TensorRT's "Version Compatibility" and the
+``IRuntime::loadRuntime`` / trtexec ``--excludeLeanRuntime`` documentation):
+
+- an engine built without ``--version-compatible`` runs only on the TensorRT version that built
+  it, and only on the full runtime (the lean runtime loads version-compatible plans only);
+- ``dlcv-export --version-compatible`` builds with ``VERSION_COMPATIBLE`` and
+  ``EXCLUDE_LEAN_RUNTIME``: the plan carries no lean runtime (that would be host code, which
+  dlcv never allows: ``engine_host_code_allowed`` stays off). The building version (full or
+  lean) loads it directly; a later TensorRT loads it only through the building version's lean
+  runtime library, ``--lean-runtime PATH`` (``libnvinfer_lean.so.N`` of that version), which
+  is loaded with ``Runtime.load_runtime``; an earlier TensorRT never.
 
 Execution uses TensorRT's name-based I/O (``num_io_tensors``, ``get_tensor_name``,
 ``get_tensor_mode``, ``set_input_shape``, ``set_tensor_address``, ``execute_async_v3``) on
 one CUDA stream, with pinned host and device buffers (:mod:`dlcv.runtime.cuda_memory`)
-that grow on demand and are reused across batches. A batch larger than the optimisation
-profile's maximum is split; one smaller than its minimum is zero-padded. A TensorRT engine
-runs on the GPU whatever ``device`` says (``cuda:N`` picks the GPU).
+that grow on demand and are reused across batches: copy in, execute, copy out, all enqueued
+on that stream, then one synchronisation before the output is read. A batch larger than the
+optimisation profile's maximum is split; one smaller than its minimum is zero-padded. A
+TensorRT engine runs on the GPU whatever ``device`` says (``cuda:N`` picks the GPU).
 
 Never imports torch or the TensorRT builder: building is :mod:`dlcv.export.tensorrt_build`.
-Engines are never given permission to run host code embedded in the plan
-(``engine_host_code_allowed`` stays off): version-compatible engines are built without an
-embedded lean runtime.
 """
 from __future__ import annotations
 
@@ -44,8 +54,15 @@ log = logging.getLogger("dlcv.runtime.tensorrt")
 TENSORRT_MODULES = ("tensorrt", "tensorrt_lean_bindings", "tensorrt_lean")
 INSTALL_HINT = (
     "pip install 'dlcv[tensorrt]' (full TensorRT) or 'dlcv[tensorrt-lean]' "
-    "(tensorrt-lean-cu13-libs + tensorrt-lean-cu13-bindings, enough for version-compatible engines)"
+    "(tensorrt-lean-cu13-libs + tensorrt-lean-cu13-bindings, enough for version-compatible engines); "
+    "for CUDA 12 drivers the -cu12 extras"
 )
+# TensorRT DataType name -> numpy dtype. BF16, FP8, INT4, FP4 and E8M0 have no numpy type
+# (``trt.nptype`` raises TypeError for them); such an engine gets a one-line error instead.
+NUMPY_DTYPES = {
+    "FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "INT32": np.int32, "INT64": np.int64,
+    "BOOL": np.bool_, "UINT8": np.uint8,
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -88,9 +105,12 @@ class EngineBinding:
             raise DlcvError(f"{source}: the engine binding's profile needs min/opt/max shapes of four dimensions")
         return binding
 
-    def rebuild_hint(self) -> str:
+    def rebuild_hint(self, version_compatible: bool | None = None) -> str:
+        """The dlcv-export command that rebuilds this engine here (``--version-compatible`` when
+        the engine was, or when ``version_compatible`` asks for it)."""
         source = self.checkpoint or "<checkpoint.pt>"
-        return f"rebuild it on this machine: dlcv-export {source} --trt --precision {self.precision}"
+        flag = " --version-compatible" if (self.version_compatible if version_compatible is None else version_compatible) else ""
+        return f"rebuild it on this machine: dlcv-export {source} --trt --precision {self.precision}{flag}"
 
 
 def version_tuple(text: str) -> tuple[int, ...]:
@@ -131,18 +151,64 @@ def check_plan_file(path: Path, binding: EngineBinding) -> bytes:
     return data
 
 
-def check_tensorrt_version(path: Path, binding: EngineBinding, runtime_version: str) -> None:
-    """Refuse an engine this TensorRT cannot run (exact version, or ≥ for version-compatible engines)."""
-    built, here = version_tuple(binding.tensorrt_version)[:3], version_tuple(runtime_version)[:3]
-    ok = here >= built if binding.version_compatible else here == built
-    if not ok:
-        kind = "a version-compatible engine needs that version or later" if binding.version_compatible else (
-            "engines run only on the TensorRT version that built them (build with --version-compatible to relax this)"
-        )
+def is_lean(trt: Any) -> bool:
+    """True for a lean (or dispatch) TensorRT runtime module: it has no builder."""
+    return not hasattr(trt, "Builder")
+
+
+def check_runtime_kind(path: Path, binding: EngineBinding, trt: Any) -> None:
+    """Refuse, before deserialising, an engine the lean runtime cannot load (one built without --version-compatible)."""
+    if is_lean(trt) and not binding.version_compatible:
+        module = getattr(trt, "__name__", "tensorrt_lean")
         raise DlcvError(
-            f"{path}: built with TensorRT {binding.tensorrt_version}, this machine has TensorRT {runtime_version}; "
-            f"{kind}; {binding.rebuild_hint()}"
+            f"{path}: the lean TensorRT runtime ({module} {trt.__version__}) loads only version-compatible "
+            f"engines, and this one was built without --version-compatible; {binding.rebuild_hint(version_compatible=True)}, "
+            "or install the full TensorRT runtime (pip install 'dlcv[tensorrt]')"
         )
+
+
+def check_tensorrt_version(path: Path, binding: EngineBinding, runtime_version: str, lean_runtime: Path | None = None) -> bool:
+    """Refuse an engine this TensorRT cannot run; True when it must be loaded through ``lean_runtime``.
+
+    Not version-compatible: the exact version that built it (the build number aside).
+    Version-compatible (built without an embedded lean runtime): that version directly; a
+    later one only through that version's lean runtime library (``lean_runtime``); never an
+    earlier one."""
+    built, here = version_tuple(binding.tensorrt_version)[:3], version_tuple(runtime_version)[:3]
+    prefix = f"{path}: built with TensorRT {binding.tensorrt_version}, this machine has TensorRT {runtime_version}"
+    if not binding.version_compatible:
+        if here != built:
+            raise DlcvError(
+                f"{prefix}; engines run only on the TensorRT version that built them (build with --version-compatible "
+                f"to run on later versions through that version's lean runtime); {binding.rebuild_hint()}"
+            )
+        return False
+    if here < built:
+        raise DlcvError(f"{prefix}; a version-compatible engine runs on that version or later, never an earlier one; {binding.rebuild_hint()}")
+    if here == built:
+        return False
+    major = built[0] if built else "N"
+    if lean_runtime is None:
+        raise DlcvError(
+            f"{prefix}; this version-compatible engine carries no lean runtime, so a later TensorRT runs it only "
+            f"through TensorRT {binding.tensorrt_version}'s lean runtime: pass --lean-runtime PATH to its "
+            f"libnvinfer_lean.so.{major} (in site-packages/tensorrt_lean_libs/ after pip install "
+            f"'tensorrt-lean-cu13-libs=={binding.tensorrt_version}', or -cu12), or {binding.rebuild_hint()}"
+        )
+    if not Path(lean_runtime).is_file():
+        raise DlcvError(f"{path}: --lean-runtime {lean_runtime} is not a file; give the path of TensorRT {binding.tensorrt_version}'s libnvinfer_lean.so.{major}")
+    return True
+
+
+def numpy_dtype(trt_dtype: Any, path: Path, tensor: str, binding: EngineBinding) -> np.dtype:
+    """The numpy dtype of a TensorRT ``DataType``, or a one-line error for those numpy has not (BF16, FP8...)."""
+    name = getattr(trt_dtype, "name", str(trt_dtype)).rsplit(".", 1)[-1]
+    if name not in NUMPY_DTYPES:
+        raise DlcvError(
+            f"{path}: tensor {tensor!r} is {name}, which has no numpy type; dlcv engines take float32 and return "
+            f"float32 (or float16) logits; {binding.rebuild_hint()}"
+        )
+    return np.dtype(NUMPY_DTYPES[name])
 
 
 def check_gpu(path: Path, binding: EngineBinding, gpu: GpuInfo) -> None:
@@ -166,12 +232,18 @@ def device_index(device: str) -> int:
 
 
 def make_logger(trt: Any) -> Any:
-    """A TensorRT logger that keeps error messages (for one-line errors) and logs warnings."""
+    """A TensorRT logger that keeps the error messages of the current operation (for one-line
+    errors) and logs warnings. Call ``clear()`` before each operation, so a failure reports its
+    own error, not one an earlier operation logged."""
 
     class CollectingLogger(trt.ILogger):
         def __init__(self) -> None:
             trt.ILogger.__init__(self)
             self.errors: list[str] = []
+
+        def clear(self) -> None:
+            """Forget the errors of earlier operations."""
+            self.errors.clear()
 
         def log(self, severity, msg) -> None:  # called by TensorRT
             if severity in (trt.ILogger.Severity.INTERNAL_ERROR, trt.ILogger.Severity.ERROR):
@@ -180,7 +252,7 @@ def make_logger(trt: Any) -> Any:
                 log.warning("TensorRT: %s", msg)
 
         def first_error(self, default: str) -> str:
-            """The first line of the first error TensorRT reported (``default`` when none)."""
+            """The first line of the first error TensorRT reported since ``clear()`` (``default`` when none)."""
             lines = [line.strip() for line in "\n".join(self.errors).splitlines() if line.strip()]
             return lines[0][:300] if lines else default
 
@@ -206,19 +278,22 @@ class TensorRTBackend(Backend):
                 continue
         return None
 
-    def __init__(self, path: str | Path, device: str = "cuda", threads: int | None = None):
+    def __init__(self, path: str | Path, device: str = "cuda", threads: int | None = None,
+                 lean_runtime: str | Path | None = None):  # fmt: skip
         path = Path(path)
         if not path.is_file():
             raise DlcvError(f"{path}: engine file not found")
         metadata = read_sidecar(path)
         super().__init__(path, metadata)
         self.binding = EngineBinding.from_metadata(metadata, str(path))
-        self.runtime = self.engine = self.context = self.stream = None
+        self.runtime = self.parent_runtime = self.engine = self.context = self.stream = None
         self.buffers: dict[str, BufferPair] = {}
         plan = check_plan_file(path, self.binding)
         trt = load_tensorrt()
         self.tensorrt_version = str(trt.__version__)
-        check_tensorrt_version(path, self.binding, self.tensorrt_version)
+        check_runtime_kind(path, self.binding, trt)
+        lean = Path(lean_runtime) if lean_runtime is not None else None
+        through_lean = check_tensorrt_version(path, self.binding, self.tensorrt_version, lean)
         self.cuda = Cuda(device_index(device))
         try:
             self.gpu = self.cuda.gpu()
@@ -226,22 +301,37 @@ class TensorRTBackend(Backend):
             raise DlcvError(f"{path}: cannot run a TensorRT engine here: {exc}") from None
         check_gpu(path, self.binding, self.gpu)
         try:
-            self._open(trt, plan)
+            self._open(trt, plan, lean if through_lean else None)
         except BaseException:
             self.close()
             raise
 
-    def _open(self, trt: Any, plan: bytes) -> None:
-        path, md = self.path, self.metadata
-        self.logger = make_logger(trt)
-        runtime = trt.Runtime(self.logger)
-        self.runtime = runtime
-        engine = runtime.deserialize_cuda_engine(plan)
-        if engine is None:
+    def _load_lean_runtime(self, lean_runtime: Path) -> None:
+        """Swap in the building version's lean runtime (``IRuntime::loadRuntime``), keeping its parent alive."""
+        self.logger.clear()
+        loaded = self.runtime.load_runtime(str(lean_runtime))
+        if loaded is None:
             detail = self.logger.first_error("no reason given")
             raise DlcvError(
-                f"{path}: TensorRT {self.tensorrt_version} cannot load this engine ({detail}); the file is not a "
-                f"TensorRT engine, is damaged, or was built by another TensorRT; {self.binding.rebuild_hint()}"
+                f"{self.path}: TensorRT {self.tensorrt_version} could not load the lean runtime {lean_runtime} "
+                f"({detail}); give TensorRT {self.binding.tensorrt_version}'s libnvinfer_lean library"
+            )
+        self.parent_runtime, self.runtime = self.runtime, loaded
+
+    def _open(self, trt: Any, plan: bytes, lean_runtime: Path | None) -> None:
+        path, md, binding = self.path, self.metadata, self.binding
+        self.logger = make_logger(trt)
+        self.runtime = trt.Runtime(self.logger)
+        if lean_runtime is not None:
+            self._load_lean_runtime(lean_runtime)
+        self.logger.clear()
+        engine = self.runtime.deserialize_cuda_engine(plan)
+        if engine is None:
+            detail = self.logger.first_error("no reason given")
+            through = f" through the lean runtime {lean_runtime}" if lean_runtime is not None else ""
+            raise DlcvError(
+                f"{path}: TensorRT {self.tensorrt_version}{through} cannot load this engine ({detail}); the file is not a "
+                f"TensorRT engine, is damaged, or was built by another TensorRT; {binding.rebuild_hint()}"
             )
         self.engine = engine
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
@@ -250,17 +340,18 @@ class TensorRTBackend(Backend):
         if inputs != [md.input_name] or outputs != [md.output_name]:
             raise DlcvError(
                 f"{path}: the engine has inputs {inputs} and outputs {outputs}, its metadata names input "
-                f"{md.input_name!r} and output {md.output_name!r}; {self.binding.rebuild_hint()}"
+                f"{md.input_name!r} and output {md.output_name!r}; {binding.rebuild_hint()}"
             )
-        self.input_dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(md.input_name)))
-        self.output_dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(md.output_name)))
+        self.input_dtype = numpy_dtype(engine.get_tensor_dtype(md.input_name), path, md.input_name, binding)
+        self.output_dtype = numpy_dtype(engine.get_tensor_dtype(md.output_name), path, md.output_name, binding)
         if self.input_dtype != np.float32 or self.output_dtype not in (np.float32, np.float16):
             raise DlcvError(
                 f"{path}: engine I/O is {self.input_dtype} -> {self.output_dtype}; dlcv engines take float32 and "
-                f"return float32 (or float16) logits; {self.binding.rebuild_hint()}"
+                f"return float32 (or float16) logits; {binding.rebuild_hint()}"
             )
         lo, opt, hi = engine.get_tensor_profile_shape(md.input_name, 0)
         self.profile = tuple(tuple(int(d) for d in dims) for dims in (lo, opt, hi))
+        self.logger.clear()
         context = engine.create_execution_context()
         if context is None:
             detail = self.logger.first_error("out of GPU memory?")
@@ -289,36 +380,52 @@ class TensorRTBackend(Backend):
         return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
 
     def _run_chunk(self, chunk: np.ndarray) -> np.ndarray:
+        """Copy in, execute, copy out: all enqueued on the backend's one stream, then synchronised once."""
         count = chunk.shape[0]
         if count < self.profile[0][0]:  # below the profile's minimum batch: pad with zeros
             pad = np.zeros((self.profile[0][0] - count, *chunk.shape[1:]), dtype=np.float32)
             chunk = np.concatenate([chunk, pad])
-        md, context, cuda = self.metadata, self.context, self.cuda
+        md, context, cuda, stream = self.metadata, self.context, self.cuda, self.stream
+        self.logger.clear()
         if not context.set_input_shape(md.input_name, chunk.shape):
-            raise DlcvError(f"{self.path.name}: TensorRT rejected the input shape {chunk.shape}")
+            detail = self.logger.first_error("no reason given")
+            raise DlcvError(f"{self.path.name}: TensorRT rejected the input shape {chunk.shape} ({detail})")
         out_shape = tuple(int(d) for d in context.get_tensor_shape(md.output_name))
         out_bytes = int(np.prod(out_shape)) * self.output_dtype.itemsize
         inp, out = self.buffers[md.input_name], self.buffers[md.output_name]
         inp.reserve(chunk.nbytes)
         out.reserve(out_bytes)
         inp.host.view(chunk.shape, np.float32)[...] = chunk
-        cuda.copy_to_device(inp.device.ptr, inp.host.ptr, chunk.nbytes, self.stream)
+        cuda.copy_to_device(inp.device.ptr, inp.host.ptr, chunk.nbytes, stream)
         context.set_tensor_address(md.input_name, inp.device.ptr)
         context.set_tensor_address(md.output_name, out.device.ptr)
-        if not context.execute_async_v3(int(self.stream)):
+        self.logger.clear()
+        if not context.execute_async_v3(int(stream)):
+            self._settle()  # the copy-in may still be running: never free or refill its buffer early
             raise DlcvError(f"{self.path.name}: TensorRT execution failed ({self.logger.first_error('no reason given')})")
-        cuda.copy_to_host(out.host.ptr, out.device.ptr, out_bytes, self.stream)
-        cuda.synchronize(self.stream)
+        cuda.copy_to_host(out.host.ptr, out.device.ptr, out_bytes, stream)
+        cuda.synchronize(stream)
         return out.host.view(out_shape, self.output_dtype)[:count].astype(np.float32)  # a copy: the buffer is reused
 
+    def _settle(self) -> None:
+        """Wait for the stream after a failure (its own error is logged, not raised over the first one)."""
+        try:
+            self.cuda.synchronize(self.stream)
+        except DlcvError as exc:
+            log.warning("%s: %s", self.path.name, exc)
+
     def close(self) -> None:
+        stream = getattr(self, "stream", None)
+        if stream is not None:
+            self._settle()  # let enqueued copies finish before their buffers are freed
         for pair in getattr(self, "buffers", {}).values():
             pair.free()
         self.buffers = {}
-        if getattr(self, "stream", None) is not None:
-            self.cuda.destroy_stream(self.stream)
+        if stream is not None:
+            self.cuda.destroy_stream(stream)
             self.stream = None
-        # Destruction order matters to TensorRT: context, then engine, then runtime.
+        # Destruction order matters to TensorRT: context, then engine, then the runtime(s) that made it.
         self.context = None
         self.engine = None
         self.runtime = None
+        self.parent_runtime = None

@@ -4,12 +4,10 @@ batches, padding, pinned/device buffer reuse) run against a simulated TensorRT a
 from __future__ import annotations
 
 import ast
-import ctypes
 import hashlib
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -18,20 +16,22 @@ import dlcv.runtime.backends.tensorrt_backend as backend_module
 import dlcv.runtime.cuda_memory as cuda_module
 from dlcv.runtime.backends import open_backend
 from dlcv.runtime.backends.tensorrt_backend import (
-    EngineBinding, TensorRTBackend, check_gpu, check_tensorrt_version, device_index,
+    EngineBinding, TensorRTBackend, check_gpu, check_tensorrt_version, device_index, numpy_dtype,
 )  # fmt: skip
-from dlcv.runtime.cuda_memory import CUDART_FUNCTIONS, Cuda, GpuInfo
+from dlcv.runtime.cuda_memory import CUDART_FUNCTIONS, BufferPair, Cuda, GpuInfo
 from dlcv.runtime.errors import DlcvError
 from dlcv.runtime.imageio import write_png
 from dlcv.runtime.metadata import ArtifactMetadata, write_sidecar
 from dlcv.runtime.preprocess import PreprocessSpec
+
+from tests.runtime.fake_tensorrt import FakeCudart, FakeFullTrt, FakeTrt, fake_logits, fake_plan
 
 BACKEND_SOURCE = Path(backend_module.__file__)
 CUDA_SOURCE = Path(cuda_module.__file__)
 # Names the backend binds TensorRT objects to (local variables or self attributes) -> real class.
 TRT_ROOTS = {"runtime": "Runtime", "engine": "ICudaEngine", "context": "IExecutionContext"}
 MUST_USE = {
-    "deserialize_cuda_engine", "num_io_tensors", "get_tensor_name", "get_tensor_mode", "get_tensor_dtype",
+    "load_runtime", "deserialize_cuda_engine", "num_io_tensors", "get_tensor_name", "get_tensor_mode", "get_tensor_dtype",
     "get_tensor_profile_shape", "create_execution_context", "set_input_shape", "get_tensor_shape",
     "set_tensor_address", "execute_async_v3",
 }  # fmt: skip
@@ -76,6 +76,7 @@ def test_every_tensorrt_name_the_backend_uses_exists_in_the_lean_runtime():
     used = tensorrt_names_used()
     assert MUST_USE <= set().union(*used.values()), "the scan missed calls the backend is known to make"
     assert not {"Builder", "OnnxParser", "BuilderFlag"} & {n.split(".")[0] for n in used["trt"]}, "runtime must not build"
+    assert "engine_host_code_allowed" not in set().union(*used.values()), "plans never get to run embedded host code"
     missing = []
     for dotted in sorted(used["trt"]):
         obj = trt
@@ -167,7 +168,7 @@ def test_foreign_plan_without_recorded_hash_gives_one_line(tmp_path, make_checkp
     or hash: refused with one line, by CUDA where no GPU exists, by TensorRT where one does."""
     pytest.importorskip("tensorrt_lean_bindings")
     path = write_engine(tmp_path, b"\x08\x07\x12\x04onnx" * 40, binding_for(b"", plan_size_bytes=0, plan_sha256="",
-                                                                          tensorrt_version=TRT_LEAN_VERSION))
+                                                                          tensorrt_version=TRT_LEAN_VERSION, version_compatible=True))
     with pytest.raises(DlcvError) as info:
         TensorRTBackend(path)
     one_line_error(info, path)
@@ -208,16 +209,26 @@ def test_plan_and_engine_suffixes_open_the_tensorrt_backend(tmp_path):
 
 
 def test_version_rules():
+    """Exact version for ordinary engines; for version-compatible ones (built without an embedded
+    lean runtime) the same version directly, a later one only through --lean-runtime."""
+    here = Path("m.plan")
     exact = binding_for(b"p", tensorrt_version="10.8.0.43")
-    check_tensorrt_version(Path("m.plan"), exact, "10.8.0.43")
-    check_tensorrt_version(Path("m.plan"), exact, "10.8.0.99")  # the build number does not matter
+    assert check_tensorrt_version(here, exact, "10.8.0.43") is False
+    assert check_tensorrt_version(here, exact, "10.8.0.99") is False  # the build number does not matter
     with pytest.raises(DlcvError, match="built with TensorRT 10.8.0.43, this machine has TensorRT 10.9.0.1.*--version-compatible"):
-        check_tensorrt_version(Path("m.plan"), exact, "10.9.0.1")
+        check_tensorrt_version(here, exact, "10.9.0.1")
     compatible = binding_for(b"p", tensorrt_version="10.8.0.43", version_compatible=True)
-    check_tensorrt_version(Path("m.plan"), compatible, "10.9.0.1")
-    check_tensorrt_version(Path("m.plan"), compatible, TRT_LEAN_VERSION)
-    with pytest.raises(DlcvError, match="that version or later"):
-        check_tensorrt_version(Path("m.plan"), compatible, "10.7.0")
+    assert check_tensorrt_version(here, compatible, "10.8.0.43") is False
+    for later in ("10.9.0.1", TRT_LEAN_VERSION):  # a later minor, and a later major
+        with pytest.raises(DlcvError) as info:
+            check_tensorrt_version(here, compatible, later)
+        message = str(info.value)
+        assert "--lean-runtime" in message and "libnvinfer_lean.so.10" in message and "tensorrt-lean-cu13-libs==10.8.0.43" in message
+    with pytest.raises(DlcvError, match="is not a file"):
+        check_tensorrt_version(here, compatible, "10.9.0.1", Path("/nonexistent/libnvinfer_lean.so.10"))
+    assert check_tensorrt_version(here, compatible, "10.9.0.1", Path(__file__)) is True  # load it through the lean runtime
+    with pytest.raises(DlcvError, match="that version or later, never an earlier one"):
+        check_tensorrt_version(here, compatible, "10.7.0")
 
 
 def test_gpu_rules(caplog):
@@ -239,166 +250,31 @@ def test_device_index():
 # --------------------------------------------------------------------------- execution, simulated
 
 
-class FakeCudart:
-    """cuda-python's runtime API over host memory: "device" pointers are host addresses."""
-
-    cudaStreamNonBlocking = 1
-    cudaMemcpyKind = SimpleNamespace(cudaMemcpyHostToDevice=1, cudaMemcpyDeviceToHost=2)
-
-    def __init__(self, compute_capability=(8, 6)):
-        self.blocks: dict[int, ctypes.Array] = {}
-        self.mallocs = 0
-        self.cc = compute_capability
-
-    def _alloc(self, n):
-        buf = ctypes.create_string_buffer(int(n))
-        self.blocks[ctypes.addressof(buf)] = buf
-        return ctypes.addressof(buf)
-
-    def cudaGetDeviceCount(self):
-        return 0, 1
-
-    def cudaSetDevice(self, index):
-        return (0,)
-
-    def cudaGetDeviceProperties(self, index):
-        return 0, SimpleNamespace(name=b"Fake GPU\0\0\0", major=self.cc[0], minor=self.cc[1], totalGlobalMem=1 << 30)
-
-    def cudaGetErrorName(self, err):
-        return 0, b"cudaErrorFake"
-
-    def cudaGetErrorString(self, err):
-        return 0, b"fake error"
-
-    def cudaStreamCreateWithFlags(self, flags):
-        return 0, 7
-
-    def cudaStreamSynchronize(self, stream):
-        return (0,)
-
-    def cudaStreamDestroy(self, stream):
-        return (0,)
-
-    def cudaMalloc(self, n):
-        self.mallocs += 1
-        return 0, self._alloc(n)
-
-    cudaMallocHost = cudaMalloc
-
-    def cudaFree(self, ptr):
-        del self.blocks[ptr]
-        return (0,)
-
-    cudaFreeHost = cudaFree
-
-    def cudaMemcpyAsync(self, dst, src, n, kind, stream):
-        ctypes.memmove(dst, src, n)
-        return (0,)
-
-
-def fake_logits(x: np.ndarray, num_classes: int, classify: bool = False) -> np.ndarray:
-    """What the simulated engine computes: per class, a scaled channel sum (pooled when classifying)."""
-    summed = x.sum(axis=(1, 2, 3) if classify else 1)
-    return np.stack([summed * (c + 1) - c for c in range(num_classes)], axis=1).astype(np.float32)
-
-
-class FakeContext:
-    def __init__(self, engine):
-        self.engine, self.shapes, self.addresses, self.batches = engine, {}, {}, []
-
-    def set_input_shape(self, name, shape):
-        self.shapes[name] = tuple(shape)
-        return True
-
-    def get_tensor_shape(self, name):
-        n, _, h, w = self.shapes["input"]
-        if name != "logits":
-            return self.shapes[name]
-        return (n, self.engine.num_classes) if self.engine.classify else (n, self.engine.num_classes, h, w)
-
-    def set_tensor_address(self, name, ptr):
-        self.addresses[name] = ptr
-        return True
-
-    def execute_async_v3(self, stream):
-        shape = self.shapes["input"]
-        x = np.frombuffer((ctypes.c_byte * (4 * int(np.prod(shape)))).from_address(self.addresses["input"]), np.float32)
-        y = fake_logits(x.reshape(shape), self.engine.num_classes, self.engine.classify)
-        ctypes.memmove(self.addresses["logits"], y.ctypes.data, y.nbytes)
-        self.batches.append(shape[0])
-        return True
-
-
-class FakeEngine:
-    num_io_tensors = 2
-
-    def __init__(self, profile, num_classes, classify):
-        self.profile, self.num_classes, self.classify, self.contexts = profile, num_classes, classify, []
-
-    def get_tensor_name(self, i):
-        return ("input", "logits")[i]
-
-    def get_tensor_mode(self, name):
-        return FakeTrt.TensorIOMode.INPUT if name == "input" else FakeTrt.TensorIOMode.OUTPUT
-
-    def get_tensor_dtype(self, name):
-        return "float32"
-
-    def get_tensor_profile_shape(self, name, index):
-        return [self.profile[k] for k in ("min", "opt", "max")]
-
-    def create_execution_context(self):
-        self.contexts.append(FakeContext(self))
-        return self.contexts[-1]
-
-
-class FakeTrt:
-    __version__ = "10.8.0.43"
-    TensorIOMode = SimpleNamespace(INPUT="input-mode", OUTPUT="output-mode")
-    engines: list = []
-
-    class ILogger:
-        Severity = SimpleNamespace(INTERNAL_ERROR=0, ERROR=1, WARNING=2, INFO=3, VERBOSE=4)
-
-        def __init__(self):
-            pass
-
-    @staticmethod
-    def nptype(dtype):
-        return np.dtype(dtype).type
-
-    class Runtime:
-        def __init__(self, logger):
-            self.logger = logger
-
-        def deserialize_cuda_engine(self, data):
-            if not data.startswith(b"FAKEPLAN"):
-                self.logger.log(FakeTrt.ILogger.Severity.ERROR, "Serialization assertion magicTagRead == kMAGIC_TAG failed.")
-                return None
-            profile = {k: tuple(v) for k, v in zip(("min", "opt", "max"), np.frombuffer(data[8:32], np.int16).reshape(3, 4).tolist())}
-            FakeTrt.engines.append(FakeEngine(profile, int(data[32]), bool(data[33])))
-            return FakeTrt.engines[-1]
-
-
-def fake_plan(profile: dict, num_classes: int = 3, classify: bool = False) -> bytes:
-    """A plan the simulated runtime loads: its profile, classes and task are in its bytes."""
-    dims = np.array([profile[k] for k in ("min", "opt", "max")], np.int16)
-    return b"FAKEPLAN" + dims.tobytes() + bytes([num_classes, classify]) + b"weights" * 10
-
-
 @pytest.fixture
 def simulated(monkeypatch):
+    """The full TensorRT runtime and CUDA, simulated (tests.runtime.fake_tensorrt); host views of
+    pinned buffers are logged into the same event log as the stream's work."""
     cudart = FakeCudart()
-    monkeypatch.setattr(backend_module, "load_tensorrt", lambda: FakeTrt)
+    monkeypatch.setattr(backend_module, "load_tensorrt", lambda: FakeFullTrt)
     monkeypatch.setattr(backend_module, "Cuda", lambda device: Cuda(device, cudart=cudart))
-    FakeTrt.engines = []
+    monkeypatch.setattr(FakeTrt, "cudart", cudart)
+    monkeypatch.setattr(FakeTrt, "engines", [])
+    monkeypatch.setattr(FakeTrt, "runtimes", [])
+    view = cuda_module.PinnedBuffer.view
+
+    def logged_view(self, shape, dtype):
+        array = view(self, shape, dtype)
+        cudart.events.append(("host-view", self.ptr))
+        return array
+
+    monkeypatch.setattr(cuda_module.PinnedBuffer, "view", logged_view)
     return cudart
 
 
-def open_fake(tmp_path, profile, **binding_changes):
-    plan = fake_plan(profile)
+def open_fake(tmp_path, profile, plan_options=None, backend_options=None, **binding_changes):
+    plan = fake_plan(profile, **(plan_options or {}))
     binding = binding_for(plan, profile={k: list(v) for k, v in profile.items()}, **binding_changes)
-    return TensorRTBackend(write_engine(tmp_path, plan, binding), device="cuda")
+    return TensorRTBackend(write_engine(tmp_path, plan, binding), device="cuda", **(backend_options or {}))
 
 
 PROFILE = {"min": (1, 3, 8, 8), "opt": (2, 3, 16, 16), "max": (2, 3, 32, 32)}
@@ -420,6 +296,47 @@ def test_large_batches_are_split_and_buffers_reused(tmp_path, simulated):
         np.testing.assert_allclose(trt_backend.infer(bigger), fake_logits(bigger, 3), rtol=1e-6)
         assert simulated.mallocs == allocations + 4  # grown once
     assert simulated.blocks == {}  # close() freed every buffer
+
+
+def test_each_chunk_is_copied_executed_and_copied_back_on_one_stream_then_synchronised_before_reading(tmp_path, simulated):
+    """The ordered event log of two chunks: fill the pinned input, copy in, execute, copy out (all
+    on the stream the backend created), synchronise that stream, then read the pinned output.
+    Without the synchronisation the output would be read while its copy is still queued (the
+    pinned-buffer guard refuses that, and the simulated buffer still holds NaNs); with the copies
+    on another stream than the execution, the log's stream identities differ."""
+    batch = np.random.default_rng(2).normal(size=(3, 3, 8, 8)).astype(np.float32)
+    with open_fake(tmp_path, PROFILE) as trt_backend:
+        stream = int(trt_backend.stream)
+        assert ("create-stream", stream) in simulated.events
+        simulated.events.clear()
+        out = trt_backend.infer(batch)
+        events = list(simulated.events)
+        host_in = trt_backend.buffers["input"].host.ptr
+        host_out = trt_backend.buffers["logits"].host.ptr
+    np.testing.assert_allclose(out, fake_logits(batch, 3), rtol=1e-6)
+    one_chunk = [("host-view", host_in), ("copy-in", stream), ("execute", stream), ("copy-out", stream),
+                 ("synchronize", stream), ("host-view", host_out)]  # fmt: skip
+    assert events == one_chunk * 2  # the profile's maximum batch is 2: chunks of 2 and 1
+    assert simulated.events[len(events):] == [("synchronize", stream)]  # close() waits before freeing
+
+
+def test_a_pinned_buffer_cannot_be_read_or_refilled_before_its_stream_is_synchronised():
+    cudart = FakeCudart()
+    cuda = Cuda(0, cudart=cudart)
+    stream = cuda.create_stream()
+    pair = BufferPair(cuda)
+    pair.reserve(64)
+    pair.host.view((16,), np.float32)[...] = np.arange(16, dtype=np.float32)
+    cuda.copy_to_device(pair.device.ptr, pair.host.ptr, 64, stream)
+    with pytest.raises(DlcvError, match="not synchronised"):
+        pair.host.view((16,), np.float32)  # refilling the input while its copy is queued
+    cuda.copy_to_host(pair.host.ptr, pair.device.ptr, 64, stream)
+    with pytest.raises(DlcvError, match="not synchronised"):
+        pair.host.view((16,), np.float32)  # reading the output before the copy ran
+    cuda.synchronize(stream)
+    np.testing.assert_array_equal(pair.host.view((16,), np.float32), np.arange(16, dtype=np.float32))
+    pair.free()
+    cuda.destroy_stream(stream)
 
 
 def test_small_batches_are_padded_to_the_profile_minimum(tmp_path, simulated):
@@ -454,6 +371,70 @@ def test_undeserializable_plan_gives_tensorrt_reason(tmp_path, simulated):
     with pytest.raises(DlcvError) as info:
         TensorRTBackend(path)
     one_line_error(info, path, "cannot load this engine (Serialization assertion magicTagRead")
+
+
+def test_the_lean_runtime_refuses_an_engine_that_is_not_version_compatible_before_deserialising(tmp_path, simulated, monkeypatch):
+    monkeypatch.setattr(backend_module, "load_tensorrt", lambda: FakeTrt)  # the lean runtime: no Builder
+    with pytest.raises(DlcvError) as info:
+        open_fake(tmp_path, PROFILE)
+    one_line_error(info, tmp_path / "model.plan", "loads only version-compatible engines",
+                   "dlcv-export runs/x/best.pt --trt --precision fp16 --version-compatible")  # fmt: skip
+    assert FakeTrt.runtimes == [] and FakeTrt.engines == []  # refused before TensorRT saw the plan
+    with open_fake(tmp_path, PROFILE, version_compatible=True) as trt_backend:  # the same version: loads directly
+        assert trt_backend.runtime.library is None and trt_backend.parent_runtime is None
+
+
+def test_a_later_tensorrt_loads_a_version_compatible_engine_only_through_the_building_versions_lean_runtime(tmp_path, simulated, monkeypatch):
+    monkeypatch.setattr(FakeTrt, "__version__", "11.4.0.106")  # the engine says 10.8.0.43
+    with pytest.raises(DlcvError) as info:
+        open_fake(tmp_path, PROFILE, version_compatible=True)
+    one_line_error(info, tmp_path / "model.plan", "carries no lean runtime", "--lean-runtime PATH", "libnvinfer_lean.so.10")
+    assert FakeTrt.engines == []
+    library = tmp_path / "libnvinfer_lean.so.10"
+    library.write_bytes(b"\x7fELF")
+    batch = np.random.default_rng(3).normal(size=(2, 3, 8, 8)).astype(np.float32)
+    with open_fake(tmp_path, PROFILE, backend_options={"lean_runtime": library}, version_compatible=True) as trt_backend:
+        bootstrap, loaded = FakeTrt.runtimes
+        assert (bootstrap.library, loaded.library) == (None, str(library))
+        assert trt_backend.runtime is loaded and trt_backend.parent_runtime is bootstrap
+        assert bootstrap.deserialized == [] and len(loaded.deserialized) == 1  # the loaded lean runtime deserialises
+        np.testing.assert_allclose(trt_backend.infer(batch), fake_logits(batch, 3), rtol=1e-6)
+
+
+def test_a_failure_reports_its_own_tensorrt_error_not_an_earlier_one(tmp_path, simulated):
+    """Deserialising logs a harmless error; a later execution failure must name its own."""
+    with open_fake(tmp_path, PROFILE, plan_options={"noisy": True}) as trt_backend:
+        FakeTrt.engines[0].contexts[0].fail_with = "CUDA error 700: an illegal memory access was encountered"
+        with pytest.raises(DlcvError) as info:
+            trt_backend.infer(np.zeros((1, 3, 8, 8), np.float32))
+    message = str(info.value)
+    assert "illegal memory access" in message and "harmless" not in message, message
+
+
+@pytest.mark.parametrize("dtype", ["BF16", "FP8"])
+def test_an_engine_with_io_numpy_cannot_hold_gives_one_line(tmp_path, simulated, dtype):
+    with pytest.raises(DlcvError) as info:
+        open_fake(tmp_path, PROFILE, plan_options={"dtype": dtype})
+    one_line_error(info, tmp_path / "model.plan", f"tensor 'input' is {dtype}, which has no numpy type", "--trt")
+
+
+def test_the_dtype_map_covers_every_real_tensorrt_data_type():
+    """Every DataType member of the installed lean bindings maps to the numpy type trt.nptype gives,
+    or (where trt.nptype raises TypeError: BF16, FP8, INT4, FP4, E8M0) to a one-line DlcvError."""
+    trt = pytest.importorskip("tensorrt_lean_bindings")
+    binding = binding_for(b"p")
+    mapped, refused = [], []
+    for name, member in trt.DataType.__members__.items():
+        try:
+            expected = np.dtype(trt.nptype(member))
+        except TypeError:
+            with pytest.raises(DlcvError, match=f"is {name}, which has no numpy type"):
+                numpy_dtype(member, Path("m.plan"), "input", binding)
+            refused.append(name)
+        else:
+            assert numpy_dtype(member, Path("m.plan"), "input", binding) == expected, name
+            mapped.append(name)
+    assert {"FLOAT", "HALF", "INT8", "INT32", "BOOL"} <= set(mapped) and {"BF16", "FP8"} <= set(refused)
 
 
 # --------------------------------------------------------------------------- real GPU
