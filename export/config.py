@@ -7,6 +7,7 @@ from pathlib import Path
 
 from dlcv.runtime.errors import DlcvUsageError
 from dlcv.runtime.precision import FP16, FP32, INT8, PRECISION_NAMES, Gate, Precision, get_precision
+from dlcv.runtime.tensorrt_profile import PROFILE_MAX_BATCH, PROFILE_MIN_BATCH, PROFILE_OPT_BATCH, Shape4  # noqa: F401
 
 DEFAULT_OPSET = 18
 # Passing bar for FP32 ONNX vs PyTorch FP32. The error allowed is
@@ -34,12 +35,10 @@ DEFAULT_EVAL_COUNT = 100  # images in the precision comparison
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
 DEFAULT_CALIBRATION_METHOD = "percentile"
 
-# TensorRT engine defaults. Profile batch sizes: dlcv-infer's default batch (4) is the optimum.
+# TensorRT engine defaults (the profile's batch sizes live in dlcv.runtime.tensorrt_profile,
+# shared with onnxruntime's TensorRT provider).
 DEFAULT_WORKSPACE_MB = 4096
-PROFILE_MIN_BATCH, PROFILE_OPT_BATCH, PROFILE_MAX_BATCH = 1, 4, 16
 TIMING_CACHE_NAME = "tensorrt.timing.cache"  # in --out, shared by every build there
-
-Shape4 = tuple[int, int, int, int]  # N, C, H, W
 
 
 @dataclass(frozen=True)
@@ -50,7 +49,9 @@ class TensorRTConfig:
     engine's, DESIGN.md contract 5). ``min_shape``/``opt_shape``/``max_shape``: the input's
     optimisation profile (None: derived from the checkpoint's input size, see
     :func:`dlcv.export.tensorrt_build.profile_shapes`). ``timing_cache``: None = ``<out>/{cache}``.
-    ``version_compatible``: an engine later TensorRT versions and the lean runtime can load.
+    ``version_compatible``: ``VERSION_COMPATIBLE`` + ``EXCLUDE_LEAN_RUNTIME``: an engine the lean
+    runtime of the same TensorRT version loads, and later TensorRT versions load through that
+    version's lean runtime library (``dlcv-infer --lean-runtime PATH``); no runtime is embedded.
     """.replace("{cache}", TIMING_CACHE_NAME)
 
     precision: str = "fp16"

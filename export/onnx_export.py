@@ -40,6 +40,7 @@ from dlcv.runtime.errors import DlcvError, DlcvUsageError, first_line
 from dlcv.runtime.imageio import read_image
 from dlcv.runtime.metadata import ArtifactMetadata
 from dlcv.runtime.precision import FP16, FP32, INT8, get_precision
+from dlcv.runtime.tensorrt_profile import DEFAULT_NATURAL_SIZE  # the export sample's size when nothing fixes one
 from dlcv.train.checkpoint import file_sha256, load_checkpoint, metadata_from_checkpoint, model_from_checkpoint
 
 from .config import ExportConfig
@@ -53,9 +54,6 @@ from .verify import (
 )  # fmt: skip
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
-# Size used when the preprocessing keeps the image size (fully convolutional models) and no
-# --input-size is given: the export sample and the first verification shape.
-DEFAULT_NATURAL_SIZE = (128, 128)
 # A second verification size for dynamic height/width: odd, non-square, not a multiple of
 # any stride, so size-dependent crops and ceil-mode pools are exercised.
 ODD_SIZE = (97, 131)

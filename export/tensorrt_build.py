@@ -8,11 +8,15 @@ installed TensorRT (< 11) still offers ``BuilderFlag.FP16`` / ``BuilderFlag.INT8
 file rebuilt weakly typed with that flag, and the sidecar records ``strongly_typed: false``.
 
 The build: ONNX parser -> one optimisation profile for the input (:func:`profile_shapes`;
-defaults from the checkpoint's input size) -> workspace memory-pool limit -> a timing cache
-read from and merged back into one file (default ``<out>/tensorrt.timing.cache``, so later
-builds on this GPU skip the kernel timing) -> optionally ``VERSION_COMPATIBLE`` with
-``EXCLUDE_LEAN_RUNTIME`` (an engine that the lean runtime and later TensorRT versions load,
-without embedding a runtime that would need ``engine_host_code_allowed``).
+defaults from the checkpoint's input size, the rule of :mod:`dlcv.runtime.tensorrt_profile`)
+-> workspace memory-pool limit -> a timing cache read from and merged back into one file
+(default ``<out>/tensorrt.timing.cache``, so later builds on this GPU skip the kernel timing; a
+cache TensorRT cannot use, from another version or GPU, is replaced by a new one with one
+warning, as Polygraphy's ``CreateConfig`` does) -> optionally ``VERSION_COMPATIBLE`` with
+``EXCLUDE_LEAN_RUNTIME``: an engine without an embedded lean runtime (which would be host code
+needing ``engine_host_code_allowed``), loaded directly by the building version's full or lean
+runtime and by later versions only through that version's lean runtime library
+(``dlcv-infer --lean-runtime``; see :mod:`dlcv.runtime.backends.tensorrt_backend`).
 
 The plan and its sidecar (the artifact metadata plus the :class:`EngineBinding`: GPU name,
 compute capability, TensorRT version, precision, profile shapes, plan size and SHA-256) are
@@ -25,7 +29,6 @@ a one-line :class:`MissingDependencyError` (exit code 2) saying so and what to i
 from __future__ import annotations
 
 import hashlib
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,9 +39,10 @@ from dlcv.runtime.backends.tensorrt_backend import EngineBinding, make_logger, v
 from dlcv.runtime.errors import DlcvError, MissingDependencyError
 from dlcv.runtime.metadata import ArtifactMetadata, sidecar_path, write_sidecar
 from dlcv.runtime.precision import get_precision
+from dlcv.runtime.tensorrt_profile import Shape4, graph_dims, natural_size, optimisation_profile
 
-from .config import PROFILE_MAX_BATCH, PROFILE_MIN_BATCH, PROFILE_OPT_BATCH, TIMING_CACHE_NAME, ExportConfig, Shape4, TensorRTConfig
-from .onnx_export import ExportResult, plan_inputs
+from .config import TIMING_CACHE_NAME, ExportConfig, TensorRTConfig
+from .onnx_export import ExportResult
 from .verify import ExportedArtifact, PrecisionReport, _silent, compare_precisions
 
 Log = Callable[[str], None]
@@ -88,58 +92,27 @@ def load_builder(onnx_path: Path) -> Any:
     return trt
 
 
-def _parse_dims(dims: tuple) -> list[int | None]:
-    return [d if isinstance(d, int) and d > 0 else None for d in dims]
-
-
 def profile_shapes(result: ExportResult, config: ExportConfig, trt_config: TensorRTConfig) -> tuple[Shape4, Shape4, Shape4]:
-    """(min, opt, max) input shapes. Defaults: batch 1/4/16 when dynamic; height and width at
-    the checkpoint's input size (opt), half of it (min) and twice it (max) when dynamic; fixed
-    dims as the graph fixes them. Given shapes win, and the defaults move to contain them
-    (``--max-shape 2x3x64x64`` alone lowers opt's batch to 2). The result is checked against
-    the graph's fixed dims and min <= opt <= max."""
-    dims = _parse_dims(result.input_shape)
-    natural_h, natural_w = plan_inputs(result.metadata, config).sample[1:]
-    defaults = {
-        "min": (PROFILE_MIN_BATCH, 3, math.ceil(natural_h / 2), math.ceil(natural_w / 2)),
-        "opt": (PROFILE_OPT_BATCH, 3, natural_h, natural_w),
-        "max": (PROFILE_MAX_BATCH, 3, 2 * natural_h, 2 * natural_w),
-    }
-    given = {"min": trt_config.min_shape, "opt": trt_config.opt_shape, "max": trt_config.max_shape}
-    # Defaults follow the graph's fixed dims and make room for the shapes that were given.
-    chosen = {k: tuple(f if f is not None else v for f, v in zip(dims, given[k] or defaults[k])) for k in defaults}
-    if given["min"] is None:
-        chosen["min"] = tuple(map(min, chosen["min"], given["opt"] or chosen["max"]))
-    if given["max"] is None:
-        chosen["max"] = tuple(map(max, chosen["max"], given["opt"] or chosen["min"]))
-    if given["opt"] is None:
-        chosen["opt"] = tuple(min(max(o, a), b) for o, a, b in zip(chosen["opt"], chosen["min"], chosen["max"]))
-    chosen = {k: tuple(given[k] or v) for k, v in chosen.items()}
-    problems = []
-    for key, shape in chosen.items():
-        for axis, (fixed, value) in enumerate(zip(dims, shape)):
-            if fixed is not None and value != fixed:
-                problems.append(f"--{key}-shape {'x'.join(map(str, shape))}: axis {axis} is fixed at {fixed} in the ONNX graph")
-    if not all(a <= b <= c for a, b, c in zip(chosen["min"], chosen["opt"], chosen["max"])):
-        problems.append(
-            "the profile needs min <= opt <= max in every dimension, got "
-            + ", ".join(f"{k} {'x'.join(map(str, v))}" for k, v in chosen.items())
-        )
-    if problems:
-        from dlcv.runtime.errors import DlcvUsageError
-
-        raise DlcvUsageError("; ".join(problems))
-    return chosen["min"], chosen["opt"], chosen["max"]  # type: ignore[return-value]
+    """(min, opt, max) input shapes of the engine: the shapes given, around the defaults of
+    :func:`dlcv.runtime.tensorrt_profile.optimisation_profile` at the export's natural size
+    (``--input-size``, else the preprocessing size, else 128×128)."""
+    natural = natural_size(result.metadata.preprocess, config.input_size)
+    return optimisation_profile(graph_dims(result.input_shape), natural, trt_config.min_shape, trt_config.opt_shape,
+                                trt_config.max_shape)  # fmt: skip
 
 
-def _timing_cache(trt: Any, builder_config: Any, path: Path, log: Log) -> None:
-    data = path.read_bytes() if path.is_file() else b""
-    cache = builder_config.create_timing_cache(data)
-    if not builder_config.set_timing_cache(cache, False):
-        log(f"warning: {path} was made on another GPU or TensorRT version; starting a new timing cache")
-        builder_config.set_timing_cache(builder_config.create_timing_cache(b""), False)
-    elif data:
-        log(f"reusing the timing cache {path}")
+def attach_timing_cache(builder_config: Any, data: bytes) -> bool:
+    """Make ``data`` the config's timing cache; False when TensorRT cannot use it (then a new,
+    empty cache is attached). ``create_timing_cache`` returns None or raises for a cache of
+    another TensorRT version, and ``set_timing_cache`` refuses one of another GPU."""
+    try:
+        cache = builder_config.create_timing_cache(data)
+    except Exception:  # TensorRT's bindings raise their own error types here (Polygraphy catches all, too)
+        cache = None
+    if cache is not None and builder_config.set_timing_cache(cache, False):
+        return True
+    builder_config.set_timing_cache(builder_config.create_timing_cache(b""), False)
+    return not data
 
 
 def build_serialized(
@@ -153,17 +126,21 @@ def build_serialized(
     flag_name = FALLBACK_FLAGS.get(trt_config.precision)
     if flag_name and hasattr(trt.BuilderFlag, flag_name):
         attempts.append(False)
+    cache_data = cache_path.read_bytes() if cache_path.is_file() else b""
     failures = []
     for strongly_typed in attempts:
         if not strongly_typed:
             log(f"warning: the strongly typed build failed ({failures[-1]}); retrying with BuilderFlag.{flag_name} "
                 f"(TensorRT {trt.__version__} still offers it)")  # fmt: skip
+        # A creation flag is a bit position (STRONGLY_TYPED is bit 1 in TensorRT 10, bit 0 and ignored in 11).
         flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if strongly_typed else 0
         network = builder.create_network(flags)
         parser = trt.OnnxParser(network, logger)
+        logger.clear()
         if not parser.parse_from_file(str(onnx_path)):
             errors = [str(parser.get_error(i).desc()) for i in range(parser.num_errors)]
-            raise DlcvError(f"{onnx_path}: TensorRT's ONNX parser rejects it ({'; '.join(errors)[:400] or 'no reason given'})")
+            detail = "; ".join(errors)[:400] or logger.first_error("no reason given")
+            raise DlcvError(f"{onnx_path}: TensorRT's ONNX parser rejects it ({detail})")
         builder_config = builder.create_builder_config()
         builder_config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, trt_config.workspace_mb << 20)
         if not strongly_typed:
@@ -174,7 +151,13 @@ def build_serialized(
         profile = builder.create_optimization_profile()
         profile.set_shape(input_name, *shapes)
         builder_config.add_optimization_profile(profile)
-        _timing_cache(trt, builder_config, cache_path, log)
+        if attach_timing_cache(builder_config, cache_data):
+            if cache_data:
+                log(f"reusing the timing cache {cache_path}")
+        else:
+            log(f"warning: {cache_path} was made by another TensorRT version or GPU; starting a new timing cache")
+            cache_data = b""  # one warning: later attempts start from the new cache directly
+        logger.clear()
         serialized = builder.build_serialized_network(network, builder_config)
         if serialized is not None:
             write_bytes_atomic(cache_path, bytes(builder_config.get_timing_cache().serialize()))

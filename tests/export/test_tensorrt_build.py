@@ -1,7 +1,9 @@
 """dlcv-export --trt: the missing-TensorRT path (ONNX written, one line, exit 2), the optimisation
 profile, the builder calls (strongly typed, workspace, timing cache, version compatibility, the
-TensorRT < 11 fallback) against a recording TensorRT whose enums are the real lean ones, and the
-engine + sidecar publication, verified by the runtime backend. A real build runs on GPU machines."""
+TensorRT < 11 fallback) against a recording TensorRT whose BuilderFlag and MemoryPoolType are the
+installed lean bindings' own (the lean bindings have no NetworkDefinitionCreationFlag: it is
+modelled on the TensorRT 10 and 11 headers, whose STRONGLY_TYPED bits differ), and the engine +
+sidecar publication, verified by the runtime backend. A real build runs on GPU machines."""
 from __future__ import annotations
 
 import enum
@@ -24,7 +26,7 @@ from dlcv.runtime.cuda_memory import Cuda
 from dlcv.runtime.errors import DlcvError, DlcvUsageError, MissingDependencyError
 from dlcv.runtime.metadata import ArtifactMetadata, read_sidecar
 from dlcv.runtime.preprocess import PreprocessSpec
-from tests.runtime.test_tensorrt_backend import FakeCudart, FakeTrt, fake_plan
+from tests.runtime.fake_tensorrt import FakeCudart, FakeFullTrt, FakeTrt, fake_plan
 
 HAS_BUILDER = importlib.util.find_spec("tensorrt") is not None
 
@@ -80,21 +82,36 @@ def test_profile_shapes_default_from_the_input_size_and_follow_the_graph():
 # --------------------------------------------------------------------------- a recording TensorRT builder
 
 
-class NetworkFlag(enum.IntEnum):
+class NetworkFlag10(enum.IntEnum):  # NvInfer.h of TensorRT 10.16
+    EXPLICIT_BATCH = 0
     STRONGLY_TYPED = 1
+    PREFER_JIT_PYTHON_PLUGINS = 2
+    PREFER_AOT_PYTHON_PLUGINS = 3
+
+
+class NetworkFlag11(enum.IntEnum):  # NvInfer.h of TensorRT 11.1: STRONGLY_TYPED deprecated (always on), bit 0
+    STRONGLY_TYPED = 0
+    PREFER_JIT_PYTHON_PLUGINS = 1
+    PREFER_AOT_PYTHON_PLUGINS = 2
+
+
+NetworkFlag = NetworkFlag11
 
 
 class Recorder:
-    """A TensorRT builder API that records every call; ``outcomes`` says what each build returns."""
+    """A TensorRT builder API that records every call; ``outcomes`` says what each build returns
+    (a plan, None, or (None, the error it logs)); ``cache`` how a non-empty timing cache is taken:
+    ``ok``, ``none`` (create_timing_cache returns None), ``raise`` or ``refuse`` (set_timing_cache
+    returns False)."""
 
-    def __init__(self, builder_flag, outcomes, version="11.4.0.106"):
+    def __init__(self, builder_flag, outcomes, version="11.4.0.106", network_flag=NetworkFlag11, cache="ok"):
         self.calls: list[tuple] = []
         self.outcomes = list(outcomes)
         rec = self
         self.__version__ = version
         self.BuilderFlag = builder_flag
         self.MemoryPoolType = lean().MemoryPoolType
-        self.NetworkDefinitionCreationFlag = NetworkFlag
+        self.NetworkDefinitionCreationFlag = network_flag
         self.ILogger = FakeTrt.ILogger
 
         class Cache:
@@ -119,10 +136,18 @@ class Recorder:
 
             def create_timing_cache(self, data):
                 rec.calls.append(("cache-in", bytes(data)))
+                if data and cache == "none":
+                    return None
+                if data and cache == "raise":
+                    raise RuntimeError("timing cache of TensorRT 10.8 cannot be read by TensorRT 11.4")
                 return Cache(bytes(data))
 
-            def set_timing_cache(self, cache, ignore_mismatch):
-                self.cache = cache
+            def set_timing_cache(self, new, ignore_mismatch):
+                if new is None:
+                    raise TypeError("set_timing_cache(): incompatible function arguments")
+                if new.data and cache == "refuse":
+                    return False
+                self.cache = new
                 return True
 
             def get_timing_cache(self):
@@ -159,7 +184,10 @@ class Recorder:
             def build_serialized_network(self, network, config):
                 outcome = rec.outcomes.pop(0)
                 if outcome is None:
-                    self.logger.log(FakeTrt.ILogger.Severity.ERROR, "no implementation obeys the types")
+                    outcome = (None, "no implementation obeys the types")
+                if isinstance(outcome, tuple):
+                    self.logger.log(FakeTrt.ILogger.Severity.ERROR, outcome[1])
+                    return None
                 return outcome
 
         self.Builder, self.OnnxParser = Builder, Parser
@@ -168,18 +196,21 @@ class Recorder:
 SHAPES = ((1, 3, 16, 16), (4, 3, 32, 32), (16, 3, 64, 64))
 
 
-def test_strongly_typed_build_with_workspace_profile_cache_and_version_compatibility(tmp_path):
-    trt = Recorder(lean().BuilderFlag, [b"PLAN1", b"PLAN2"])
+@pytest.mark.parametrize("network_flag", [NetworkFlag10, NetworkFlag11], ids=["trt10", "trt11"])
+def test_strongly_typed_build_with_workspace_profile_cache_and_version_compatibility(tmp_path, network_flag):
+    real = lean()
+    trt = Recorder(real.BuilderFlag, [b"PLAN1", b"PLAN2"], network_flag=network_flag)
     cache = tmp_path / "timing.cache"
     messages: list[str] = []
     config = TensorRTConfig(precision="fp16", workspace_mb=512, version_compatible=True)
     plan, typed = build_serialized(trt, tmp_path / "m.fp16.onnx", "input", SHAPES, config, cache, messages.append)
     assert (plan, typed) == (b"PLAN1", True)
-    assert ("network", 1 << int(NetworkFlag.STRONGLY_TYPED)) in trt.calls
-    assert ("pool", trt.MemoryPoolType.WORKSPACE, 512 << 20) in trt.calls
+    assert ("network", 1 << int(network_flag.STRONGLY_TYPED)) in trt.calls  # a bit position, not the value
+    assert ("pool", real.MemoryPoolType.WORKSPACE, 512 << 20) in trt.calls
     assert ("profile", ("input", *SHAPES)) in trt.calls
     flags = [c[1] for c in trt.calls if c[0] == "flag"]
-    assert flags == [trt.BuilderFlag.VERSION_COMPATIBLE, trt.BuilderFlag.EXCLUDE_LEAN_RUNTIME]
+    assert flags == [real.BuilderFlag.VERSION_COMPATIBLE, real.BuilderFlag.EXCLUDE_LEAN_RUNTIME]
+    assert [int(f) for f in flags] == [12, 13]  # kVERSION_COMPATIBLE, kEXCLUDE_LEAN_RUNTIME in NvInfer.h
     assert cache.read_bytes() == b"+timings" and ("cache-in", b"") in trt.calls
     trt.calls.clear()
     build_serialized(trt, tmp_path / "m.fp16.onnx", "input", SHAPES, TensorRTConfig(), cache, messages.append)
@@ -188,18 +219,47 @@ def test_strongly_typed_build_with_workspace_profile_cache_and_version_compatibi
     assert not [c for c in trt.calls if c[0] == "flag"]  # no precision flag: the ONNX types decide
 
 
+@pytest.mark.parametrize("behaviour", ["none", "raise", "refuse"])
+def test_an_unusable_timing_cache_is_replaced_with_one_warning(tmp_path, behaviour):
+    """A cache from another TensorRT version or GPU: create_timing_cache returns None or raises, or
+    set_timing_cache refuses it. The build starts a new cache, warns once (also across the
+    TensorRT < 11 fallback's second attempt), and writes the new cache."""
+    cache = tmp_path / "timing.cache"
+    cache.write_bytes(b"TRT-10.8-timings")
+    old_flags = SimpleNamespace(FP16="FP16-flag", INT8="INT8-flag", VERSION_COMPATIBLE="vc", EXCLUDE_LEAN_RUNTIME="x")
+    trt = Recorder(old_flags, [None, b"PLAN"], version="10.3.0.26", network_flag=NetworkFlag10, cache=behaviour)
+    messages: list[str] = []
+    plan, _ = build_serialized(trt, tmp_path / "m.fp16.onnx", "input", SHAPES, TensorRTConfig(), cache, messages.append)
+    assert plan == b"PLAN"
+    warnings = [m for m in messages if "timing cache" in m]
+    assert warnings == [f"warning: {cache} was made by another TensorRT version or GPU; starting a new timing cache"]
+    assert cache.read_bytes() == b"+timings"  # the new cache replaced the unusable one
+    assert [c[1] for c in trt.calls if c[0] == "cache-in"].count(b"TRT-10.8-timings") == 1
+
+
 def test_builder_precision_flag_only_as_a_fallback_before_tensorrt_11(tmp_path):
     old_flags = SimpleNamespace(FP16="FP16-flag", INT8="INT8-flag", VERSION_COMPATIBLE="vc", EXCLUDE_LEAN_RUNTIME="x")
-    trt = Recorder(old_flags, [None, b"PLAN"], version="10.3.0.26")
+    trt = Recorder(old_flags, [None, b"PLAN"], version="10.3.0.26", network_flag=NetworkFlag10)
     messages: list[str] = []
     plan, typed = build_serialized(trt, tmp_path / "m.fp16.onnx", "input", SHAPES, TensorRTConfig(), tmp_path / "c", messages.append)
     assert (plan, typed) == (b"PLAN", False)
-    typed = 1 << int(NetworkFlag.STRONGLY_TYPED)
+    typed = 1 << int(NetworkFlag10.STRONGLY_TYPED)
     assert [c for c in trt.calls if c[0] in ("network", "flag")] == [("network", typed), ("network", 0), ("flag", "FP16-flag")]
     assert any("retrying with BuilderFlag.FP16" in m and "no implementation obeys the types" in m for m in messages)
     trt11 = Recorder(lean().BuilderFlag, [None])  # TensorRT 11: no FP16 flag, no fallback
     with pytest.raises(DlcvError, match="could not build an engine \\(no implementation obeys the types\\)"):
         build_serialized(trt11, tmp_path / "m.fp16.onnx", "input", SHAPES, TensorRTConfig(), tmp_path / "c")
+
+
+def test_each_build_attempt_reports_its_own_error(tmp_path):
+    old_flags = SimpleNamespace(FP16="FP16-flag", INT8="INT8-flag", VERSION_COMPATIBLE="vc", EXCLUDE_LEAN_RUNTIME="x")
+    outcomes = [(None, "strongly typed: no FP16 tactic for Conv_3"), (None, "weakly typed: out of workspace memory")]
+    trt = Recorder(old_flags, outcomes, version="10.3.0.26", network_flag=NetworkFlag10)
+    messages: list[str] = []
+    with pytest.raises(DlcvError) as info:
+        build_serialized(trt, tmp_path / "m.fp16.onnx", "input", SHAPES, TensorRTConfig(), tmp_path / "c", messages.append)
+    assert "out of workspace memory" in str(info.value) and "Conv_3" not in str(info.value)
+    assert any("Conv_3" in m for m in messages)
 
 
 @pytest.fixture(scope="module")
@@ -218,8 +278,9 @@ def test_engine_and_sidecar_are_published_after_verification(exported_vgg, monke
     cudart = FakeCudart()
     monkeypatch.setattr(build_module, "load_builder", lambda path: Recorder(lean().BuilderFlag, [fake_plan(profile, 3, classify=True)] * 2))
     monkeypatch.setattr("dlcv.runtime.cuda_memory.load_cudart", lambda: cudart)
-    monkeypatch.setattr(backend_module, "load_tensorrt", lambda: FakeTrt)
+    monkeypatch.setattr(backend_module, "load_tensorrt", lambda: FakeFullTrt)
     monkeypatch.setattr(FakeTrt, "__version__", "11.4.0.106")
+    monkeypatch.setattr(FakeTrt, "cudart", cudart)
     messages: list[str] = []
     engine = build_engine(result, config, messages.append)
     plan = config.out / "vgg16_bn.plan"
