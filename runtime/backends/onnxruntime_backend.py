@@ -1,4 +1,5 @@
-"""onnxruntime backend: the CPU execution provider, or CUDA/TensorRT ones when onnxruntime-gpu is installed.
+"""onnxruntime backend: the CPU execution provider, or CUDA/TensorRT ones when onnxruntime-gpu is installed
+(which providers, with which options: :mod:`.onnxruntime_providers`).
 
 onnxruntime is imported when a model is opened, not with this module (the registry reads the
 class's identity without it).
@@ -12,28 +13,43 @@ import numpy as np
 
 from ..errors import DlcvError, MissingDependencyError, first_line
 from ..external_data import check_external_data
-from ..metadata import read_onnx_metadata
+from ..metadata import ArtifactMetadata, read_onnx_metadata
+from ..tensorrt_profile import Profile, contains, shape_text
 from .base import Backend
+from .onnxruntime_providers import DEVICE_PROVIDERS, TENSORRT, parse_device, provider_list, tensorrt_cache_dir, tensorrt_profile
 
 if TYPE_CHECKING:
     import onnxruntime as ort
 
-DEVICE_PROVIDERS = {
-    "cpu": ["CPUExecutionProvider"],
-    "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
-    "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
-}
+__all__ = ["DEVICE_PROVIDERS", "OnnxRuntimeBackend"]
 
 
-def _session(path: Path, device: str, threads: int | None) -> ort.InferenceSession:
+def _open_session(ort, path: Path, options, providers) -> ort.InferenceSession:
+    try:
+        return ort.InferenceSession(str(path), sess_options=options, providers=providers)
+    except Exception as exc:  # onnxruntime raises its own exception types for invalid models
+        raise DlcvError(f"{path}: onnxruntime cannot load this model ({first_line(exc)})") from None
+
+
+def _graph_input_shape(ort, path: Path, metadata: ArtifactMetadata) -> list:
+    """The input's dims as the graph declares them (ints, or names for dynamic ones), read by a CPU
+    session that does not optimise the graph."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    probe = _open_session(ort, path, options, ["CPUExecutionProvider"])
+    return list({i.name: i.shape for i in probe.get_inputs()}.get(metadata.input_name, ()))
+
+
+def _session(path: Path, device: str, threads: int | None, metadata: ArtifactMetadata) -> tuple[ort.InferenceSession, Profile | None]:
+    """The session on ``device``'s providers, with their options, and the TensorRT provider's
+    optimisation profile when that provider is used."""
     ort = OnnxRuntimeBackend.import_library("onnxruntime")
-    if device not in DEVICE_PROVIDERS:
-        raise DlcvError(f"unknown device {device!r} for onnxruntime; choose one of {', '.join(DEVICE_PROVIDERS)}")
-    providers = DEVICE_PROVIDERS[device]
+    base, _ = parse_device(device)
+    first = DEVICE_PROVIDERS[base][0]
     available = ort.get_available_providers()
-    if providers[0] not in available:
+    if first not in available:
         raise MissingDependencyError(
-            f"--device {device} needs onnxruntime's {providers[0]}, but this onnxruntime offers only "
+            f"--device {device} needs onnxruntime's {first}, but this onnxruntime offers only "
             f"{', '.join(available)}; install onnxruntime-gpu (pip install 'dlcv[gpu]') or use --device cpu"
         )
     options = ort.SessionOptions()
@@ -41,19 +57,24 @@ def _session(path: Path, device: str, threads: int | None) -> ort.InferenceSessi
         options.intra_op_num_threads = threads
     options.log_severity_level = 3
     check_external_data(path)  # untrusted files: no tensor data read from outside the model's folder
-    try:
-        session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
-    except Exception as exc:  # onnxruntime raises its own exception types for invalid models
-        raise DlcvError(f"{path}: onnxruntime cannot load this model ({first_line(exc)})") from None
+    profile = None
+    if base == "tensorrt":
+        profile = tensorrt_profile(metadata, _graph_input_shape(ort, path, metadata))
+        providers = provider_list(device, metadata, profile, tensorrt_cache_dir(path))
+    else:
+        providers = provider_list(device)
+    session = _open_session(ort, path, options, providers)
     # A provider that is compiled in but cannot start (CUDA or cuDNN libraries missing, no GPU)
     # makes onnxruntime fall back to the CPU with only a warning: refuse that silently slow run.
-    if session.get_providers()[0] != providers[0]:
+    if session.get_providers()[0] != first:
+        needs = "the CUDA/cuDNN libraries that onnxruntime-gpu needs and the GPU driver"
+        if first == TENSORRT:  # onnxruntime-gpu's TensorRT provider links TensorRT 10 (libnvinfer.so.10)
+            needs = "TensorRT 10 (pip install 'tensorrt-cu13>=10.13,<11', or -cu12 for onnxruntime-gpu < 1.27), " + needs
         raise MissingDependencyError(
-            f"{path}: --device {device} asked for onnxruntime's {providers[0]}, which failed to start (session "
-            f"providers: {', '.join(session.get_providers())}); check the CUDA/cuDNN libraries that onnxruntime-gpu "
-            "needs and the GPU driver, or use --device cpu"
+            f"{path}: --device {device} asked for onnxruntime's {first}, which failed to start (session "
+            f"providers: {', '.join(session.get_providers())}); check {needs} (README, GPU packages), or use --device cpu"
         )
-    return session
+    return session, profile
 
 
 class OnnxRuntimeBackend(Backend):
@@ -62,7 +83,12 @@ class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
     suffixes = (".onnx",)
     devices = tuple(DEVICE_PROVIDERS)
+    extra = "cpu"
     priority = 10
+
+    @classmethod
+    def install_hint(cls) -> str:
+        return "pip install 'dlcv[cpu]' (onnxruntime), or 'dlcv[gpu]' (onnxruntime-gpu, CUDA 13) / 'dlcv[gpu-cu12]'"
 
     @classmethod
     def library_version(cls) -> str | None:
@@ -75,8 +101,9 @@ class OnnxRuntimeBackend(Backend):
         path = Path(path)
         if not path.is_file():
             raise DlcvError(f"{path}: ONNX file not found")
-        self.session = _session(path, device, threads)
-        super().__init__(path, read_onnx_metadata(path))
+        metadata = read_onnx_metadata(path)
+        self.session, self.trt_profile = _session(path, device, threads, metadata)
+        super().__init__(path, metadata)
         self.device = device
         inputs = {i.name: i for i in self.session.get_inputs()}
         outputs = {o.name for o in self.session.get_outputs()}
@@ -98,8 +125,21 @@ class OnnxRuntimeBackend(Backend):
                     f"{self.path.name}: input axis {axis} is fixed at {want} in this (static) model, got {got}; "
                     "export without --static for dynamic shapes"
                 )
+        profile = self.trt_profile
+        if profile is not None and not contains(profile, (min(batch.shape[0], profile[2][0]), *batch.shape[1:])):
+            lo, _, hi = profile
+            raise DlcvError(
+                f"{self.path.name}: input {shape_text(batch.shape[1:])} is outside the optimisation profile given to "
+                f"onnxruntime's {TENSORRT} ({shape_text(lo[1:])} .. {shape_text(hi[1:])}, dlcv-export's default around "
+                "the model's input size); use --device cuda, or build a .plan with --min-shape/--max-shape covering it"
+            )
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
+        step = self.trt_profile[2][0] if self.trt_profile is not None else batch.shape[0]
+        chunks = [self._run_chunk(batch[i : i + step]) for i in range(0, batch.shape[0], step)]
+        return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+
+    def _run_chunk(self, batch: np.ndarray) -> np.ndarray:
         (logits,) = self.session.run([self.metadata.output_name], {self.metadata.input_name: batch})
         return logits.astype(np.float32, copy=False)
 
