@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.dlcv-installed
 CONSTRAINTS ?= constraints.txt
-EXTRAS ?= train,test
+EXTRAS ?= cpu,train,test
 LATEST_VENV ?= .venv-latest
 # tritonserver for the Triton tests: the nvidia-pytriton wheel ships one (Python backend only, runs
 # without a GPU). It pins numpy<2, so it is installed without dependencies into a folder of its own
