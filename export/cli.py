@@ -95,7 +95,8 @@ def parse_shape(text: str | None, option: str) -> tuple[int, int, int, int] | No
 @click.option("--timing-cache", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help=f"With --trt: timing cache file, read and updated [default: <out>/{TIMING_CACHE_NAME}].")  # fmt: skip
 @click.option("--version-compatible", is_flag=True,
-              help="With --trt: an engine later TensorRT versions and the lean runtime can load.")  # fmt: skip
+              help="With --trt: an engine the lean runtime of this TensorRT version loads, and later versions load "
+                   "through this version's lean runtime library (dlcv-infer --lean-runtime); none is embedded.")  # fmt: skip
 @click.option("--triton", "triton_repo", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Also write a Triton model repository there: the model, Python-backend pre/post-processing "
                    "(dlcv's own) and an image-in ensemble.")  # fmt: skip

@@ -31,6 +31,9 @@ DEFAULT_WORKERS = max(1, min(4, os.cpu_count() or 1))
               help=f"Run the model on this backend ({', '.join(backend_names())}) instead of the default for its "
                    "suffix, e.g. --backend openvino for an .onnx file.")
 @click.option("--device", type=click.Choice(all_devices()), default="cpu", show_default=True)
+@click.option("--lean-runtime", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="TensorRT engines: the libnvinfer_lean library of the TensorRT version that built a "
+                   "version-compatible engine, needed to run it on a later TensorRT.")
 @click.option("--workers", type=click.IntRange(min=1), default=DEFAULT_WORKERS, show_default=True,
               help="Threads that decode and preprocess images.")
 @click.option("--recursive", is_flag=True, help="Include nested folders (outputs mirror them).")
@@ -52,9 +55,9 @@ DEFAULT_WORKERS = max(1, min(4, os.cpu_count() or 1))
 @debug_option
 @handle_errors
 def main(images_dir: Path, engine: str, labels: Path | None, out: Path | None, batch_size: int,
-         backend: str | None, device: str, workers: int, recursive: bool, overwrite: bool, skip_existing: bool,
-         strict: bool, max_pixels: int, quiet: bool, ray_address: str | None, ray_actors: int | None,
-         ray_gpus_per_actor: float, debug: bool) -> None:
+         backend: str | None, device: str, lean_runtime: Path | None, workers: int, recursive: bool, overwrite: bool,
+         skip_existing: bool, strict: bool, max_pixels: int, quiet: bool, ray_address: str | None,
+         ray_actors: int | None, ray_gpus_per_actor: float, debug: bool) -> None:
     """Run a deployed model over the images in IMAGES_DIR and write masks or predictions.csv.
 
     Segmentation writes <stem>.png (class indices, original size) and <stem>_color.png;
@@ -71,6 +74,7 @@ def main(images_dir: Path, engine: str, labels: Path | None, out: Path | None, b
         batch_size=batch_size,
         device=device,
         backend=backend,
+        lean_runtime=lean_runtime,
         workers=workers,
         recursive=recursive,
         overwrite=overwrite,

@@ -109,9 +109,10 @@ class InferConfig:
     progress: bool | None = None
     max_pixels: int | None = DEFAULT_MAX_PIXELS
     debug: bool = False
+    lean_runtime: Path | None = None  # TensorRT engines: the building version's lean runtime library
 
     def __post_init__(self) -> None:
-        for name in ("engine", "images", "out", "labels"):
+        for name in ("engine", "images", "out", "labels", "lean_runtime"):
             value = getattr(self, name)
             if name == "engine" and "://" in str(value):
                 object.__setattr__(self, name, str(value))  # a served model (triton://host:port/name) stays a URL
@@ -127,6 +128,9 @@ class InferConfig:
             problems.append(f"--device must be one of {', '.join(devices)}, not {self.device!r}")
         if self.max_pixels is not None and self.max_pixels < 1:
             problems.append(f"--max-pixels must be positive, got {self.max_pixels}")
+        engine_suffixes = get_backend("tensorrt").suffixes
+        if self.lean_runtime is not None and Path(str(self.engine)).suffix.lower() not in engine_suffixes:
+            problems.append(f"--lean-runtime applies to TensorRT engines ({', '.join(engine_suffixes)}), not {self.engine}")
         if self.overwrite and self.skip_existing:
             problems.append("--overwrite and --skip-existing exclude each other: replace all outputs, or keep the finished ones")
         if problems:
@@ -430,7 +434,8 @@ def run_inference(config: InferConfig, *, log: Callable[[str], None] | None = No
     exclude = check_run_paths(config, out_dir)
 
     load_start = time.perf_counter()
-    with open_backend(config.engine, device=config.device, backend=config.backend) as backend:
+    options = {"lean_runtime": config.lean_runtime} if config.lean_runtime is not None else {}
+    with open_backend(config.engine, device=config.device, backend=config.backend, **options) as backend:
         model_load_s = time.perf_counter() - load_start
         metadata = backend.metadata
         outputs = open_outputs(config, metadata, out_dir, exclude, log or logger.warning)

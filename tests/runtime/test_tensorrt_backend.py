@@ -411,6 +411,28 @@ def test_a_failure_reports_its_own_tensorrt_error_not_an_earlier_one(tmp_path, s
     assert "illegal memory access" in message and "harmless" not in message, message
 
 
+def test_dlcv_infer_lean_runtime_option_reaches_the_engine(tmp_path, simulated, monkeypatch):
+    from click.testing import CliRunner
+
+    from dlcv.runtime.cli import main
+
+    monkeypatch.setattr(FakeTrt, "__version__", "11.4.0.106")  # later than the engine's 10.8.0.43
+    plan = fake_plan(PROFILE)
+    engine = write_engine(tmp_path, plan, binding_for(plan, profile={k: list(v) for k, v in PROFILE.items()}, version_compatible=True))
+    images = tmp_path / "images"
+    write_png(images / "a.png", np.full((8, 8, 3), 40, np.uint8))
+    library = tmp_path / "libnvinfer_lean.so.10"
+    library.write_bytes(b"\x7fELF")
+    refused = CliRunner().invoke(main, [str(images), "--engine", str(engine), "--device", "cuda", "-q"])
+    assert refused.exit_code == 1 and "--lean-runtime PATH" in refused.stderr
+    ran = CliRunner().invoke(main, [str(images), "--engine", str(engine), "--lean-runtime", str(library), "--out",
+                                    str(tmp_path / "out"), "-q"])  # fmt: skip
+    assert ran.exit_code == 0, ran.output
+    assert (tmp_path / "out" / "a.png").is_file() and FakeTrt.runtimes[-1].library == str(library)
+    onnx_too = CliRunner().invoke(main, [str(images), "--engine", str(tmp_path / "m.onnx"), "--lean-runtime", str(library)])
+    assert onnx_too.exit_code == 2 and "--lean-runtime applies to TensorRT engines" in onnx_too.stderr
+
+
 @pytest.mark.parametrize("dtype", ["BF16", "FP8"])
 def test_an_engine_with_io_numpy_cannot_hold_gives_one_line(tmp_path, simulated, dtype):
     with pytest.raises(DlcvError) as info:
