@@ -29,7 +29,7 @@ class BenchRow:
     """One backend row and what became of it."""
 
     backend: str  # the backend's registry name: torch | onnxruntime | openvino | tensorrt | ...
-    variant: str  # eager, channels_last, autocast, cuda_graphs for torch; the file kind otherwise
+    variant: str  # eager, channels_last, autocast, cuda_graphs, compile for torch; the file kind otherwise
     precision: str  # the file's metadata decides once it is opened
     device: str
     artifact: Path | None = None

@@ -16,7 +16,7 @@ from dlcv.runtime.backends import backend_names
 from dlcv.runtime.cli_support import debug_option, handle_errors, parse_size
 from dlcv.runtime.precision import PRECISION_NAMES
 
-from .config import DEFAULT_RESULTS_DIR, BenchConfig, parse_int_list, parse_name_list
+from .config import DEFAULT_RESULTS_DIR, TORCH_VARIANT_NAMES, BenchConfig, parse_int_list, parse_name_list
 
 
 # fmt: off
@@ -30,6 +30,8 @@ from .config import DEFAULT_RESULTS_DIR, BenchConfig, parse_int_list, parse_name
                    "opens it: '--backend openvino' runs an .onnx on OpenVINO, '--backends onnxruntime,openvino' on both; "
                    "'torch' adds the PyTorch baselines. Default: each file on its suffix's default backend, and every "
                    "PyTorch baseline. PyTorch eager FP32 always runs: it is the reference.")
+@click.option("--torch-variants", default=None, metavar="LIST",
+              help="PyTorch baselines besides eager FP32 (default: all): channels_last, autocast, cuda_graphs, compile.")
 @click.option("--batch-sizes", default="1,8", show_default=True, metavar="LIST", help="Batch sizes to time.")
 @click.option("--shape", default=None, metavar="HxW",
               help="Latency input size (default: the preprocessing's fixed size, else the first image's, else 224x224).")
@@ -54,7 +56,7 @@ from .config import DEFAULT_RESULTS_DIR, BenchConfig, parse_int_list, parse_name
 @click.option("--note", default=None, help="A sentence added to the report's notes (e.g. 'untrained weights').")
 @debug_option
 @handle_errors
-def main(checkpoint, artifacts, data, backends, batch_sizes, shape, warmup, iters, rounds, device, precisions, images,
+def main(checkpoint, artifacts, data, backends, torch_variants, batch_sizes, shape, warmup, iters, rounds, device, precisions, images,
          e2e_images, bootstrap, tie_margin, threads, ceiling_size, seed, out, name, note, debug):
     # fmt: on
     """Benchmark CHECKPOINT.pt and its deployed ARTIFACTs (.onnx, .plan): latency, throughput,
@@ -67,6 +69,7 @@ def main(checkpoint, artifacts, data, backends, batch_sizes, shape, warmup, iter
     config = BenchConfig(
         checkpoint=checkpoint, artifacts=tuple(artifacts), data=data,
         backends=parse_name_list(backends, "--backends", backend_names()) if backends else None,
+        torch_variants=parse_name_list(torch_variants, "--torch-variants", TORCH_VARIANT_NAMES) if torch_variants else None,
         batch_sizes=parse_int_list(batch_sizes, "--batch-sizes"), shape=parse_size(shape, "--shape"),
         warmup=warmup, iters=iters, rounds=rounds, device=device,
         precisions=parse_name_list(precisions, "--precisions", PRECISION_NAMES), images=images, e2e_images=e2e_images,

@@ -10,6 +10,8 @@ from dlcv.runtime.backends import backend_names, backends_for, deployed_suffixes
 from dlcv.runtime.errors import DlcvUsageError
 from dlcv.runtime.precision import PRECISION_NAMES
 
+# The PyTorch baselines besides eager FP32 (dlcv.bench.torch_variants.TORCH_VARIANTS, which imports torch).
+TORCH_VARIANT_NAMES = ("channels_last", "autocast", "cuda_graphs", "compile")
 DEFAULT_RESULTS_DIR = Path("benchmarks/results")
 DEFAULT_SHAPE = (224, 224)  # when neither --shape, the preprocessing nor the data fixes one
 
@@ -27,7 +29,8 @@ class BenchConfig:
     suffix's default backend, and every PyTorch baseline): each model file runs on every named
     backend that opens it (``onnxruntime,openvino``: an ``.onnx`` twice), ``torch`` adds the
     PyTorch baselines; PyTorch eager FP32 always runs, it is the parity reference.
-    ``shape`` (H, W): the latency input size.
+    ``torch_variants``: the PyTorch baselines besides eager to time (None = all of
+    :data:`dlcv.bench.torch_variants.TORCH_VARIANTS`). ``shape`` (H, W): the latency input size.
     Timing: ``warmup`` untimed calls, then ``iters`` timed calls per backend and batch size,
     split into ``rounds`` interleaved rounds (every backend takes its turn in each round, so
     a noisy machine slows them alike). ``ceiling_size``: the matrix size of the FP32 matmul
@@ -40,6 +43,7 @@ class BenchConfig:
     artifacts: tuple[Path, ...] = ()
     data: str | None = None
     backends: tuple[str, ...] | None = None
+    torch_variants: tuple[str, ...] | None = None
     batch_sizes: tuple[int, ...] = (1, 8)
     shape: tuple[int, int] | None = None
     warmup: int = 3
@@ -87,6 +91,10 @@ class BenchConfig:
             bad = [b for b in self.backends if b not in backend_names()]
             if bad or not self.backends:
                 problems.append(f"--backends takes {', '.join(backend_names())}, got {list(self.backends)}")
+        if self.torch_variants is not None and not set(self.torch_variants) <= set(TORCH_VARIANT_NAMES):
+            problems.append(
+                f"--torch-variants takes {', '.join(TORCH_VARIANT_NAMES)} (eager always runs), got {list(self.torch_variants)}"
+            )
         if self.images < 1 or self.e2e_images < 0:
             problems.append(f"--images must be >= 1 and --e2e-images >= 0, got {self.images} and {self.e2e_images}")
         if self.bootstrap < 1:
@@ -110,6 +118,10 @@ class BenchConfig:
     def wants(self, backend: str) -> bool:
         """True when ``backend`` is to be benchmarked."""
         return self.backends is None or backend in self.backends
+
+    def wants_torch_variant(self, variant: str) -> bool:
+        """True when the PyTorch baseline ``variant`` is to be timed (eager always is)."""
+        return variant == "eager" or self.torch_variants is None or variant in self.torch_variants
 
 
 def parse_int_list(text: str, option: str) -> tuple[int, ...]:

@@ -92,11 +92,11 @@ def _torch_candidates(config: BenchConfig) -> list[BenchRow]:
     rows = []
     on_gpu = config.device.startswith("cuda")
     for v in TORCH_VARIANTS:
-        if v.variant != "eager" and not config.wants("torch"):
+        if v.variant != "eager" and not (config.wants("torch") and config.wants_torch_variant(v.variant)):
             continue
         c = BenchRow("torch", v.variant, v.precision, config.device)
-        if v.cuda_only and not on_gpu:
-            c.skipped = f"{v.variant} needs a CUDA GPU; this run is on the CPU (--device cuda on a GPU machine runs it)"
+        if v.cpu_skip is not None and not on_gpu:
+            c.skipped = f"{v.variant} {v.cpu_skip}"
         else:
             c.opener = partial(v.opener, config.checkpoint, device=config.device, threads=config.threads)
         rows.append(c)

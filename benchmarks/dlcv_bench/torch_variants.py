@@ -1,11 +1,13 @@
 """PyTorch baselines behind the Backend contract: eager FP32 (the reference), channels_last,
-FP16 autocast and CUDA graphs, so a deployed backend's speed-up is claimed against the
-strongest PyTorch, not the weakest.
+FP16 autocast, CUDA graphs and torch.compile, so a deployed backend's speed-up is claimed
+against the strongest PyTorch, not the weakest.
 
 Each variant takes and returns numpy arrays like every backend (host-to-device and back
 included in its latency, as for onnxruntime and TensorRT). Autocast and CUDA graphs need a
 CUDA GPU: on the CPU they are skipped with that reason (CPU autocast is bfloat16, another
-precision). channels_last runs on both (oneDNN on the CPU, cuDNN on the GPU).
+precision). channels_last runs on both (oneDNN on the CPU, cuDNN on the GPU). torch.compile
+(:class:`CompiledBackend`) runs on both devices; the default rows time it on the GPU, where
+its one-off compilation per input shape is short next to the run.
 """
 
 from __future__ import annotations
@@ -100,19 +102,46 @@ class CudaGraphsBackend(TorchBackend):
         super().close()
 
 
+class CompiledBackend(TorchBackend):
+    """Eager FP32 through ``torch.compile`` (Inductor, default mode, static shapes): one graph is
+    compiled per input shape on its first call (so the warm-up calls pay for it), on the CPU or
+    a GPU alike."""
+
+    def __init__(self, path: str | Path, device: str = "cpu", threads: int | None = None):
+        super().__init__(path, device=device, threads=threads)
+        self.compiled = torch.compile(self.model, dynamic=False)
+
+    @torch.no_grad()
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        return self.compiled(torch.from_numpy(batch).to(self.device)).float().cpu().numpy()
+
+    def close(self) -> None:
+        self.compiled = None
+        super().close()
+
+
 @dataclass(frozen=True)
 class TorchVariant:
-    """A PyTorch baseline row: its name, precision, opener, and the device kinds it runs on."""
+    """A PyTorch baseline row: its name, precision, opener, and why it does not run in a CPU
+    benchmark (None: it does)."""
 
     variant: str
     precision: str
     opener: Callable[..., TorchBackend]
-    cuda_only: bool
+    cpu_skip: str | None = None
+
+    @property
+    def cuda_only(self) -> bool:
+        return self.cpu_skip is not None
 
 
+_NEEDS_CUDA = "needs a CUDA GPU; this run is on the CPU (--device cuda on a GPU machine runs it)"
 TORCH_VARIANTS = (
-    TorchVariant("eager", "fp32", TorchBackend, cuda_only=False),
-    TorchVariant("channels_last", "fp32", ChannelsLastBackend, cuda_only=False),
-    TorchVariant("autocast", "fp16", AutocastBackend, cuda_only=True),
-    TorchVariant("cuda_graphs", "fp32", CudaGraphsBackend, cuda_only=True),
+    TorchVariant("eager", "fp32", TorchBackend),
+    TorchVariant("channels_last", "fp32", ChannelsLastBackend),
+    TorchVariant("autocast", "fp16", AutocastBackend, _NEEDS_CUDA),
+    TorchVariant("cuda_graphs", "fp32", CudaGraphsBackend, _NEEDS_CUDA),
+    TorchVariant("compile", "fp32", CompiledBackend,
+                 "is timed in CUDA runs (--device cuda): on the CPU its one-off Inductor compilation per input "
+                 "shape would dominate this run"),  # fmt: skip
 )

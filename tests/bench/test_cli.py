@@ -126,7 +126,7 @@ def test_cli_run_writes_report_json_and_plots(make_checkpoint, camvid, tmp_path)
     assert all(all(r[k] is not None for k in E2E_KEYS) for r in split)
 
     skipped = [r for r in records if r["skipped"]]
-    assert {r["variant"] for r in skipped} == {"autocast", "cuda_graphs"}
+    assert {r["variant"] for r in skipped} == {"autocast", "cuda_graphs", "compile"}
     assert all("CUDA" in r["skipped"] and r["latency_p50_ms"] is None for r in skipped)
 
     report = (folder / REPORT_MD).read_text()
