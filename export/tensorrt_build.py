@@ -70,19 +70,23 @@ class EngineResult:
         )
 
 
-def load_builder(onnx_path: Path) -> Any:
-    """The full ``tensorrt`` module (≥ 10, with its builder), or MissingDependencyError naming
-    the ONNX file that is already written."""
-    problem = None
+def builder_problem() -> tuple[Any, str | None]:
+    """(the tensorrt module or None, why it cannot build engines or None)."""
     try:
         import tensorrt as trt
     except (ImportError, OSError) as exc:
-        problem = f"cannot import tensorrt ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
-    else:
-        if not all(hasattr(trt, name) for name in ("Builder", "OnnxParser", "NetworkDefinitionCreationFlag")):
-            problem = "the installed tensorrt module has no builder (a lean/dispatch runtime or a placeholder package)"
-        elif version_tuple(trt.__version__)[:1] < MIN_TENSORRT:
-            problem = f"TensorRT {trt.__version__} is installed; dlcv builds with TensorRT >= 10"
+        return None, f"cannot import tensorrt ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+    if not all(hasattr(trt, name) for name in ("Builder", "OnnxParser", "NetworkDefinitionCreationFlag")):
+        return trt, "the installed tensorrt module has no builder (a lean/dispatch runtime or a placeholder package)"
+    if version_tuple(trt.__version__)[:1] < MIN_TENSORRT:
+        return trt, f"TensorRT {trt.__version__} is installed; dlcv builds with TensorRT >= 10"
+    return trt, None
+
+
+def load_builder(onnx_path: Path) -> Any:
+    """The full ``tensorrt`` module (≥ 10, with its builder), or MissingDependencyError naming
+    the ONNX file that is already written."""
+    trt, problem = builder_problem()
     if problem:
         raise MissingDependencyError(
             f"TensorRT is not available to build the engine: {problem}. The ONNX is written: {onnx_path}. To build "
