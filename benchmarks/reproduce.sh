@@ -7,7 +7,7 @@
 #   bash benchmarks/reproduce.sh demo-fcn8s     # the demo-trained FCN8s, parity on the demo val images
 #
 # The results go to benchmarks/results/<name>-<device>/ (DEVICE=cpu by default; DEVICE=cuda on a GPU
-# machine adds the GPU rows: FP16 autocast, CUDA graphs, onnxruntime's CUDA provider).
+# machine adds the GPU rows: FP16 autocast, CUDA graphs, torch.compile, onnxruntime's CUDA provider).
 # Run from the repository root after `make install` (or `make demo` for demo-fcn8s). Untrained
 # checkpoints are written once to $DLCV_BENCH_CHECKPOINTS (default /tmp/dlcv-bench-checkpoints);
 # they are seeded, so every machine gets the same weights. DEMO_CKPT overrides the demo checkpoint;

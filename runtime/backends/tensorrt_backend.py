@@ -224,8 +224,8 @@ def check_gpu(path: Path, binding: EngineBinding, gpu: GpuInfo) -> None:
 
 
 def device_index(device: str) -> int:
-    """``cuda`` / ``cpu`` -> 0, ``cuda:N`` -> N."""
-    m = re.fullmatch(r"(?:cuda|gpu)(?::(\d+))?|cpu", str(device).strip().lower())
+    """``cuda`` / ``cpu`` / ``tensorrt`` -> 0, ``cuda:N`` / ``tensorrt:N`` -> N."""
+    m = re.fullmatch(r"(?:cuda|gpu|tensorrt)(?::(\d+))?|cpu", str(device).strip().lower())
     if not m:
         raise DlcvError(f"unknown device {device!r} for a TensorRT engine; use cuda or cuda:N")
     return int(m.group(1) or 0)

@@ -242,7 +242,7 @@ def test_gpu_rules(caplog):
 
 def test_device_index():
     assert device_index("cuda") == device_index("cpu") == 0
-    assert device_index("cuda:2") == 2
+    assert device_index("cuda:2") == 2 and device_index("tensorrt:1") == 1 and device_index("tensorrt") == 0
     with pytest.raises(DlcvError):
         device_index("tpu")
 
