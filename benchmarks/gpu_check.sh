@@ -141,10 +141,15 @@ install() {
         echo "installing ${#wheels[@]} wheel(s) from $WHEELS"
         "$PYTHON" -m pip install --no-index --no-deps --no-build-isolation "${wheels[@]}" || return 1
     fi
-    if [[ "$DRY" == 1 ]]; then  # the same offline build, into a scratch folder: the environment already has dlcv
+    if [[ "$DRY" == 1 ]]; then
+        # The same offline build from a copy of the sources into a scratch folder: the environment
+        # already has dlcv, and a build in the checkout would leave a dlcv.egg-info there whose
+        # stale entry points shadow the installed ones.
         echo "dry run: building the project offline into $WORK/site, not into the environment"
-        rm -rf "$WORK/site"
-        "$PYTHON" -m pip install --no-deps --no-build-isolation --no-index --target "$WORK/site" . || return 1
+        rm -rf "$WORK/src" "$WORK/site"
+        mkdir -p "$WORK/src"
+        cp -r setup.cfg pyproject.toml README.md runtime train export analyze benchmarks "$WORK/src/" || return 1
+        "$PYTHON" -m pip install --no-deps --no-build-isolation --no-index --target "$WORK/site" "$WORK/src" || return 1
         ls "$WORK/site" | grep -i '^dlcv' || return 1
     else
         "$PYTHON" -m pip install --no-deps --no-build-isolation --no-index -e . \

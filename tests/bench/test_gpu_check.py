@@ -69,8 +69,11 @@ def test_steps_that_do_not_fit_the_budget_are_skipped_with_the_reason(tmp_path):
 
 @pytest.mark.slow  # the whole dry run: two tiny models through dlcv-bench five times, the gpu-marked tests, an export
 def test_full_dry_run_writes_everything_under_one_folder(tmp_path):
+    visible = lambda: sorted(p.name for p in ROOT.iterdir() if not p.name.startswith("."))  # noqa: E731
+    before = visible()
     proc, out = run_check(tmp_path)
     assert proc.returncode == 0, proc.stderr
+    assert visible() == before  # no build/ or dlcv.egg-info left in the checkout
     steps = read_steps(out)
     assert not [name for name, (status, _) in steps.items() if status == "failed"], steps
     for step in (*STEPS, "onnxruntime-rows", "total"):
