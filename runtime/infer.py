@@ -71,7 +71,7 @@ from .outputs import (
     output_collision,
     segmentation_output_paths,
 )
-from .postprocess import colorize, palette_array, segmentation_labels, topk
+from .postprocess import colorize, palette_array, predicted_labels, predicted_topk
 from .preprocess import restore_label_map
 from .scoring import TOPK, ClassificationScorer, SegmentationScorer, ranking_scores
 from .summary import InferSummary, LatencyStats
@@ -245,7 +245,7 @@ class InferRun:
             return
         start = time.perf_counter()
         try:
-            logits = self.backend.infer(stacked)
+            outputs = self.backend.infer_outputs(stacked)
         except DlcvError as exc:
             if not self.answered:
                 raise DlcvError(
@@ -263,18 +263,18 @@ class InferRun:
         self.t["inference_s"] += infer_s
         share = infer_s / len(batch)
         if self.task == "segmentation":
-            self._segmentation(batch, logits, share)
+            self._segmentation(batch, outputs, share)
         else:
-            self._classification(batch, logits, share)
+            self._classification(batch, outputs, share)
         self.log.flush()
 
     def _fail_batch(self, batch: list[Loaded], message: str) -> None:
         for b in batch:
             self.fail(b.seq, b.item.name, f"inference failed ({message})")
 
-    def _segmentation(self, batch: list[Loaded], logits: np.ndarray, share: float) -> None:
+    def _segmentation(self, batch: list[Loaded], outputs: dict[str, np.ndarray], share: float) -> None:
         start = time.perf_counter()
-        labels = segmentation_labels(logits)
+        labels = predicted_labels(outputs, self.metadata)  # numpy's argmax of logits, or an in-graph head's labels
         argmax_share = (time.perf_counter() - start) / len(batch)
         self.t["postprocess_write_s"] += argmax_share * len(batch)
         for b, pred in zip(batch, labels):
@@ -295,9 +295,10 @@ class InferRun:
             self.t["postprocess_write_s"] += post_s
             self._done(b, share + argmax_share + post_s)
 
-    def _classification(self, batch: list[Loaded], logits: np.ndarray, share: float) -> None:
+    def _classification(self, batch: list[Loaded], outputs: dict[str, np.ndarray], share: float) -> None:
         start = time.perf_counter()
-        order, probs = topk(logits, TOPK)
+        order, probs = predicted_topk(outputs, self.metadata, TOPK)
+        logits = outputs[self.metadata.output_name] if not self.metadata.outputs.is_head else None
         names = self.metadata.class_names
         lines = []
         for i, b in enumerate(batch):
@@ -310,7 +311,9 @@ class InferRun:
                 ";".join(f"{p:.6f}" for p in probs[i]),
             )))
             if isinstance(self.scorer, ClassificationScorer):
-                self.scorer.add(b.item, logits[i])
+                # a TopK head's ranking decides top-1 and top-5 exactly, as a resumed run's rows do
+                scores = logits[i] if logits is not None else ranking_scores(order[i], self.metadata.num_classes)
+                self.scorer.add(b.item, scores)
         post_share = (time.perf_counter() - start) / len(batch)
         self.t["postprocess_write_s"] += post_share * len(batch)
         for b, line in zip(batch, lines):
