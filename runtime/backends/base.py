@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import ClassVar, Mapping, Sequence
@@ -14,6 +15,21 @@ from ..metadata import ArtifactMetadata
 
 
 Outputs = dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class Preference:
+    """A measured reason for a backend to be the default for files of one precision on one device,
+    ahead of the suffix's default (the backend it beat, ``over``). ``record`` is the committed
+    benchmark (``results.json``, relative to the repository root) whose rows of the two backends
+    on the same file measured it; a test reads it, so the preference follows the measurement
+    (a re-run in which ``over`` wins fails that test). ``summary`` says it in words."""
+
+    precision: str
+    device: str
+    over: str
+    record: str
+    summary: str
 
 
 class Backend(ABC):
@@ -48,6 +64,15 @@ class Backend(ABC):
     #: True when its files are deployed models (what dlcv-export writes); False for the
     #: PyTorch checkpoint backend, whose files are the models' source
     deployed: ClassVar[bool] = True
+    #: where it is the default ahead of the suffix's (by measurement, :class:`Preference`); the
+    #: registry takes it only when this backend is installed and runs on the device
+    preferred_for: ClassVar[tuple[Preference, ...]] = ()
+
+    @classmethod
+    def read_metadata(cls, path: Path) -> ArtifactMetadata | None:
+        """The metadata of a model file, read without opening an engine (None when this backend
+        has no such reader); the registry reads a file's precision with it."""
+        return None
 
     @classmethod
     def library_version(cls) -> str | None:

@@ -91,6 +91,10 @@ class OnnxRuntimeBackend(Backend):
         return "pip install 'dlcv[cpu]' (onnxruntime), or 'dlcv[gpu]' (onnxruntime-gpu, CUDA 13) / 'dlcv[gpu-cu12]'"
 
     @classmethod
+    def read_metadata(cls, path: Path) -> ArtifactMetadata:
+        return read_onnx_metadata(path)
+
+    @classmethod
     def library_version(cls) -> str | None:
         try:
             return cls.import_library("onnxruntime").__version__

@@ -284,6 +284,10 @@ class TensorRTBackend(Backend):
     priority = 20
 
     @classmethod
+    def read_metadata(cls, path: Path) -> ArtifactMetadata:
+        return read_sidecar(path)
+
+    @classmethod
     def library_version(cls) -> str | None:
         for module_name in TENSORRT_MODULES:
             try:
