@@ -138,9 +138,10 @@ class OnnxRuntimeBackend(Backend):
                 "the model's input size); use --device cuda, or build a .plan with --min-shape/--max-shape covering it"
             )
 
-    def _run(self, batch: np.ndarray) -> Outputs:
+    def _run(self, batch: np.ndarray) -> np.ndarray | Outputs:
         step = self.trt_profile[2][0] if self.trt_profile is not None else batch.shape[0]
-        return concat_outputs([self._run_chunk(batch[i : i + step]) for i in range(0, batch.shape[0], step)])
+        outputs = concat_outputs([self._run_chunk(batch[i : i + step]) for i in range(0, batch.shape[0], step)])
+        return outputs if len(outputs) > 1 else outputs[self.metadata.output_name]  # one output: the array itself
 
     def _run_chunk(self, batch: np.ndarray) -> Outputs:
         names = list(self.metadata.output_names)
