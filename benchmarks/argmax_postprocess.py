@@ -9,7 +9,8 @@ its turn in each round; medians), on one 512×512 image:
 
 - postprocessing: the runtime's labels from the logits file's output (numpy's argmax over 12×512×512
   float32 values, :func:`dlcv.runtime.postprocess.predicted_labels`) against the labels the head
-  returns (used as they are);
+  returns (used as they are), and against the head alone (ArgMax + Cast as a one-node-pair graph) on
+  each engine: what the same work costs where the head runs it;
 - the model call itself, logits file against head file, on onnxruntime and OpenVINO (the ArgMax now
   runs inside the engine: its cost moves there);
 - dlcv-infer end to end over the same image files with each file (``postprocess_write_ms_per_image``
@@ -90,6 +91,33 @@ def write_images(folder: Path, count: int, size: int) -> None:
         cv2.imwrite(str(folder / f"img{i:02d}.png"), cv2.resize(small, (size, size), interpolation=cv2.INTER_CUBIC))
 
 
+def head_only(path: Path, shape: tuple[int, ...], head_md) -> Path:
+    """A graph of the head alone (the ArgMax and Cast dlcv-export --argmax appends), logits in."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    out = head_md.outputs.primary
+    nodes = [helper.make_node("ArgMax", ["logits"], ["argmax"], axis=1, keepdims=0, select_last_index=0),
+             helper.make_node("Cast", ["argmax"], [out.name], to=TensorProto.UINT8)]  # fmt: skip
+    graph = helper.make_graph(nodes, "head", [helper.make_tensor_value_info("logits", TensorProto.FLOAT, list(shape))],
+                              [helper.make_tensor_value_info(out.name, TensorProto.UINT8, [shape[0], *shape[2:]])])  # fmt: skip
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
+    return path
+
+
+def engine_runner(backend: str, graph: Path, logits: np.ndarray):
+    """One call of the head-only graph on ``backend``'s engine (onnxruntime or OpenVINO, CPU), as a runner."""
+    if backend == "onnxruntime":
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(str(graph), providers=["CPUExecutionProvider"])
+        return lambda: session.run(None, {"logits": logits})
+    import openvino as ov
+
+    request = ov.Core().compile_model(str(graph), "CPU", {"PERFORMANCE_HINT": "LATENCY"}).create_infer_request()
+    return lambda: request.infer({"logits": logits})
+
+
 def median_ms(samples: list[float]) -> float:
     return 1000.0 * statistics.median(samples)
 
@@ -107,8 +135,12 @@ def measure(logits_file: Path, head_file: Path, images: Path, work: Path, args, 
         logits_md, head_md = opened[(args.backends[0], "logits")].metadata, opened[(args.backends[0], "labels")].metadata
         outputs = {kind: opened[(args.backends[0], kind)].infer_outputs(batch) for kind in ("logits", "labels")}
         out["output_bytes_per_image"] = {kind: int(sum(v.nbytes for v in o.values())) for kind, o in outputs.items()}
+        logits = outputs["logits"][logits_md.output_name]
         post = {"numpy argmax of the logits": lambda: predicted_labels(outputs["logits"], logits_md),
                 "labels from the head, as they are": lambda: predicted_labels(outputs["labels"], head_md)}  # fmt: skip
+        graph = head_only(work / "head_only.onnx", logits.shape, head_md)
+        for b in args.backends:
+            post[f"the head alone (ArgMax + Cast) on {b}"] = engine_runner(b, graph, logits)
         log(f"postprocessing: {len(post)} runners, {args.post_iters} calls each in {args.rounds} interleaved rounds")
         for name, outcome in time_interleaved(post, warmup=3, iters=args.post_iters, rounds=args.rounds).items():
             out["postprocess"][name] = {"median_ms": median_ms(outcome.samples), "calls": len(outcome.samples)}
@@ -156,7 +188,7 @@ def report(result: dict) -> str:
         f"that `dlcv-export --argmax` appends. One {result['size']}×{result['size']} image per call; every figure a "
         "median of interleaved rounds.",
         "",
-        "## Postprocessing (numpy) per image",
+        "## Postprocessing per image: numpy on the host, or the head in the engine",
         "",
         "| step | median ms | calls |",
         "| --- | --- | --- |",
@@ -167,6 +199,9 @@ def report(result: dict) -> str:
         f"{res['output_bytes_per_image']['labels'] / 1e3:.0f} kB of labels, "
         f"{res['output_bytes_per_image']['logits'] / res['output_bytes_per_image']['labels']:.0f}× less to copy out of "
         "the engine: on a GPU, the device-to-host copy shrinks by that factor).",
+        "",
+        *(f"Net of the same work done by {b} inside the model (the head alone): **{numpy_ms - post[f'the head alone (ArgMax + Cast) on {b}']['median_ms']:.2f} "
+          "ms per image**." for b in result["backends"] if f"the head alone (ArgMax + Cast) on {b}" in post),
         "",
         "## The model call (the ArgMax moves into the engine)",
         "",
