@@ -19,7 +19,7 @@ import torch
 from dlcv.runtime.backends import Backend, open_backend
 from dlcv.runtime.compare import Batch, Candidate, Comparison, Step, compare, image_parity, model_output
 from dlcv.runtime.errors import DlcvError
-from dlcv.runtime.postprocess import softmax
+from dlcv.runtime.postprocess import predicted_topk, softmax
 from dlcv.runtime.preprocess import PreprocessSpec, input_to_rgb
 from dlcv.train.checkpoint import file_sha256
 
@@ -129,13 +129,26 @@ def _segmentation_figure(loaded, backend, split, chosen, out, device) -> FigureF
     return image_grid(rows, titles, out / "deployment_disagreement.png", title, painter.legend)
 
 
+def _probabilities(backend, batch: np.ndarray) -> np.ndarray:
+    """The deployed model's class probabilities for one image: the softmax of its logits, or a
+    TopK head's probabilities on its k classes (zero elsewhere)."""
+    md = backend.metadata
+    outputs = backend.infer_outputs(batch)
+    if not md.outputs.is_head:
+        return softmax(np.nan_to_num(outputs[md.output_name], nan=-np.inf), axis=1)[0]
+    indices, probs = predicted_topk(outputs, md, md.num_classes)
+    out = np.zeros(md.num_classes)
+    out[indices[0]] = probs[0]
+    return out
+
+
 def _classification_figure(loaded, backend, split, chosen, out, device) -> FigureFile:
     names = split.info.class_names
     images, titles, refs, deps = [], [], [], []
     for p in chosen:
         x, _ = split.dataset[p.index]
-        reference, deployed = _pair(loaded, backend, x, device)
-        ref_p, dep_p = softmax(reference.values, axis=1)[0], softmax(np.nan_to_num(deployed.values, nan=-np.inf), axis=1)[0]
+        reference, _ = _pair(loaded, backend, x, device)
+        ref_p, dep_p = softmax(reference.values, axis=1)[0], _probabilities(backend, x[None].numpy())
         images.append(input_to_rgb(x.numpy(), split.spec))
         refs.append(ref_p)
         deps.append(dep_p)

@@ -32,9 +32,12 @@ def _shape(dims) -> str:
 def summary(result: ExportResult) -> str:
     md = result.metadata
     mb = result.size_bytes / 1e6
+    outputs = f"{md.output_name}{_shape(result.output_shape)}"
+    if md.outputs.is_head:
+        outputs = f"{md.outputs.describe()}, primary {outputs}"
     lines = [
         f"wrote {result.onnx_path} ({mb:.1f} MB, {md.precision}, opset {result.opset}, {result.exporter} exporter): "
-        f"{md.input_name}{_shape(result.input_shape)} -> {md.output_name}{_shape(result.output_shape)}"
+        f"{md.input_name}{_shape(result.input_shape)} -> {outputs}"
     ]
     for precision, path in result.precision_paths.items():
         if precision != "fp32":
@@ -83,6 +86,9 @@ def parse_shape(text: str | None, option: str) -> tuple[int, int, int, int] | No
               help="FP16 gate: label agreement with PyTorch FP32.")  # fmt: skip
 @click.option("--int8-max-drop", type=float, default=100 * INT8.gate.max_metric_drop, show_default=True,
               help="INT8 gate: mIoU/top-1 drop allowed, in points (needs labels).")  # fmt: skip
+@click.option("--argmax", is_flag=True,
+              help="End every ONNX file (and the engine) in-graph postprocessing instead of logits: an ArgMax uint8 "
+                   "label map N×H×W (segmentation), or TopK indices + softmax probabilities N×5 (classification).")  # fmt: skip
 @click.option("--strict", is_flag=True, help="A precision that misses its gate is an error (exit 1), not a warning.")
 @click.option("--trt", is_flag=True, help="Also build a TensorRT engine <arch>.plan (+ <arch>.plan.json).")
 @click.option("--precision", type=click.Choice(PRECISION_NAMES), default="fp16", show_default=True,
@@ -113,7 +119,7 @@ def parse_shape(text: str | None, option: str) -> tuple[int, int, int, int] | No
 @debug_option
 @handle_errors
 def main(checkpoint, out, opset, static, input_size, batch, atol, min_agreement, images, fp16, int8, calib,
-         calib_count, calib_method, val, eval_count, fp16_min_agreement, int8_max_drop, strict, trt, precision,
+         calib_count, calib_method, val, eval_count, fp16_min_agreement, int8_max_drop, argmax, strict, trt, precision,
          min_shape, opt_shape, max_shape, workspace, timing_cache, version_compatible, triton_repo, triton_max_batch,
          triton_instances, triton_kind, triton_model_backend, debug):  # fmt: skip
     """Export a dlcv checkpoint (CHECKPOINT.pt) to ONNX (FP32, optionally FP16/INT8) and a TensorRT
@@ -135,6 +141,7 @@ def main(checkpoint, out, opset, static, input_size, batch, atol, min_agreement,
         batch=batch, atol=atol, min_agreement=min_agreement, images=images, fp16=fp16, int8=int8, calib=calib,
         calib_count=calib_count, calib_method=calib_method, val=val, eval_count=eval_count,
         fp16_min_agreement=fp16_min_agreement, int8_max_drop=int8_max_drop / 100, strict=strict, tensorrt=tensorrt,
+        argmax=argmax,
     )  # fmt: skip
     result = export_onnx(config, log=click.echo)
     click.echo(summary(result))

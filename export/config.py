@@ -102,6 +102,9 @@ class ExportConfig:
     ``int8_max_drop`` in their place (:meth:`gate`); ``strict`` makes a miss an error.
     ``tie_margin``: None = each precision record's near-tie margin.
     ``tensorrt``: also build a TensorRT engine (see :class:`TensorRTConfig`).
+    ``argmax``: every ONNX file written (and so the engine built from one) ends in the task's
+    in-graph postprocessing head instead of logits (:mod:`dlcv.export.heads`): an ArgMax label
+    map for segmentation, TopK indices and probabilities for classification.
     """
 
     checkpoint: Path
@@ -128,6 +131,7 @@ class ExportConfig:
     int8_max_drop: float = INT8.gate.max_metric_drop  # type: ignore[assignment]
     strict: bool = False
     tensorrt: TensorRTConfig | None = None
+    argmax: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "checkpoint", Path(self.checkpoint))

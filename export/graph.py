@@ -27,27 +27,34 @@ def graph_io(proto: onnx.ModelProto, metadata: ArtifactMetadata) -> tuple[tuple[
     """Shapes (ints for fixed dims, names for dynamic ones) of the metadata's input and output."""
     inputs = {i.name: i for i in proto.graph.input}
     outputs = {o.name: o for o in proto.graph.output}
-    if metadata.input_name not in inputs or metadata.output_name not in outputs:
+    if metadata.input_name not in inputs or not set(metadata.output_names) <= set(outputs):
         raise DlcvError(
             f"the exported graph has inputs {sorted(inputs)} and outputs {sorted(outputs)}, expected "
-            f"{metadata.input_name!r} and {metadata.output_name!r}"
+            f"{metadata.input_name!r} and {list(metadata.output_names)}"
         )
     return _dims(inputs[metadata.input_name]), _dims(outputs[metadata.output_name])
 
 
+# output role -> (input axis, output axis) pairs that share a size: logits N×C(×H×W), labels N×H×W, TopK N×k
+_SHARED_AXES = {"logits": ((0, 0), (2, 2), (3, 3)), "labels": ((0, 0), (2, 1), (3, 2)), "indices": ((0, 0),), "scores": ((0, 0),)}
+
+
 def name_output_dims(proto: onnx.ModelProto, metadata: ArtifactMetadata) -> None:
-    """Give the output's dynamic dims the input's names (the contract: logits are N×C(×H×W) of
-    the input's N(, H, W)), replacing exporter expressions such as ``Min(height + 31, ...) - 31``.
-    Verification at several sizes then checks the claim."""
+    """Give each output's dynamic dims the input's names (the contract: logits are N×C(×H×W),
+    labels N×H×W of the input's N, H, W, TopK N×k), replacing exporter expressions such as
+    ``Min(height + 31, ...) - 31``. Verification at several sizes then checks the claim."""
     inp = next(i for i in proto.graph.input if i.name == metadata.input_name)
-    out = next(o for o in proto.graph.output if o.name == metadata.output_name)
     in_dims = inp.type.tensor_type.shape.dim
-    out_dims = out.type.tensor_type.shape.dim
-    pairs = [(0, 0)] + ([(2, 2), (3, 3)] if metadata.task == "segmentation" and len(out_dims) == 4 else [])
-    for src, dst in pairs:
-        if dst < len(out_dims) and in_dims[src].HasField("dim_param"):
-            out_dims[dst].Clear()
-            out_dims[dst].dim_param = in_dims[src].dim_param
+    for tensor in metadata.outputs.tensors:
+        out = next(o for o in proto.graph.output if o.name == tensor.name)
+        out_dims = out.type.tensor_type.shape.dim
+        pairs = _SHARED_AXES[tensor.role]
+        if metadata.task != "segmentation" or len(out_dims) < 3:
+            pairs = pairs[:1]
+        for src, dst in pairs:
+            if dst < len(out_dims) and in_dims[src].HasField("dim_param"):
+                out_dims[dst].Clear()
+                out_dims[dst].dim_param = in_dims[src].dim_param
 
 
 def embed_metadata(proto: onnx.ModelProto, metadata: ArtifactMetadata) -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -38,7 +39,7 @@ from dlcv.runtime.atomic import atomic_path
 from dlcv.runtime.datasets import recognise_layout
 from dlcv.runtime.errors import DlcvError, DlcvUsageError, first_line
 from dlcv.runtime.imageio import read_image
-from dlcv.runtime.metadata import ArtifactMetadata
+from dlcv.runtime.metadata import ArtifactMetadata, read_onnx_metadata
 from dlcv.runtime.precision import FP16, FP32, INT8, get_precision
 from dlcv.runtime.tensorrt_profile import DEFAULT_NATURAL_SIZE  # the export sample's size when nothing fixes one
 from dlcv.train.checkpoint import file_sha256, load_checkpoint, metadata_from_checkpoint, model_from_checkpoint
@@ -46,6 +47,7 @@ from dlcv.train.checkpoint import file_sha256, load_checkpoint, metadata_from_ch
 from .config import ExportConfig
 from .fp16 import precision_summary, write_fp16
 from .graph import default_opset, finalize_graph, graph_io, save_onnx
+from .heads import append_head, check_head
 from .int8 import calibration_paths, write_int8
 from .verify import (
     EvalSet, ExportedArtifact, PrecisionReport, Shape, VerificationReport, _silent, compare_precisions,
@@ -281,26 +283,39 @@ def export_onnx(config: ExportConfig, log: Log | None = None) -> ExportResult:
         notes += (f"opset {config.opset} was asked for, the exporter produced opset {opset}",)
         log(f"warning: {notes[-1]}")
 
-    with atomic_path(target) as tmp:
-        log(f"writing {target} and checking the graph (onnx.checker)")
-        save_onnx(proto, tmp, final_name=target.name)
-        del proto
-        shapes = ", ".join("x".join(map(str, (n, 3, h, w))) for n, h, w in plan.verify_shapes)
-        source_kind = f"{len(images)} images from {config.images}" if images else "synthetic images"
-        log(f"verifying against PyTorch FP32 on onnxruntime (CPU) at {shapes} ({source_kind})")
-        report = verify_onnx_file(
-            tmp, checkpoint_path, plan.verify_shapes, atol=config.atol, min_agreement=config.min_agreement,
-            tie_margin=config.tie_margin, seed=config.seed, images=images, log=log,
-        )  # fmt: skip
-        raise_if_failed(report, target.name, f"{target.name} was not written")
-        size = tmp.stat().st_size
+    with contextlib.ExitStack() as stack:
+        # with --argmax the logits graph is verified, and the reduced precisions are written from it, in a
+        # work folder; the published files carry the head
+        work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="dlcv-export-"))) if config.argmax else None
+        with atomic_path(target) as tmp:
+            logits_file = work / target.name if work is not None else tmp
+            log(f"writing {target} and checking the graph (onnx.checker)")
+            save_onnx(proto, logits_file, final_name=target.name)
+            del proto
+            shapes = ", ".join("x".join(map(str, (n, 3, h, w))) for n, h, w in plan.verify_shapes)
+            source_kind = f"{len(images)} images from {config.images}" if images else "synthetic images"
+            log(f"verifying against PyTorch FP32 on onnxruntime (CPU) at {shapes} ({source_kind})")
+            report = verify_onnx_file(
+                logits_file, checkpoint_path, plan.verify_shapes, atol=config.atol, min_agreement=config.min_agreement,
+                tie_margin=config.tie_margin, seed=config.seed, images=images, log=log,
+            )  # fmt: skip
+            raise_if_failed(report, target.name, f"{target.name} was not written")
+            if config.argmax:
+                md, input_shape, output_shape = _write_head(logits_file, tmp, target.name, plan, config, images, log)
+                head_report = verify_onnx_file(
+                    tmp, checkpoint_path, plan.verify_shapes, atol=config.atol, min_agreement=config.min_agreement,
+                    tie_margin=config.tie_margin, seed=config.seed, images=images, log=log,
+                )  # fmt: skip
+                raise_if_failed(head_report, target.name, f"{target.name} was not written")
+            size = tmp.stat().st_size
 
-    paths: dict[str, Path] = {FP32.name: target}
-    precision_report = eval_set = None
-    if len(config.precisions) > 1 or config.val is not None or config.tensorrt is not None:
-        eval_set = build_eval_set(config, md, plan, images, log)
-        more, precision_report = write_precisions(config, target, checkpoint_path, md, eval_set, log)
-        paths.update(more)
+        paths: dict[str, Path] = {FP32.name: target}
+        precision_report = eval_set = None
+        if len(config.precisions) > 1 or config.val is not None or config.tensorrt is not None:
+            eval_set = build_eval_set(config, md, plan, images, log)
+            more, precision_report = write_precisions(config, target, checkpoint_path, md, eval_set, log,
+                                                      logits_fp32=logits_file if work is not None else None, plan=plan)  # fmt: skip
+            paths.update(more)
     return ExportResult(
         onnx_path=target,
         metadata=md,
@@ -317,6 +332,25 @@ def export_onnx(config: ExportConfig, log: Log | None = None) -> ExportResult:
         eval_set=eval_set,
         checkpoint=checkpoint_path,
     )
+
+
+def _check_batches(metadata: ArtifactMetadata, plan: InputPlan, config: ExportConfig, images) -> list:
+    """The verification batches (the FP32 check's inputs) on which a head is checked against its logits."""
+    return [b.inputs for b in eval_set_from_shapes(metadata, plan.verify_shapes, seed=config.seed, images=images).batches]
+
+
+def _write_head(logits_file: Path, target_tmp: Path, name: str, plan: InputPlan, config: ExportConfig, images,
+                log: Log) -> tuple[ArtifactMetadata, tuple, tuple]:  # fmt: skip
+    """The logits file with the task's head appended (:func:`dlcv.export.heads.append_head`), saved to
+    ``target_tmp`` and checked against the logits file; returns its metadata and I/O shapes."""
+    metadata = read_onnx_metadata(logits_file)
+    proto, head_md = append_head(onnx.load(str(logits_file)), metadata)
+    log(f"appending the in-graph {head_md.outputs.describe()} head (--argmax)")
+    input_shape, output_shape = graph_io(proto, head_md)
+    save_onnx(proto, target_tmp, final_name=name)
+    check_head(logits_file, target_tmp, _check_batches(metadata, plan, config, images))
+    log(f"  {name}: the head answers exactly what the logits' postprocessing answers on the verification batches")
+    return head_md, input_shape, output_shape
 
 
 # ---------------------------------------------------------------------------------------------
@@ -350,25 +384,42 @@ REDUCED_WRITERS: dict[str, Callable[[Path, ArtifactMetadata, ExportConfig, Log],
 
 
 def write_precisions(
-    config: ExportConfig, fp32_path: Path, checkpoint: Path, metadata: ArtifactMetadata, eval_set: EvalSet, log: Log = _silent
-) -> tuple[dict[str, Path], PrecisionReport]:
+    config: ExportConfig, fp32_path: Path, checkpoint: Path, metadata: ArtifactMetadata, eval_set: EvalSet, log: Log = _silent,
+    *, logits_fp32: Path | None = None, plan: InputPlan | None = None,
+) -> tuple[dict[str, Path], PrecisionReport]:  # fmt: skip
     """Write the FP16/INT8 files config asks for, compare them (and FP32) with PyTorch on
-    ``eval_set``, log the table, publish; returns the published paths and the report."""
+    ``eval_set``, log the table, publish; returns the published paths and the report.
+
+    With ``config.argmax`` the writers convert ``logits_fp32`` (the FP32 logits graph; ``fp32_path``
+    and ``metadata`` are the published head file's) and each result gets the head appended,
+    checked against its own logits graph on ``plan``'s verification batches."""
     from dlcv.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
     from dlcv.train.torch_backend import TorchBackend
 
     reduced = [get_precision(p) for p in config.precisions if p != FP32.name]
     labelled = eval_set.labelled
+    source, source_md = fp32_path, metadata
+    if config.argmax:
+        if logits_fp32 is None or plan is None:
+            raise ValueError("--argmax: write_precisions needs the FP32 logits graph and the input plan")
+        source = logits_fp32
+        source_md = read_onnx_metadata(logits_fp32)
     with contextlib.ExitStack() as stack:
         staged: dict[str, Path] = {FP32.name: fp32_path}
         for precision in reduced:
             target = precision.path(config.out, metadata.arch)
             tmp = stack.enter_context(atomic_path(target))
             log(f"writing {target} ({precision.name})")
-            proto = REDUCED_WRITERS[precision.name](fp32_path, metadata, config, log)
+            proto = REDUCED_WRITERS[precision.name](source, source_md, config, log)
             summary = precision_summary(proto)
-            save_onnx(proto, tmp, final_name=target.name)
-            del proto
+            if config.argmax:
+                logits_file = source.with_name(target.name)
+                save_onnx(proto, logits_file, final_name=target.name)
+                del proto
+                _write_head(logits_file, tmp, target.name, plan, config, None, log)
+            else:
+                save_onnx(proto, tmp, final_name=target.name)
+                del proto
             log(f"  {precision.name}: initialisers {summary['initializers']}, I/O {summary['io']}, "
                 f"{summary['ops'].get('QuantizeLinear', 0)} QuantizeLinear, {summary['ops'].get('Cast', 0)} Cast")  # fmt: skip
             staged[precision.name] = tmp

@@ -86,6 +86,11 @@ def make_batch(
     return out
 
 
+def _error(value: float) -> str:
+    """A logit error cell: ``-`` for a model that gives labels (NaN: nothing compared)."""
+    return "-" if value != value else f"{value:.3e}"
+
+
 @dataclass(frozen=True)
 class ShapeParity:
     """Parity at one input shape (N×3×H×W)."""
@@ -122,7 +127,7 @@ class VerificationReport:
 
         def row(name: str, s: dict) -> str:
             return (
-                f"{name:<18}{s['max_abs_logit_error']:>13.3e}{s['mean_abs_logit_error']:>14.3e}"
+                f"{name:<18}{_error(s['max_abs_logit_error']):>13}{_error(s['mean_abs_logit_error']):>14}"
                 f"{s['agreement']:>12.6f}{s['count']:>10d}{s['disagreements']:>10d}{s['near_tie_disagreements']:>10d}"
             )
 
@@ -130,9 +135,10 @@ class VerificationReport:
         if len(self.rows) > 1:
             lines.append(row("all", self.overall))
         verdict = "PASS" if self.passed else "FAIL"
+        error = self.overall["max_abs_logit_error"]
+        error_text = "labels only, no logits" if error != error else f"{error:.3e} (allowed {self.tolerance:.3e})"
         lines.append(
-            f"{verdict}: max abs error {self.overall['max_abs_logit_error']:.3e} (allowed {self.tolerance:.3e}), "
-            f"agreement {self.overall['agreement']:.6f} (required {self.min_agreement})"
+            f"{verdict}: max abs error {error_text}, agreement {self.overall['agreement']:.6f} (required {self.min_agreement})"
         )
         return "\n".join(lines)
 
@@ -220,13 +226,15 @@ def verify_onnx_file(
     """Open the ONNX file with onnxruntime (CPU) and the checkpoint with PyTorch; compare at ``shapes``.
 
     Logs the parity table and returns the report; does not raise on a failed verdict (see
-    :func:`raise_if_failed`).
+    :func:`raise_if_failed`). A file with an in-graph head (``--argmax``) is compared by its
+    labels against PyTorch's argmax (agreement; it has no logits to compare).
     """
     from dlcv.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
     from dlcv.train.torch_backend import TorchBackend
 
     with TorchBackend(checkpoint_path) as reference, OnnxRuntimeBackend(onnx_path) as candidate:
-        if candidate.metadata.with_(precision=reference.metadata.precision) != reference.metadata:
+        same = candidate.metadata.with_(precision=reference.metadata.precision).with_outputs(reference.metadata.outputs)
+        if same != reference.metadata:  # the same model, whatever its precision and head
             raise DlcvError(f"{onnx_path}: its dlcv metadata does not match the checkpoint {checkpoint_path}")
         report = verify_backends(
             reference, candidate, shapes, atol=atol, min_agreement=min_agreement,
@@ -372,8 +380,8 @@ class PrecisionReport:
             delta = "-" if r.metric_delta is None else f"{100 * r.metric_delta:+.2f}"
             verdict = "PASS" if r.passed else "FAIL"
             lines.append(
-                f"{r.label:<13}{r.artifact[:23]:<24}{100 * s['agreement']:>12.3f}%{s['max_abs_logit_error']:>13.3e}"
-                f"{s['mean_abs_logit_error']:>14.3e}{metric:>9}{delta:>9}  {verdict} ({r.gate.describe(name)})"
+                f"{r.label:<13}{r.artifact[:23]:<24}{100 * s['agreement']:>12.3f}%{_error(s['max_abs_logit_error']):>13}"
+                f"{_error(s['mean_abs_logit_error']):>14}{metric:>9}{delta:>9}  {verdict} ({r.gate.describe(name)})"
             )
         if any(r.metric is not None for r in self.rows):
             ref = next(r.reference_metric for r in self.rows if r.reference_metric is not None)

@@ -1,8 +1,10 @@
 """Batch inference over an image folder with a deployed model: the library behind ``dlcv-infer``.
 
 ``run_inference(InferConfig(engine=..., images=...))`` opens the model with
-:func:`~dlcv.runtime.backends.open_backend` (the backend its suffix defaults to, or the one
-``backend`` names: ``openvino`` for an ``.onnx`` file) and takes everything else (task,
+:func:`~dlcv.runtime.backends.open_backend` on the backend
+:func:`~dlcv.runtime.backends.choose_backend` picks (the one ``backend`` names, else a measured
+preference for the file's precision where that backend is installed, else the suffix's
+default; the summary and metrics.json say which and why) and takes everything else (task,
 classes, palette, preprocessing, ignore index, excluded classes) from the artifact's metadata.
 
 The run, one job per module:
@@ -55,7 +57,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .atomic import remove_stale_temporaries, write_text_atomic
-from .backends import Backend, all_devices, get_backend, open_backend
+from .backends import Backend, all_devices, choose_backend, get_backend, open_backend
 from .batching import Loaded, LoadJob, ShapeBatcher, load_job, window_size
 from .datasets.ground_truth import ClassificationLabels
 from .errors import DlcvError, DlcvUsageError, first_line
@@ -71,7 +73,7 @@ from .outputs import (
     output_collision,
     segmentation_output_paths,
 )
-from .postprocess import colorize, palette_array, segmentation_labels, topk
+from .postprocess import colorize, palette_array, predicted_labels, predicted_topk
 from .preprocess import restore_label_map
 from .scoring import TOPK, ClassificationScorer, SegmentationScorer, ranking_scores
 from .summary import InferSummary, LatencyStats
@@ -245,7 +247,7 @@ class InferRun:
             return
         start = time.perf_counter()
         try:
-            logits = self.backend.infer(stacked)
+            outputs = self.backend.infer_outputs(stacked)
         except DlcvError as exc:
             if not self.answered:
                 raise DlcvError(
@@ -263,18 +265,18 @@ class InferRun:
         self.t["inference_s"] += infer_s
         share = infer_s / len(batch)
         if self.task == "segmentation":
-            self._segmentation(batch, logits, share)
+            self._segmentation(batch, outputs, share)
         else:
-            self._classification(batch, logits, share)
+            self._classification(batch, outputs, share)
         self.log.flush()
 
     def _fail_batch(self, batch: list[Loaded], message: str) -> None:
         for b in batch:
             self.fail(b.seq, b.item.name, f"inference failed ({message})")
 
-    def _segmentation(self, batch: list[Loaded], logits: np.ndarray, share: float) -> None:
+    def _segmentation(self, batch: list[Loaded], outputs: dict[str, np.ndarray], share: float) -> None:
         start = time.perf_counter()
-        labels = segmentation_labels(logits)
+        labels = predicted_labels(outputs, self.metadata)  # numpy's argmax of logits, or an in-graph head's labels
         argmax_share = (time.perf_counter() - start) / len(batch)
         self.t["postprocess_write_s"] += argmax_share * len(batch)
         for b, pred in zip(batch, labels):
@@ -295,9 +297,10 @@ class InferRun:
             self.t["postprocess_write_s"] += post_s
             self._done(b, share + argmax_share + post_s)
 
-    def _classification(self, batch: list[Loaded], logits: np.ndarray, share: float) -> None:
+    def _classification(self, batch: list[Loaded], outputs: dict[str, np.ndarray], share: float) -> None:
         start = time.perf_counter()
-        order, probs = topk(logits, TOPK)
+        order, probs = predicted_topk(outputs, self.metadata, TOPK)
+        logits = outputs[self.metadata.output_name] if not self.metadata.outputs.is_head else None
         names = self.metadata.class_names
         lines = []
         for i, b in enumerate(batch):
@@ -310,7 +313,9 @@ class InferRun:
                 ";".join(f"{p:.6f}" for p in probs[i]),
             )))
             if isinstance(self.scorer, ClassificationScorer):
-                self.scorer.add(b.item, logits[i])
+                # a TopK head's ranking decides top-1 and top-5 exactly, as a resumed run's rows do
+                scores = logits[i] if logits is not None else ranking_scores(order[i], self.metadata.num_classes)
+                self.scorer.add(b.item, scores)
         post_share = (time.perf_counter() - start) / len(batch)
         self.t["postprocess_write_s"] += post_share * len(batch)
         for b, line in zip(batch, lines):
@@ -435,7 +440,8 @@ def run_inference(config: InferConfig, *, log: Callable[[str], None] | None = No
 
     load_start = time.perf_counter()
     options = {"lean_runtime": config.lean_runtime} if config.lean_runtime is not None else {}
-    with open_backend(config.engine, device=config.device, backend=config.backend, **options) as backend:
+    choice = choose_backend(config.engine, config.backend, config.device)
+    with open_backend(config.engine, device=config.device, backend=choice.backend.name, **options) as backend:
         model_load_s = time.perf_counter() - load_start
         metadata = backend.metadata
         outputs = open_outputs(config, metadata, out_dir, exclude, log or logger.warning)
@@ -447,7 +453,7 @@ def run_inference(config: InferConfig, *, log: Callable[[str], None] | None = No
             with ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="dlcv-load") as pool:
                 _stream(pool, run, items, job, window_size(config.workers, config.batch_size))
         timing = run.timing(time.perf_counter() - wall_start, model_load_s)
-        return outputs.finish(run, backend.name, timing)
+        return outputs.finish(run, backend.name, timing, choice.describe(config.engine))
 
 
 def check_run_paths(config: InferConfig, out_dir: Path) -> list[Path]:
@@ -495,8 +501,9 @@ class RunOutputs:
         finally:
             self.bar.close()
 
-    def finish(self, run: "InferRun", backend_name: str, timing: dict[str, Any]) -> InferSummary:
-        """Score, write metrics.json and return the summary (after :meth:`committing`)."""
+    def finish(self, run: "InferRun", backend_name: str, timing: dict[str, Any], backend_choice: str | None = None) -> InferSummary:
+        """Score, write metrics.json and return the summary (after :meth:`committing`).
+        ``backend_choice``: which backend ran and why (:meth:`~dlcv.runtime.backends.Choice.describe`)."""
         assert self.files is not None, "finish() follows a successful committing()"
         config, metadata, results, stats = self.config, self.metadata, self.results, self.stats
         metrics = report = None
@@ -516,12 +523,15 @@ class RunOutputs:
             metrics=metrics,
             label_report=report,
             strict=config.strict,
+            backend=backend_choice or backend_name,
         )
         record = {
             "dlcv_version": dlcv_version(),
             "task": metadata.task,
             "engine": str(config.engine),
             "backend": backend_name,
+            "backend_choice": backend_choice or backend_name,
+            "outputs": metadata.outputs.kind,
             "device": config.device,
             "precision": metadata.precision,
             "images": str(config.images),

@@ -11,6 +11,11 @@ layout options, class map content and label rules, so that a dataset folder is r
 same way wherever the artifact goes. When it is present it is the source of the label rules:
 ``ignore_index`` and ``exclude_classes`` must equal the record's (they stay at the top level
 for the scorers and for files without a record); a file where they differ is refused.
+
+``outputs`` (:class:`~dlcv.runtime.model_outputs.OutputSpec`) says what the model returns:
+logits, or an in-graph head's labels (segmentation) / TopK indices and scores
+(classification), with each tensor's name and dtype. ``output_name`` is its primary tensor.
+Files written before the field existed are read as logits named ``output_name``.
 """
 from __future__ import annotations
 
@@ -23,6 +28,7 @@ from typing import Any, Mapping
 from .atomic import write_text_atomic
 from .datasets.record import DatasetRecord
 from .errors import DlcvError
+from .model_outputs import HEAD_OF_TASK, LOGITS, OutputSpec, logits_outputs
 from .onnx_proto import Malformed, metadata_props
 from .precision import PRECISION_NAMES
 from .preprocess import PreprocessSpec
@@ -54,8 +60,12 @@ class ArtifactMetadata:
     engine: Mapping[str, Any] = field(default_factory=dict)
     # How the training data was read (None: not recorded, e.g. an older checkpoint).
     dataset: DatasetRecord | None = None
+    # What the model returns (None: logits named output_name, set in __post_init__).
+    outputs: OutputSpec | None = None
 
     def __post_init__(self) -> None:
+        if self.outputs is None:
+            object.__setattr__(self, "outputs", logits_outputs(self.output_name))
         problems = []
         if self.schema_version != METADATA_SCHEMA_VERSION:
             problems.append(f"schema_version {self.schema_version} is not supported (expected {METADATA_SCHEMA_VERSION})")
@@ -71,6 +81,7 @@ class ArtifactMetadata:
             problems.append(f"palette needs {self.num_classes} RGB triples")
         if self.dataset is not None:
             problems += self._dataset_problems(self.dataset)
+        problems += self._output_problems(self.outputs)
         if problems:
             raise DlcvError("invalid dlcv metadata: " + "; ".join(problems))
 
@@ -90,6 +101,23 @@ class ArtifactMetadata:
             )
         return problems
 
+    def _output_problems(self, outputs: OutputSpec) -> list[str]:
+        problems = []
+        if outputs.primary.name != self.output_name:
+            problems.append(f"output_name {self.output_name!r} is not the primary output tensor {outputs.primary.name!r}")
+        if outputs.kind != LOGITS and HEAD_OF_TASK.get(self.task) != outputs.kind:
+            problems.append(f"a {self.task} model cannot have {outputs.kind} outputs")
+        return problems
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        """Every output tensor's name, the primary one first."""
+        return self.outputs.names
+
+    def with_outputs(self, outputs: OutputSpec) -> "ArtifactMetadata":
+        """A copy whose model returns ``outputs`` (``output_name`` follows the primary tensor)."""
+        return replace(self, outputs=outputs, output_name=outputs.primary.name)
+
     def with_(self, **changes: Any) -> "ArtifactMetadata":
         """A copy with some fields changed (precision, engine binding...)."""
         return replace(self, **changes)
@@ -101,6 +129,7 @@ class ArtifactMetadata:
         d["palette"] = None if self.palette is None else [list(c) for c in self.palette]
         d["engine"] = dict(self.engine)
         d["exclude_classes"] = list(self.exclude_classes)
+        d["outputs"] = self.outputs.to_dict()
         if self.dataset is None:
             del d["dataset"]  # files without a record stay exactly as before
         else:
@@ -128,6 +157,8 @@ class ArtifactMetadata:
                 kwargs["palette"] = tuple(tuple(int(v) for v in c) for c in kwargs["palette"])
             if kwargs.get("dataset") is not None:
                 kwargs["dataset"] = DatasetRecord.from_dict(kwargs["dataset"], "dlcv metadata")
+            if kwargs.get("outputs") is not None:
+                kwargs["outputs"] = OutputSpec.from_dict(kwargs["outputs"])
             return cls(**kwargs)
         except KeyError as exc:
             raise DlcvError(f"{source}: dlcv metadata lacks the key {exc}") from None

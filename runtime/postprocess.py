@@ -1,15 +1,22 @@
-"""Logits -> answers: label maps and colour masks (segmentation), softmax top-k (classification).
+"""Model outputs -> answers: label maps and colour masks (segmentation), softmax top-k (classification).
 
 numpy only. Ties are broken towards the lower class index everywhere (``np.argmax`` and a
-stable sort), so the label written for an image and the label its metrics score agree.
+stable sort; an in-graph ArgMax/TopK head does the same), so the label written for an image
+and the label its metrics score agree. :func:`predicted_labels` and :func:`predicted_topk`
+take a model's outputs of either kind (:mod:`dlcv.runtime.model_outputs`): logits are
+postprocessed here, a head's labels or TopK are used as they are.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 
 from .errors import DlcvError
+from .model_outputs import LABELS, LOGITS, TOPK
+
+if TYPE_CHECKING:
+    from .metadata import ArtifactMetadata
 
 
 def default_palette(num_classes: int) -> np.ndarray:
@@ -94,3 +101,28 @@ def topk(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     order = np.argsort(-logits, axis=1, kind="stable")[:, :k]
     probs = np.take_along_axis(softmax(logits, axis=1), order, axis=1)
     return order, probs
+
+
+def predicted_labels(outputs: Mapping[str, np.ndarray], metadata: "ArtifactMetadata") -> np.ndarray:
+    """A segmentation model's N×H×W class indices (:func:`label_dtype`): numpy's argmax of its
+    logits, or its in-graph ArgMax's labels as they are (only the dtype is narrowed)."""
+    spec = metadata.outputs
+    values = outputs[spec.primary.name]
+    if spec.kind == LOGITS:
+        return segmentation_labels(values)
+    if spec.kind != LABELS:
+        raise DlcvError(f"a segmentation model's outputs are logits or labels, not {spec.kind}")
+    return values.astype(label_dtype(metadata.num_classes), copy=False)
+
+
+def predicted_topk(outputs: Mapping[str, np.ndarray], metadata: "ArtifactMetadata", k: int) -> tuple[np.ndarray, np.ndarray]:
+    """A classification model's (N×k class indices, N×k probabilities), best first: :func:`topk`
+    of its logits, or its in-graph TopK head's indices and scores (k at most the head's)."""
+    spec = metadata.outputs
+    if spec.kind == LOGITS:
+        return topk(outputs[spec.primary.name], k)
+    if spec.kind != TOPK:
+        raise DlcvError(f"a classification model's outputs are logits or topk, not {spec.kind}")
+    indices, scores = (outputs[t.name] for t in spec.tensors)
+    k = max(1, min(k, indices.shape[1]))
+    return indices[:, :k].astype(np.int64, copy=False), scores[:, :k].astype(np.float64)

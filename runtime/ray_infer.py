@@ -48,7 +48,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Callable
 
 from .atomic import Journal, journal_path
-from .backends import open_backend, resolve_backend
+from .backends import choose_backend, open_backend, resolve_backend
 from .batching import LoadJob, load_job
 from .errors import DlcvError, DlcvUsageError, MissingDependencyError, first_line
 from .imageio import read_image
@@ -146,7 +146,7 @@ def plan_actors(resources: dict[str, float], config: RayConfig, note: Callable[[
 
 def _check_device(config: InferConfig, ray_config: RayConfig) -> None:
     """A GPU device needs GPUs per actor (Ray hides the GPUs from actors that ask for none), and the reverse."""
-    cls = resolve_backend(config.engine, config.backend)
+    cls = resolve_backend(config.engine, config.backend, config.device)
     wants_gpu = cls.needs_gpu or config.device != "cpu"
     if wants_gpu and ray_config.gpus_per_actor <= 0:
         raise DlcvUsageError(
@@ -352,7 +352,9 @@ def _run(ray, config: InferConfig, ray_config: RayConfig, out_dir: Path, exclude
          log: Callable[[str], None]) -> InferSummary:  # fmt: skip
     actors = plan_actors(ray.cluster_resources(), ray_config, note=log if ray_config.actors is None else logger.info)
     remote = _absolute(config)
-    options = _backend_options(remote.engine, max(1, math.ceil(ray_config.cpus_per_actor)), config.backend)
+    # chosen once, by the driver: every actor runs the same backend, named to it
+    choice = choose_backend(remote.engine, config.backend, config.device)
+    options = _backend_options(remote.engine, max(1, math.ceil(ray_config.cpus_per_actor)), choice.backend.name)
 
     load_start = time.perf_counter()
     probe = ray.remote(num_cpus=ray_config.cpus_per_actor, num_gpus=ray_config.gpus_per_actor)(describe_model)
@@ -386,7 +388,7 @@ def _run(ray, config: InferConfig, ray_config: RayConfig, out_dir: Path, exclude
     timing.update(ray_actors=actors, ray_cpus_per_actor=ray_config.cpus_per_actor,
                   ray_gpus_per_actor=ray_config.gpus_per_actor)  # fmt: skip
     outputs.files["manifest_csv"] = manifest_path
-    return outputs.finish(run, model.name, timing)
+    return outputs.finish(run, model.name, timing, choice.describe(config.engine))
 
 
 @dataclass

@@ -64,6 +64,7 @@ class InferSummary:
     label_report: dict[str, Any] | None = None
     strict: bool = False
     kept: int = 0
+    backend: str | None = None  # which backend ran, and why
 
     @property
     def exit_code(self) -> int:
@@ -90,6 +91,8 @@ class InferSummary:
             f"{self.processed} processed, {kept}{self.skipped} skipped (not images), {self.failed} failed "
             f"of {self.found} image files -> {self.out_dir}"
         ]
+        if self.backend:
+            out.append(f"backend: {self.backend}")
         t = self.timing
         if self.processed:
             out.append(

@@ -30,20 +30,40 @@ QUEUE_DELAY_US = 50_000  # long enough that concurrent requests meet in the dyna
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    """A segmentation and a classification model, their ONNX files, and a running server."""
+def served(tmp_path_factory, make_checkpoint):
+    """A segmentation and a classification model, their ONNX files, the same models with an in-graph
+    head (``--argmax``: labels, TopK), a narrow FCN8s exported with --argmax from a checkpoint, and a
+    running server."""
     try:
         find_distribution()
     except MissingDependencyError as exc:
         pytest.skip(str(exc))
+    from dlcv.export import ExportConfig, export_onnx
+
     root = tmp_path_factory.mktemp("triton")
     seg, cls = colour_model(root / "seg.onnx"), colour_model(root / "cls.onnx", "classification")
-    for name, path in (("seg", seg), ("cls", cls)):
+    checkpoint = make_checkpoint("fcn8s", num_classes=5)
+    fcn = export_onnx(ExportConfig(checkpoint=checkpoint, out=root / "fcn", argmax=True)).onnx_path
+    models = {"seg": seg, "cls": cls, "seg_head": with_head(seg, root / "seg_head.onnx"),
+              "cls_head": with_head(cls, root / "cls_head.onnx"), "fcn": fcn}  # fmt: skip
+    for name, path in models.items():
         # the model step on the Python backend: this tritonserver has no onnxruntime backend
         write_repository(TritonConfig(root / "repo", name=name, model_backend="python", max_queue_delay_us=QUEUE_DELAY_US), path)
     server = LocalTritonServer(root / "repo").start()
-    yield {"root": root, "seg": seg, "cls": cls, "server": server}
+    yield {"root": root, **models, "checkpoint": checkpoint, "server": server}
     server.stop()
+
+
+def with_head(path: Path, out: Path) -> Path:
+    """The model with the in-graph head dlcv-export --argmax appends (labels, or TopK)."""
+    import onnx
+
+    from dlcv.export.heads import append_head
+    from dlcv.runtime.metadata import read_onnx_metadata
+
+    proto, _ = append_head(onnx.load(str(path)), read_onnx_metadata(path))
+    onnx.save(proto, str(out))
+    return out
 
 
 @pytest.fixture
@@ -101,6 +121,55 @@ def test_served_masks_are_bit_identical_to_dlcv_infer(served, images, client, tm
         (mask,) = _infer(client, "seg_ensemble", folder / f"im{i}.png", (MASK,))
         np.testing.assert_array_equal(mask[0], read_label_map(tmp_path / "local" / f"im{i}.png"))
         assert mask.dtype == np.uint8
+
+
+@pytest.mark.parametrize("task", ["seg", "cls"])
+def test_a_served_head_model_answers_as_the_local_logits_model(served, images, client, tmp_path, task):
+    """The repository written from an --argmax graph (labels / TopK tensors end to end): dlcv-infer over
+    triton:// and the image-in ensemble give what the local logits model gives."""
+    folder, _ = images
+    url = f"triton://{served['server'].url}/{task}_head"
+    run_inference(InferConfig(engine=served[task], images=folder, out=tmp_path / "local", progress=False))
+    result = CliRunner().invoke(infer_main, [str(folder), "--engine", url, "--out", str(tmp_path / "served"), "-q"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "served" / "metrics.json").read_text())["outputs"] == ("labels" if task == "seg" else "topk")
+    if task == "seg":
+        for i in range(10):
+            for name in (f"im{i}.png", f"im{i}_color.png"):
+                assert (tmp_path / "served" / name).read_bytes() == (tmp_path / "local" / name).read_bytes()
+            (mask,) = _infer(client, "seg_head_ensemble", folder / f"im{i}.png", (MASK,))
+            np.testing.assert_array_equal(mask[0], read_label_map(tmp_path / "local" / f"im{i}.png"))
+        return
+    local = list(csv.DictReader((tmp_path / "local" / "predictions.csv").open()))
+    remote = list(csv.DictReader((tmp_path / "served" / "predictions.csv").open()))
+    assert [r["top5_labels"] for r in remote] == [r["top5_labels"] for r in local] and len(local) == 10
+    for a, b in zip(local, remote):
+        diff = np.abs(np.array(a["top5_scores"].split(";"), float) - np.array(b["top5_scores"].split(";"), float))
+        assert diff.max() <= 1e-6 + 1e-12
+    classes, _, names = _infer(client, "cls_head_ensemble", folder / "im0.png", (TOP_CLASSES, TOP_SCORES, TOP_NAMES))
+    assert ";".join(map(str, classes[0])) == local[0]["top5_labels"] and names[0][0].decode() == local[0]["class_name"]
+
+
+def test_dlcv_bench_puts_a_served_model_beside_the_local_backends(served, tmp_path):
+    from dlcv.bench.cli import main as bench_main
+
+    url = f"triton://{served['server'].url}/fcn"
+    args = [served["checkpoint"], url, served["fcn"], "--backends", "torch,triton,onnxruntime", "--torch-variants",
+            "channels_last", "--shape", "32x32", "--batch-sizes", "1,2", "--images", "4", "--iters", "2", "--warmup", "1",
+            "--rounds", "2", "--bootstrap", "20", "--e2e-images", "2", "--ceiling-size", "128", "--out", tmp_path,
+            "--name", "served"]  # fmt: skip
+    result = CliRunner().invoke(bench_main, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    records = json.loads((tmp_path / "served" / "results.json").read_text())
+    served_rows = [r for r in records if r["backend"] == "triton"]
+    assert len(served_rows) == 2 and all(r["error"] is None for r in served_rows), served_rows
+    for r in served_rows:
+        assert r["artifact"] == url and r["variant"] == "triton" and r["default_backend"] == "triton"
+        assert r["latency_p50_ms"] > 0 and r["precision"] == "fp32"
+        assert r["pixel_agreement"] == 1.0 and r["max_abs_logit_error"] is None  # labels from the served head
+    local = next(r for r in records if r["backend"] == "onnxruntime")
+    assert local["pixel_agreement"] == 1.0 and local["error"] is None
+    assert "| triton | fp32 |" in result.stdout
 
 
 def test_dynamic_batching_formed_batches(served, images, client):

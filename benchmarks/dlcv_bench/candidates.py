@@ -1,21 +1,25 @@
 """The rows of a benchmark: the PyTorch baselines and every model file, each behind the Backend contract.
 
 A :class:`BenchRow` is opened once; a failure to open becomes its ``error`` and the run goes
-on with the others. A model file is a row per backend it runs on (:func:`artifact_rows`): the
-default backend for its suffix, or each backend of ``--backends`` that opens it (an ``.onnx``
-on onnxruntime and OpenVINO is two rows). Its precision is what the file's metadata says,
-never guessed from its name. An artifact exported from another checkpoint is refused, since
-its parity against this one would mean nothing.
+on with the others. A model file (or a served model, ``triton://HOST:PORT/NAME``) is a row per
+backend it runs on (:func:`artifact_rows`): by default every installed backend that opens it
+and runs on the run's device (an ``.onnx`` on the CPU: onnxruntime and OpenVINO, two rows),
+else its suffix's default (whose opening then says what is missing); with ``--backends`` each
+named backend that opens it. Its precision is what the file's metadata says, never guessed
+from its name. An artifact exported from another checkpoint is refused, since its parity
+against this one would mean nothing.
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from dlcv.runtime.backends import Backend, backends, backends_for, open_backend
+from dlcv.runtime.backends import Backend, backends, backends_for, choose_backend, open_backend
+from dlcv.runtime.backends.registry import scheme_of
 from dlcv.runtime.errors import first_line
 from dlcv.runtime.metadata import ArtifactMetadata
 
@@ -32,13 +36,14 @@ class BenchRow:
     variant: str  # eager, channels_last, autocast, cuda_graphs, compile for torch; the file kind otherwise
     precision: str  # the file's metadata decides once it is opened
     device: str
-    artifact: Path | None = None
+    artifact: Path | str | None = None  # a model file, or a served model's triton:// URL
     opener: Callable[[], Backend] | None = None
     skipped: str | None = None
     errors: list[str] = field(default_factory=list)
     instance: Backend | None = None
     open_rss_mb: float | None = None
     label: str = ""
+    default_backend: str | None = None  # the backend dlcv-infer picks for this file (None: a PyTorch row)
 
     @property
     def runnable(self) -> bool:
@@ -79,11 +84,33 @@ def backend_version(name: str) -> str | None:
     return cls.library_version() if cls is not None else None
 
 
-def row_backends(path: Path, selected: tuple[str, ...] | None) -> list[type[Backend]]:
-    """The backends a model file is benchmarked on: its suffix's default (``selected`` None),
-    else each backend of ``selected`` that opens it, in registry order."""
+def artifact_name(artifact: Path | str) -> str:
+    """A file's name, or a served model's URL as given."""
+    return str(artifact) if "://" in str(artifact) else Path(artifact).name
+
+
+def artifact_kind(artifact: Path | str) -> str:
+    """``onnx``, ``plan``; ``triton`` for a served model."""
+    scheme = scheme_of(artifact)
+    return scheme if scheme is not None else (Path(artifact).suffix.lower().lstrip(".") or "unknown")
+
+
+def installed(cls: type[Backend]) -> bool:
+    """True when the backend's library imports here."""
+    return backend_version(cls.name) is not None
+
+
+def row_backends(path: Path | str, selected: tuple[str, ...] | None, device: str = "cpu") -> list[type[Backend]]:
+    """The backends a model file is benchmarked on, in registry order: with ``selected``
+    (``--backends``) each one of them that opens it; by default every installed backend that
+    opens it and runs on ``device`` (the peers a user of this machine can pick), or, when none
+    is, its suffix's default (so the row's opening says what is missing)."""
     found = backends_for(path)
-    return found[:1] if selected is None else [c for c in found if c.name in selected]
+    if selected is not None:
+        return [c for c in found if c.name in selected]
+    base = device.split(":", 1)[0].lower()
+    usable = [c for c in found if (base in c.devices or c.needs_gpu) and installed(c)]
+    return usable or found[:1]
 
 
 def row_device(cls: type[Backend], device: str) -> str:
@@ -92,25 +119,34 @@ def row_device(cls: type[Backend], device: str) -> str:
 
 
 def artifact_rows(
-    path: Path, selected: tuple[str, ...] | None, device: str, threads: int | None, reference: ArtifactMetadata
+    path: Path | str, selected: tuple[str, ...] | None, device: str, threads: int | None, reference: ArtifactMetadata
 ) -> list[BenchRow]:
-    """The rows of one model file, one per backend of :func:`row_backends` (none: the file is
-    not run). A file no backend opens is one row whose opening fails with the registry's message."""
+    """The rows of one model file (or served model), one per backend of :func:`row_backends`
+    (none: the file is not run). A file no backend opens is one row whose opening fails with the
+    registry's message."""
     if not backends_for(path):
-        return [_row(path, path.suffix.lower().lstrip(".") or "unknown", None, device, threads, reference)]
-    return [_row(path, cls.name, cls.name, row_device(cls, device), threads, reference) for cls in row_backends(path, selected)]
+        return [_row(path, artifact_kind(path), None, device, threads, reference)]
+    default = choose_backend(path, None, device).backend.name  # read now: an exported file is gone at report time
+    rows = [
+        _row(path, cls.name, cls.name, row_device(cls, device), threads, reference)
+        for cls in row_backends(path, selected, device)
+    ]
+    for row in rows:
+        row.default_backend = default
+    return rows
 
 
-def _row(path: Path, label: str, backend: str | None, device: str, threads: int | None,
+def _row(path: Path | str, label: str, backend: str | None, device: str, threads: int | None,
          reference: ArtifactMetadata) -> BenchRow:  # fmt: skip
-    options = {"threads": threads} if threads else {}
+    cls = backends().get(backend) if backend else None
+    options = {"threads": threads} if threads and cls is not None and "threads" in inspect.signature(cls).parameters else {}
 
     def opener() -> Backend:
         opened = open_backend(path, device=device, backend=backend, **options)
         check_same_model(opened, reference)
         return opened
 
-    return BenchRow(label, path.suffix.lower().lstrip("."), UNKNOWN_PRECISION, device, path, opener)
+    return BenchRow(label, artifact_kind(path), UNKNOWN_PRECISION, device, path, opener)
 
 
 def check_same_model(backend: Backend, reference: ArtifactMetadata) -> None:
@@ -129,7 +165,8 @@ def check_same_model(backend: Backend, reference: ArtifactMetadata) -> None:
         )
     if problems:
         backend.close()
-        raise ValueError(f"{backend.path.name}: not this checkpoint's model: " + "; ".join(problems))
+        name = getattr(backend, "url", None) or backend.path.name
+        raise ValueError(f"{name}: not this checkpoint's model: " + "; ".join(problems))
 
 
 def assign_labels(rows: list[BenchRow]) -> None:
@@ -140,10 +177,10 @@ def assign_labels(rows: list[BenchRow]) -> None:
         if c.artifact is None:
             base = f"{c.backend} {c.variant} {c.precision}" if c.backend == "torch" else f"{c.backend} {c.precision}"
         elif c.precision == UNKNOWN_PRECISION:
-            base = f"{c.backend} ({c.artifact.name})"
+            base = f"{c.backend} ({artifact_name(c.artifact)})"
         else:
             base = f"{c.backend} {c.precision}"
         if c.artifact is not None and base in seen:
-            base = f"{base} ({c.artifact.name})"
+            base = f"{base} ({artifact_name(c.artifact)})"
         seen[base] = seen.get(base, 0) + 1
         c.label = base if seen[base] == 1 else f"{base} #{seen[base]}"

@@ -22,16 +22,19 @@ from .config import DEFAULT_RESULTS_DIR, TORCH_VARIANT_NAMES, BenchConfig, parse
 # fmt: off
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("checkpoint", type=click.Path(dir_okay=False, path_type=Path))
-@click.argument("artifacts", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("artifacts", nargs=-1, type=str)
 @click.option("--data", default=None, metavar="DIR|demo",
               help="Dataset folder, opened as the checkpoint recorded it (val split, else test, train), a folder of images, or 'demo'. Default: synthetic images.")
 @click.option("--backends", "--backend", "backends", default=None, metavar="LIST",
               help=f"Backends to run, from {','.join(backend_names())}. Each model file runs on every one of them that "
-                   "opens it: '--backend openvino' runs an .onnx on OpenVINO, '--backends onnxruntime,openvino' on both; "
-                   "'torch' adds the PyTorch baselines. Default: each file on its suffix's default backend, and every "
-                   "PyTorch baseline. PyTorch eager FP32 always runs: it is the reference.")
+                   "opens it: '--backend onnxruntime' runs an .onnx on onnxruntime only, '--backends onnxruntime,openvino' "
+                   "on both; 'torch' adds the PyTorch baselines. Default: every PyTorch baseline, and each file on every "
+                   "installed backend that opens it and runs on --device (on the CPU an .onnx on onnxruntime and "
+                   "OpenVINO). PyTorch eager FP32 always runs: it is the reference.")
 @click.option("--torch-variants", default=None, metavar="LIST",
-              help="PyTorch baselines besides eager FP32 (default: all): channels_last, autocast, cuda_graphs, compile.")
+              help="PyTorch baselines besides eager FP32 (default: all; autocast and cuda_graphs need --device cuda): "
+                   "channels_last, autocast, cuda_graphs, compile (torch.compile, compiled once per input shape, its "
+                   "compile time reported apart). E.g. --torch-variants channels_last skips the compilation.")
 @click.option("--batch-sizes", default="1,8", show_default=True, metavar="LIST", help="Batch sizes to time.")
 @click.option("--shape", default=None, metavar="HxW",
               help="Latency input size (default: the preprocessing's fixed size, else the first image's, else 224x224).")
@@ -59,11 +62,13 @@ from .config import DEFAULT_RESULTS_DIR, TORCH_VARIANT_NAMES, BenchConfig, parse
 def main(checkpoint, artifacts, data, backends, torch_variants, batch_sizes, shape, warmup, iters, rounds, device, precisions, images,
          e2e_images, bootstrap, tie_margin, threads, ceiling_size, seed, out, name, note, debug):
     # fmt: on
-    """Benchmark CHECKPOINT.pt and its deployed ARTIFACTs (.onnx, .plan): latency, throughput,
-    memory, FLOP/s against the machine's ceiling, and parity in task terms against PyTorch FP32.
-    Without ARTIFACTs the ONNX files are exported into a temporary folder. --backends chooses
-    the backends each file runs on (an .onnx on onnxruntime, OpenVINO or both)."""
-    from .report import headline_table
+    """Benchmark CHECKPOINT.pt and its deployed ARTIFACTs (.onnx, .plan, or a served model
+    triton://HOST:PORT/NAME): latency, throughput, memory, FLOP/s against the machine's ceiling,
+    and parity in task terms against PyTorch FP32. Without ARTIFACTs the ONNX files are exported
+    into a temporary folder. By default every installed backend that opens a file runs it (an
+    .onnx on onnxruntime and OpenVINO on the CPU), beside every PyTorch baseline; --backends and
+    --torch-variants limit them. The report says where a peer beats dlcv's default backend."""
+    from .report import headline_table, peer_sentences
     from .run import run_benchmark
 
     config = BenchConfig(
@@ -79,6 +84,8 @@ def main(checkpoint, artifacts, data, backends, torch_variants, batch_sizes, sha
     command = shlex.join(["dlcv-bench", *sys.argv[1:]]) if Path(sys.argv[0]).name == "dlcv-bench" else None
     result = run_benchmark(config, log=lambda line: click.echo(line, err=True), command=command)
     click.echo(headline_table(result))
+    for sentence in peer_sentences(result):
+        click.echo(sentence)
     failed = sum(1 for r in result.records if r["error"])
     if failed:
         click.echo(f"{failed} record(s) carry an error; see the report's 'Skipped and failed' section", err=True)

@@ -21,14 +21,16 @@ class BenchConfig:
     """What ``dlcv-bench`` measures.
 
     ``artifacts``: model files any :func:`dlcv.runtime.backends.open_backend` opens (.onnx,
-    .plan/.engine); empty = export ``precisions`` from the checkpoint into a temporary folder.
+    .plan/.engine), or served models (``triton://HOST:PORT/NAME``, kept as URL strings);
+    empty = export ``precisions`` from the checkpoint into a temporary folder.
     ``data``: None (synthetic images at ``shape``), ``"demo"`` (the built-in demo set) or a
     dataset folder, opened as the checkpoint recorded it (its evaluation split: val, else test,
     else train), or a plain folder of images.
-    ``backends``: registry names of the backends to run (None = each model file on its
-    suffix's default backend, and every PyTorch baseline): each model file runs on every named
-    backend that opens it (``onnxruntime,openvino``: an ``.onnx`` twice), ``torch`` adds the
-    PyTorch baselines; PyTorch eager FP32 always runs, it is the parity reference.
+    ``backends``: registry names of the backends to run (None = every PyTorch baseline, and each
+    model file on every installed backend that opens it and runs on ``device``: on the CPU an
+    ``.onnx`` on onnxruntime and OpenVINO; :func:`dlcv.bench.candidates.row_backends`): each
+    model file runs on every named backend that opens it (``onnxruntime``: only there), ``torch``
+    adds the PyTorch baselines; PyTorch eager FP32 always runs, it is the parity reference.
     ``torch_variants``: the PyTorch baselines besides eager to time (None = all of
     :data:`dlcv.bench.torch_variants.TORCH_VARIANTS`). ``shape`` (H, W): the latency input size.
     Timing: ``warmup`` untimed calls, then ``iters`` timed calls per backend and batch size,
@@ -40,7 +42,7 @@ class BenchConfig:
     """
 
     checkpoint: Path
-    artifacts: tuple[Path, ...] = ()
+    artifacts: tuple[Path | str, ...] = ()
     data: str | None = None
     backends: tuple[str, ...] | None = None
     torch_variants: tuple[str, ...] | None = None
@@ -64,7 +66,7 @@ class BenchConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "checkpoint", Path(self.checkpoint))
-        object.__setattr__(self, "artifacts", tuple(Path(a) for a in self.artifacts))
+        object.__setattr__(self, "artifacts", tuple(str(a) if "://" in str(a) else Path(a) for a in self.artifacts))
         object.__setattr__(self, "out", Path(self.out))
         problems = []
         if self.checkpoint.suffix.lower() in deployed_suffixes():

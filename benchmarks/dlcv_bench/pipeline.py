@@ -2,8 +2,8 @@
 
 Runs the runtime's own functions in order on real image files, one thread, timing each:
 decode (:func:`read_image`), preprocess (:func:`preprocess_image`), inference
-(``backend.infer`` on a batch of one size), postprocess (labels restored to the image size and
-colourised, or softmax top-5) and write (index and colour PNGs, or prediction lines). The
+(``backend.infer_outputs`` on a batch of one size), postprocess (labels, from numpy's argmax of
+the logits or from an in-graph head, restored to the image size and colourised, or top-5) and write (index and colour PNGs, or prediction lines). The
 first batch is a warm-up and is not counted. Users see whether the model or the pipeline
 limits them; ``dlcv-infer`` overlaps decoding with inference in worker threads, so its
 wall-clock time can be lower than this sum.
@@ -19,7 +19,7 @@ import numpy as np
 
 from dlcv.runtime.backends.base import Backend
 from dlcv.runtime.imageio import read_image, write_png
-from dlcv.runtime.postprocess import colorize, palette_array, segmentation_labels, topk
+from dlcv.runtime.postprocess import colorize, palette_array, predicted_labels, predicted_topk
 from dlcv.runtime.preprocess import preprocess_image, restore_label_map
 
 from .records import E2E_STAGES
@@ -49,18 +49,18 @@ def _run_batch(backend: Backend, files: Sequence[Path], out: Path, clock: _Clock
     groups: dict[tuple, list[int]] = {}
     for i, (x, _) in enumerate(prepared):
         groups.setdefault(x.shape, []).append(i)
-    logits: dict[int, np.ndarray] = {}
+    outputs: dict[int, dict[str, np.ndarray]] = {}  # per image: each output with a batch axis of one
     for indices in groups.values():
-        out_batch = backend.infer(np.stack([prepared[i][0] for i in indices]))
-        logits.update(zip(indices, out_batch))
+        out_batch = backend.infer_outputs(np.stack([prepared[i][0] for i in indices]))
+        outputs.update((i, {name: value[j : j + 1] for name, value in out_batch.items()}) for j, i in enumerate(indices))
     t = clock.add("inference", t)
     results = []
     for i, (_, geometry) in enumerate(prepared):
         if md.task == "segmentation":
-            labels = restore_label_map(segmentation_labels(logits[i][None])[0], geometry)
+            labels = restore_label_map(predicted_labels(outputs[i], md)[0], geometry)
             results.append((labels, colorize(labels, palette)))
         else:
-            results.append(topk(logits[i][None], TOP_K))
+            results.append(predicted_topk(outputs[i], md, TOP_K))
     t = clock.add("postprocess", t)
     if md.task == "segmentation":
         for f, (labels, colour) in zip(files, results):

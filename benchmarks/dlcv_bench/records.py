@@ -1,7 +1,8 @@
 """The flat result record: one per backend × batch size, units in the key names.
 
 Every record of a run has the same keys (None where a value does not apply or was not
-measured): identity, status (``error`` for a backend that failed, ``skipped`` with the
+measured): identity (``default_backend``: the backend dlcv-infer would run the row's file on,
+:func:`dlcv.runtime.backends.choose_backend`), status (``error`` for a backend that failed, ``skipped`` with the
 reason for one that cannot run here), latency, memory, FLOPs, parity, the end-to-end split
 (on the one batch size it was measured at) and the machine. Parity is measured once per
 backend and repeated on each of its batch-size records.
@@ -10,8 +11,8 @@ backend and repeated on each of its batch-size records.
 from __future__ import annotations
 
 IDENTITY_KEYS = (
-    "name", "arch", "task", "label", "backend", "backend_version", "variant", "precision", "artifact", "device",
-    "batch_size", "input_height", "input_width",
+    "name", "arch", "task", "label", "backend", "backend_version", "variant", "precision", "artifact", "default_backend",
+    "device", "batch_size", "input_height", "input_width",
 )  # fmt: skip
 STATUS_KEYS = ("error", "skipped")
 LATENCY_KEYS = (
@@ -19,7 +20,7 @@ LATENCY_KEYS = (
     "latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "latency_mean_ms",
     "latency_std_ms", "latency_min_ms", "latency_max_ms",
     "latency_p50_ms_per_image", "latency_p90_ms_per_image", "latency_p99_ms_per_image", "latency_mean_ms_per_image",
-    "throughput_img_s", "speedup_vs_torch_eager", "speedup_vs_best_torch",
+    "throughput_img_s", "speedup_vs_torch_eager", "speedup_vs_best_torch", "compile_s",
 )  # fmt: skip
 MEMORY_KEYS = ("open_rss_mb", "peak_rss_mb", "gpu_peak_mb")
 FLOP_KEYS = ("model_gflop_per_image", "achieved_gflop_s", "ceiling_pct")

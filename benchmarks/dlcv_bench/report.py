@@ -118,15 +118,67 @@ def headline_table(result: "BenchResult") -> str:
     return table(header, rows)
 
 
+def _preference_of(backend: str, precision: str, device: str):
+    """The measured preference that makes ``backend`` the default for ``precision`` files (or None)."""
+    from dlcv.runtime.backends import backends
+
+    cls = backends().get(backend)
+    base = device.split(":", 1)[0]
+    return next((p for p in (cls.preferred_for if cls else ()) if p.precision == precision and p.device == base), None)
+
+
+def peer_sentences(result: "BenchResult") -> list[str]:
+    """Per model file run on several backends: which backend was fastest at each batch size
+    (p50 latency, the same input, side by side), said against dlcv's default backend for that
+    file (what dlcv-infer runs it on: ``default_backend``)."""
+    by_file: dict[str, list[dict]] = {}
+    for r in result.records:
+        if r["artifact"] and r["default_backend"] and r["latency_p50_ms"] is not None and not r["error"]:
+            by_file.setdefault(r["artifact"], []).append(r)
+    sentences = []
+    for artifact, recs in by_file.items():
+        name = artifact if "://" in artifact else Path(artifact).name
+        default, precision, device = recs[0]["default_backend"], recs[0]["precision"], recs[0]["device"]
+        backends_run = {r["backend"] for r in recs}
+        if len(backends_run) < 2:
+            continue
+        preference = _preference_of(default, precision, device)
+        why = f"dlcv's default for {precision} files on the {device.split(':')[0]}, by measurement" if preference else "dlcv's default"
+        if default not in backends_run:
+            sentences.append(f"{name}: dlcv's default backend for it, {default}, was not run (--backends).")
+            continue
+        wins: dict[str, list[str]] = {}
+        for bs in sorted({r["batch_size"] for r in recs}):
+            at = {r["backend"]: r["latency_p50_ms"] for r in recs if r["batch_size"] == bs}
+            if default not in at or len(at) < 2:
+                continue
+            fastest = min(at, key=at.get)
+            if fastest == default:
+                runner_up = min((b for b in at if b != default), key=at.get)
+                wins.setdefault(default, []).append(f"{at[runner_up] / at[default]:.2f}× {runner_up} at batch {bs}")
+            else:
+                wins.setdefault(fastest, []).append(f"{at[default] / at[fastest]:.2f}× at batch {bs}")
+        for backend, parts in wins.items():
+            if backend == default:
+                sentences.append(f"{default} ({why}) runs {name} fastest of its backends: {'; '.join(parts)} (p50 latency).")
+            else:
+                note = "; this run does not confirm that preference" if preference else ""
+                sentences.append(
+                    f"{backend} runs {name} faster than {default} ({why}{note}): {'; '.join(parts)} (p50 latency)."
+                )
+    return sentences
+
+
 def _latency_table(records: list[dict]) -> str:
     header = [
         "backend", "batch", "p50 ms", "p90 ms", "p99 ms", "mean ms", "p50 ms/img", "img/s", "p50 × eager",
-        "p50 × best torch", "peak RSS MB", "open RSS MB", "GFLOP/s", "% ceiling",
+        "p50 × best torch", "peak RSS MB", "open RSS MB", "GFLOP/s", "% ceiling", "compile s",
     ]  # fmt: skip
     columns = (
         ("latency_p50_ms", 1), ("latency_p90_ms", 1), ("latency_p99_ms", 1), ("latency_mean_ms", 1),
         ("latency_p50_ms_per_image", 2), ("throughput_img_s", 2), ("speedup_vs_torch_eager", 2),
         ("speedup_vs_best_torch", 2), ("peak_rss_mb", 0), ("open_rss_mb", 0), ("achieved_gflop_s", 1), ("ceiling_pct", 1),
+        ("compile_s", 1),
     )  # fmt: skip
     rows = [
         [r["label"], r["batch_size"], *(fmt(r[key], digits) for key, digits in columns)]
@@ -281,6 +333,13 @@ def _ceiling_explanation(result: "BenchResult") -> str | None:
     )
 
 
+PEERS_EXPLANATION = (
+    "dlcv's default is the backend `dlcv-infer --engine FILE` runs the file on without `--backend` (the suffix's "
+    "default, or a backend a committed measurement prefers for the file's precision where it is installed: "
+    "`dlcv.runtime.backends.choose_backend`). Ratios are p50 latencies of the same input in this run's "
+    "interleaved rounds."
+)
+
 E2E_EXPLANATION = (
     "The runtime's own functions on image files, one thread, stage by stage (decode: read_image; preprocess: "
     "preprocess_image; inference: backend.infer; postprocess: labels restored and colourised, or top-5; write: "
@@ -294,6 +353,10 @@ def render_report(result: "BenchResult", plots: dict[str, Path]) -> str:
     _, _, _, per_class = _metric(result.metadata.task)
     parts = _introduction(result)
     parts += ["", "## Headline", "", headline_table(result), "", _delta_explanation(result)]
+    peers = peer_sentences(result)
+    if peers:
+        parts += ["", "## Peers: which backend for which file", "", *(f"- {p}" for p in peers), "",
+                  PEERS_EXPLANATION]  # fmt: skip
     parts += ["", "## Latency", "", _latency_table(recs), ""]
     ceiling = _ceiling_explanation(result)
     if ceiling:

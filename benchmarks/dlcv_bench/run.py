@@ -28,7 +28,7 @@ from dlcv.runtime.errors import DlcvError, first_line
 from dlcv.runtime.metadata import ArtifactMetadata
 
 from . import memory
-from .candidates import BenchRow, artifact_rows, assign_labels, backend_version, row_backends, row_device
+from .candidates import BenchRow, artifact_name, artifact_rows, assign_labels, backend_version, row_backends, row_device
 from .config import DEFAULT_SHAPE, BenchConfig
 from .data import BenchImages, latency_batch, load_images, natural_shape, parity_batches
 from .exporting import export_artifacts
@@ -70,6 +70,7 @@ class _RowResults:
     parity: dict = field(default_factory=dict)
     timing: dict[int, TimingOutcome] = field(default_factory=dict)
     e2e: dict = field(default_factory=dict)
+    compile_s: dict[int, float] = field(default_factory=dict)  # batch size -> torch.compile's first call at its shape
 
 
 def _load_reference_metadata(checkpoint: Path) -> tuple[dict, ArtifactMetadata]:
@@ -139,9 +140,9 @@ class BenchmarkRun:
                 found = artifact_rows(path, cfg.backends, cfg.device, cfg.threads, self.md)
                 if not found:
                     named = ",".join(cfg.backends or ())
-                    self.notes.append(f"{path.name} was not run: no backend of --backends {named} opens it.")
+                    self.notes.append(f"{artifact_name(path)} was not run: no backend of --backends {named} opens it.")
                 rows.extend(found)
-        elif row_backends(_EXPORTED, cfg.backends):
+        elif row_backends(_EXPORTED, cfg.backends, cfg.device):
             rows = self._exported_candidates()
         for name in cfg.backends or ():
             if get_backend(name).deployed and not any(r.backend == name for r in rows):
@@ -165,7 +166,7 @@ class BenchmarkRun:
             if p in outcome.paths:
                 rows.extend(artifact_rows(outcome.paths[p], cfg.backends, cfg.device, cfg.threads, self.md))
             else:
-                for cls in row_backends(_EXPORTED, cfg.backends):
+                for cls in row_backends(_EXPORTED, cfg.backends, cfg.device):
                     failed = BenchRow(cls.name, "onnx", p, row_device(cls, cfg.device))
                     failed.fail("export", outcome.errors[p])
                     rows.append(failed)
@@ -238,6 +239,7 @@ class BenchmarkRun:
                 f"latency: batch {bs}, {len(active)} backends, {cfg.warmup} warm-up + {cfg.iters} timed calls "
                 f"each in {cfg.rounds_used} interleaved rounds"
             )
+            self._compile(active, batch, bs)
             runners = {c.label: partial(c.instance.infer, batch) for c in active}
             runners.update({(_CEILING, p.library): p for p in ceiling_probes})
             outcomes = time_interleaved(
@@ -249,6 +251,34 @@ class BenchmarkRun:
             for label, outcome in outcomes.items():
                 self.results[label].timing[bs] = outcome
         return ceiling_seconds
+
+    def _compile(self, rows: list[BenchRow], batch, bs: int) -> None:
+        """Rows that compile once per input shape (torch.compile: their backend keeps
+        ``compile_seconds``) are called once at this batch's shape before the warm-up, so the
+        compilation is never timed as latency (even with --warmup 0); its seconds are kept
+        apart as ``compile_s``."""
+        for c in rows:
+            seconds = getattr(c.instance, "compile_seconds", None)
+            if seconds is None:
+                continue
+            if tuple(batch.shape) not in seconds:
+                self.log(f"compiling {c.label} for {'x'.join(map(str, batch.shape))} (once per input shape)")
+                try:
+                    c.instance.infer(batch)
+                except Exception as exc:  # a row's failure, not the run's
+                    c.fail(f"compile at batch {bs}", exc)
+                    continue
+            self.results[c.label].compile_s[bs] = seconds[tuple(batch.shape)]
+
+    def compile_note(self) -> str | None:
+        """How long torch.compile's compilations took, kept apart from the latency."""
+        for c in self.rows:
+            seconds = getattr(c.instance, "compile_seconds", None)
+            if seconds:
+                shapes = ", ".join(f"{'x'.join(map(str, k))} {v:.1f} s" for k, v in seconds.items())
+                return (f"{c.label}: compiled once per input shape (parity and latency shapes: {shapes}; first call, "
+                        "compilation included); reported as compile_s, never timed as latency.")  # fmt: skip
+        return None
 
     def end_to_end(self) -> None:
         """The pipeline split of PyTorch eager and every model-file row, at the largest batch size."""
@@ -277,7 +307,8 @@ class BenchmarkRun:
                 fields = dict(
                     name=name, arch=md.arch, task=md.task, label=c.label, backend=c.backend,
                     backend_version=backend_version(c.backend), variant=c.variant,
-                    precision=c.precision, artifact=str(c.artifact) if c.artifact else None, device=c.device,
+                    precision=c.precision, artifact=str(c.artifact) if c.artifact else None,
+                    default_backend=c.default_backend, device=c.device,
                     batch_size=bs, input_height=self.shape[0], input_width=self.shape[1], skipped=c.skipped,
                     open_rss_mb=c.open_rss_mb, model_gflop_per_image=flops / 1e9 if flops else None,
                 )  # fmt: skip
@@ -293,6 +324,8 @@ class BenchmarkRun:
                     fields.update(self._speedups(stats, latency[bs]))
                     fields.update(achieved(flops, stats["throughput_img_s"], machine.get("ceiling_fp32_gflop_s")))
                 fields.update(r.parity)
+                if bs in r.compile_s:
+                    fields["compile_s"] = r.compile_s[bs]
                 if r.e2e and r.e2e.get("e2e_batch_size") == bs:
                     fields.update(r.e2e)
                 fields["error"] = "; ".join(errors) or None
@@ -383,6 +416,9 @@ def run_benchmark(config: BenchConfig, log: Log | None = None, command: str | No
             for p in probes:
                 ceiling_seconds[p.library] += matmul_seconds(p)
             run.end_to_end()
+            note = run.compile_note()
+            if note:
+                notes.append(note)
         finally:
             for c in run.rows:
                 c.close()

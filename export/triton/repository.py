@@ -7,7 +7,8 @@ For a model named ``<name>`` (the architecture by default) it writes::
                                              running dlcv's onnxruntime backend (1/model.onnx +
                                              1/model.py)
     REPO/<name>_preprocess/config.pbtxt      Python backend: encoded image -> model input + geometry
-    REPO/<name>_postprocess/config.pbtxt     Python backend: logits -> mask / top-5 with class names
+    REPO/<name>_postprocess/config.pbtxt     Python backend: logits (or an --argmax head's labels / TopK)
+                                             -> mask / top-5 with class names
     REPO/<name>_ensemble/config.pbtxt        IMAGE (file bytes) -> MASK, or TOP_CLASSES/TOP_SCORES/TOP_NAMES
 
 Input/output names, data types and dims come from the ONNX graph; ``max_batch_size`` is the
@@ -48,7 +49,10 @@ KINDS = ("cpu", "gpu")
 DEFAULT_MAX_BATCH = 8
 DEFAULT_QUEUE_DELAY_US = 2000
 PLAN_FILE = "model.plan"
-_ONNX_TYPES = {onnx.TensorProto.FLOAT: "TYPE_FP32", onnx.TensorProto.FLOAT16: "TYPE_FP16"}
+_ONNX_TYPES = {
+    onnx.TensorProto.FLOAT: "TYPE_FP32", onnx.TensorProto.FLOAT16: "TYPE_FP16", onnx.TensorProto.UINT8: "TYPE_UINT8",
+    onnx.TensorProto.INT32: "TYPE_INT32", onnx.TensorProto.INT64: "TYPE_INT64",
+}  # fmt: skip
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -125,13 +129,17 @@ class _Tensor:
 def _tensor(value: onnx.ValueInfoProto) -> _Tensor:
     t = value.type.tensor_type
     if t.elem_type not in _ONNX_TYPES:
-        raise DlcvError(f"graph tensor {value.name!r} has ONNX type {t.elem_type}; Triton configs are written for float I/O")
+        raise DlcvError(
+            f"graph tensor {value.name!r} has ONNX type {onnx.TensorProto.DataType.Name(t.elem_type)}; Triton configs are "
+            "written for float inputs and float logits, uint8/int32 labels or int64 TopK indices"
+        )
     dims = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else -1 for d in t.shape.dim)
     return _Tensor(value.name, _ONNX_TYPES[t.elem_type], dims)
 
 
-def read_graph(onnx_path: Path) -> tuple[ArtifactMetadata, _Tensor, _Tensor]:
-    """The dlcv metadata and the model input/output of an ONNX file (weights are not read)."""
+def read_graph(onnx_path: Path) -> tuple[ArtifactMetadata, _Tensor, tuple[_Tensor, ...]]:
+    """The dlcv metadata, the model input and its outputs (logits, or a head's labels / TopK
+    indices and scores, in the metadata's order) of an ONNX file (weights are not read)."""
     try:
         proto = onnx.load(str(onnx_path), load_external_data=False)
     except Exception as exc:
@@ -142,9 +150,12 @@ def read_graph(onnx_path: Path) -> tuple[ArtifactMetadata, _Tensor, _Tensor]:
     metadata = ArtifactMetadata.from_json(props[METADATA_KEY], source=str(onnx_path))
     inputs = {i.name: i for i in proto.graph.input}
     outputs = {o.name: o for o in proto.graph.output}
-    if metadata.input_name not in inputs or metadata.output_name not in outputs:
-        raise DlcvError(f"{onnx_path}: the graph lacks the input {metadata.input_name!r} or output {metadata.output_name!r} its metadata names")
-    return metadata, _tensor(inputs[metadata.input_name]), _tensor(outputs[metadata.output_name])
+    if metadata.input_name not in inputs or not set(metadata.output_names) <= set(outputs):
+        raise DlcvError(
+            f"{onnx_path}: the graph lacks the input {metadata.input_name!r} or the outputs {list(metadata.output_names)} "
+            "its metadata names"
+        )
+    return metadata, _tensor(inputs[metadata.input_name]), tuple(_tensor(outputs[n]) for n in metadata.output_names)
 
 
 # --------------------------------------------------------------------------- configs
@@ -177,9 +188,10 @@ def _output_tensors(metadata: ArtifactMetadata) -> list[tuple[str, str, tuple[in
     return [(TOP_CLASSES, "TYPE_INT32", (k,)), (TOP_SCORES, "TYPE_FP32", (k,)), (TOP_NAMES, "TYPE_STRING", (k,))]
 
 
-def model_configs(name: str, metadata: ArtifactMetadata, x: _Tensor, y: _Tensor, config: TritonConfig,
+def model_configs(name: str, metadata: ArtifactMetadata, x: _Tensor, ys: tuple[_Tensor, ...], config: TritonConfig,
                   max_batch: int) -> dict[str, dict]:  # fmt: skip
-    """The four configs (model, pre, post, ensemble) as dicts for :func:`to_pbtxt`."""
+    """The four configs (model, pre, post, ensemble) as dicts for :func:`to_pbtxt`. The model's
+    outputs (``ys``: logits, or an in-graph head's tensors) are the postprocessing model's inputs."""
     batched = max_batch > 0
     seg = metadata.task == "segmentation"
     geometry = (GEOMETRY, "TYPE_INT32", (8,))
@@ -188,7 +200,7 @@ def model_configs(name: str, metadata: ArtifactMetadata, x: _Tensor, y: _Tensor,
                 "python": {"backend": "python"}}[config.model_backend]  # fmt: skip
     model = {"name": name, **platform}
     model.update(_common(name, max_batch, config, config.instance_kind, metadata, batching=True))
-    model.update(input=[_io(x, batched)], output=[_io(y, batched)])
+    model.update(input=[_io(x, batched)], output=[_io(y, batched) for y in ys])
     model = {k: model[k] for k in ("name", *platform, "max_batch_size", "input", "output", "instance_group",
                                    "dynamic_batching", "parameters")}  # fmt: skip
 
@@ -196,7 +208,7 @@ def model_configs(name: str, metadata: ArtifactMetadata, x: _Tensor, y: _Tensor,
     pre = {"name": pre_name, "backend": "python", "max_batch_size": max_batch, "input": [_io(image, batched)],
            "output": [_io(x, batched), _io(geometry, batched)]}  # fmt: skip
     pre.update({k: v for k, v in _common(pre_name, max_batch, config, "cpu", metadata, True).items() if k != "name"})
-    post_inputs = [_io(y, batched)] + ([_io(geometry, batched)] if seg else [])
+    post_inputs = [_io(y, batched) for y in ys] + ([_io(geometry, batched)] if seg else [])
     post = {"name": post_name, "backend": "python", "max_batch_size": max_batch, "input": post_inputs,
             "output": [_io(t, batched) for t in _output_tensors(metadata)]}  # fmt: skip
     post.update({k: v for k, v in _common(post_name, max_batch, config, "cpu", metadata, True).items() if k != "name"})
@@ -215,8 +227,9 @@ def model_configs(name: str, metadata: ArtifactMetadata, x: _Tensor, y: _Tensor,
         "output": [_io(t, batched) for t in _output_tensors(metadata)],
         "ensemble_scheduling": {"step": [
             step(pre_name, {IMAGE: IMAGE}, {x.name: "preprocessed", **({GEOMETRY: "geometry"} if seg else {})}),
-            step(name, {x.name: "preprocessed"}, {y.name: "logits"}),
-            step(post_name, {y.name: "logits", **({GEOMETRY: "geometry"} if seg else {})}, {t: t for t in final}),
+            step(name, {x.name: "preprocessed"}, {y.name: y.name for y in ys}),
+            step(post_name, {**{y.name: y.name for y in ys}, **({GEOMETRY: "geometry"} if seg else {})},
+                 {t: t for t in final}),
         ]},
         "parameters": _parameters(metadata),
     }  # fmt: skip
@@ -253,7 +266,7 @@ def write_repository(config: TritonConfig, onnx_path: str | os.PathLike, engine_
     """Write the four models of ``onnx_path`` (or, for ``tensorrt``, of the engine built from it)
     into ``config.repository``; models of the same names are replaced, others are left alone."""
     onnx_path = Path(onnx_path)
-    metadata, x, y = read_graph(onnx_path)
+    metadata, x, ys = read_graph(onnx_path)
     if config.model_backend == "tensorrt":
         if engine_path is None:
             raise DlcvUsageError("--triton-model-backend tensorrt serves the engine --trt builds; add --trt")
@@ -263,7 +276,7 @@ def write_repository(config: TritonConfig, onnx_path: str | os.PathLike, engine_
     if not _NAME.match(name):
         raise DlcvUsageError(f"Triton model name {name!r}: use letters, digits, '_', '-', '.' (give one with name=)")
     max_batch = _max_batch(x, metadata, config, onnx_path)
-    configs = model_configs(name, metadata, x, y, config, max_batch)
+    configs = model_configs(name, metadata, x, ys, config, max_batch)
 
     repo = config.repository
     repo.mkdir(parents=True, exist_ok=True)

@@ -7,13 +7,13 @@ TensorRT, and nothing here imports torch unless a checkpoint is opened.
 """
 from __future__ import annotations
 
-from .base import Backend
+from .base import Backend, Preference
 from .registry import (
-    all_devices, backend_names, backends, backends_for, check_device, deployed_suffixes, get_backend, open_backend, opens,
-    resolve_backend,
+    Choice, all_devices, backend_names, backends, backends_for, check_device, choose_backend, deployed_suffixes,
+    get_backend, open_backend, opens, resolve_backend,
 )  # fmt: skip
 
 __all__ = [
-    "Backend", "all_devices", "backend_names", "backends", "backends_for", "deployed_suffixes", "get_backend",
-    "check_device", "open_backend", "opens", "resolve_backend",
+    "Backend", "Choice", "Preference", "all_devices", "backend_names", "backends", "backends_for", "choose_backend",
+    "deployed_suffixes", "get_backend", "check_device", "open_backend", "opens", "resolve_backend",
 ]  # fmt: skip

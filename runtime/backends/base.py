@@ -1,11 +1,12 @@
-"""The backend contract: open from a path, ``infer(batch) -> logits``, checked I/O, context-managed."""
+"""The backend contract: open from a path, ``infer(batch) -> output``, checked I/O, context-managed."""
 from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import ClassVar
+from typing import ClassVar, Mapping, Sequence
 
 import numpy as np
 
@@ -13,9 +14,30 @@ from ..errors import DlcvError, MissingDependencyError, first_line
 from ..metadata import ArtifactMetadata
 
 
+Outputs = dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class Preference:
+    """A measured reason for a backend to be the default for files of one precision on one device,
+    ahead of the suffix's default (the backend it beat, ``over``). ``record`` is the committed
+    benchmark (``results.json``, relative to the repository root) whose rows of the two backends
+    on the same file measured it; a test reads it, so the preference follows the measurement
+    (a re-run in which ``over`` wins fails that test). ``summary`` says it in words."""
+
+    precision: str
+    device: str
+    over: str
+    record: str
+    summary: str
+
+
 class Backend(ABC):
-    """A deployed model. ``infer`` takes float32 N×3×H×W and returns float32 logits
-    (N×C×H×W for segmentation, N×C for classification).
+    """A deployed model. ``infer`` takes float32 N×3×H×W and returns the model's primary output:
+    float32 logits (N×C×H×W for segmentation, N×C for classification), or for a model with an
+    in-graph head (``metadata.outputs``, :mod:`dlcv.runtime.model_outputs`) its labels
+    (N×H×W) or TopK indices (N×k). ``infer_outputs`` returns every output by name (a TopK
+    head's scores too). Each output is checked against the metadata: name, shape, dtype.
 
     Each backend class owns its identity (DESIGN.md contract 4); the registry
     (:mod:`dlcv.runtime.backends.registry`) is built from these attributes and nothing else
@@ -42,6 +64,15 @@ class Backend(ABC):
     #: True when its files are deployed models (what dlcv-export writes); False for the
     #: PyTorch checkpoint backend, whose files are the models' source
     deployed: ClassVar[bool] = True
+    #: where it is the default ahead of the suffix's (by measurement, :class:`Preference`); the
+    #: registry takes it only when this backend is installed and runs on the device
+    preferred_for: ClassVar[tuple[Preference, ...]] = ()
+
+    @classmethod
+    def read_metadata(cls, path: Path) -> ArtifactMetadata | None:
+        """The metadata of a model file, read without opening an engine (None when this backend
+        has no such reader); the registry reads a file's precision with it."""
+        return None
 
     @classmethod
     def library_version(cls) -> str | None:
@@ -74,15 +105,28 @@ class Backend(ABC):
         return self.metadata.precision
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        """Run the model on a preprocessed batch; input and output are checked."""
+        """Run the model on a preprocessed batch; its primary output (logits, labels or TopK
+        indices). Input and outputs are checked."""
+        return self.infer_outputs(batch)[self.metadata.output_name]
+
+    def infer_outputs(self, batch: np.ndarray) -> Outputs:
+        """Run the model on a preprocessed batch; every output by name, each checked against the
+        metadata (floating outputs as float32, integer ones in their declared dtype)."""
         self.check_input(batch)
-        logits = self._run(np.ascontiguousarray(batch, dtype=np.float32))
-        self.check_output(batch, logits)
-        return logits
+        raw = self._run(np.ascontiguousarray(batch, dtype=np.float32))
+        outputs = dict(raw) if isinstance(raw, Mapping) else {self.metadata.output_name: raw}
+        outputs = {name: _as_declared(value, self._declared_dtypes.get(name)) for name, value in outputs.items()}
+        self.check_outputs(batch, outputs)
+        return outputs
+
+    @property
+    def _declared_dtypes(self) -> dict[str, np.dtype]:
+        return {t.name: np.dtype(t.dtype) for t in self.metadata.outputs.tensors}
 
     @abstractmethod
-    def _run(self, batch: np.ndarray) -> np.ndarray:
-        """Backend-specific execution on a checked, contiguous float32 batch."""
+    def _run(self, batch: np.ndarray) -> np.ndarray | Mapping[str, np.ndarray]:
+        """Backend-specific execution on a checked, contiguous float32 batch: the primary output,
+        or every output (``metadata.output_names``) by name."""
 
     def check_input(self, batch: np.ndarray) -> None:
         if not isinstance(batch, np.ndarray) or batch.ndim != 4 or batch.shape[1] != 3:
@@ -93,15 +137,28 @@ class Backend(ABC):
         if batch.shape[0] < 1:
             raise DlcvError(f"{self.path.name}: empty batch")
 
-    def check_output(self, batch: np.ndarray, logits: np.ndarray) -> None:
+    def check_outputs(self, batch: np.ndarray, outputs: Mapping[str, np.ndarray]) -> None:
+        """Every output the metadata declares is there, with the shape its kind implies for this
+        batch and its declared dtype (:meth:`OutputSpec.shape <dlcv.runtime.model_outputs.OutputSpec.shape>`)."""
         n, _, h, w = batch.shape
-        c = self.metadata.num_classes
-        expected = (n, c, h, w) if self.metadata.task == "segmentation" else (n, c)
-        if tuple(logits.shape) != expected:
-            raise DlcvError(
-                f"{self.path.name}: output {self.metadata.output_name!r} has shape {tuple(logits.shape)}, "
-                f"expected {expected} from the metadata ({self.metadata.task}, {c} classes)"
-            )
+        md = self.metadata
+        spec = md.outputs
+        for tensor in spec.tensors:
+            if tensor.name not in outputs:
+                raise DlcvError(f"{self.path.name}: the model returned {sorted(outputs)}, not the output {tensor.name!r} "
+                                f"its metadata declares ({spec.describe()})")  # fmt: skip
+            value = outputs[tensor.name]
+            expected = spec.shape(tensor, n, h, w, md.num_classes, md.task)
+            if tuple(value.shape) != expected:
+                raise DlcvError(
+                    f"{self.path.name}: output {tensor.name!r} has shape {tuple(value.shape)}, "
+                    f"expected {expected} from the metadata ({md.task}, {md.num_classes} classes, {spec.kind})"
+                )
+            if value.dtype != np.dtype(tensor.dtype):
+                raise DlcvError(
+                    f"{self.path.name}: output {tensor.name!r} is {value.dtype}, expected {tensor.dtype} from the "
+                    f"metadata ({spec.kind} outputs); re-export the model"
+                )
 
     def close(self) -> None:
         """Release the backend's resources (sessions, device memory)."""
@@ -111,3 +168,23 @@ class Backend(ABC):
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _as_declared(value: np.ndarray, declared: np.dtype | None) -> np.ndarray:
+    """An engine's output in the declared dtype where only the width differs: floating outputs as
+    float32 (FP16 logits from a TensorRT engine), integers widened (TensorRT's INT32 TopK
+    indices as int64). Anything else (floats for labels, labels wider than declared) is left for
+    :meth:`Backend.check_outputs` to refuse."""
+    value = np.asarray(value)
+    if declared is None or value.dtype == declared:
+        return value
+    floats = np.issubdtype(value.dtype, np.floating) and np.issubdtype(declared, np.floating)
+    widened = np.issubdtype(value.dtype, np.integer) and np.issubdtype(declared, np.integer) and np.can_cast(value.dtype, declared, "safe")
+    return value.astype(declared) if floats or widened else value
+
+
+def concat_outputs(parts: Sequence[Mapping[str, np.ndarray]]) -> Outputs:
+    """Per-chunk outputs joined along the batch axis, name by name."""
+    if len(parts) == 1:
+        return dict(parts[0])
+    return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}

@@ -15,7 +15,7 @@ from ..errors import DlcvError, MissingDependencyError, first_line
 from ..external_data import check_external_data
 from ..metadata import ArtifactMetadata, read_onnx_metadata
 from ..tensorrt_profile import Profile, contains, shape_text
-from .base import Backend
+from .base import Backend, Outputs, concat_outputs
 from .onnxruntime_providers import DEVICE_PROVIDERS, TENSORRT, parse_device, provider_list, tensorrt_cache_dir, tensorrt_profile
 
 if TYPE_CHECKING:
@@ -91,6 +91,10 @@ class OnnxRuntimeBackend(Backend):
         return "pip install 'dlcv[cpu]' (onnxruntime), or 'dlcv[gpu]' (onnxruntime-gpu, CUDA 13) / 'dlcv[gpu-cu12]'"
 
     @classmethod
+    def read_metadata(cls, path: Path) -> ArtifactMetadata:
+        return read_onnx_metadata(path)
+
+    @classmethod
     def library_version(cls) -> str | None:
         try:
             return cls.import_library("onnxruntime").__version__
@@ -108,9 +112,9 @@ class OnnxRuntimeBackend(Backend):
         inputs = {i.name: i for i in self.session.get_inputs()}
         outputs = {o.name for o in self.session.get_outputs()}
         md = self.metadata
-        if md.input_name not in inputs or md.output_name not in outputs:
+        if md.input_name not in inputs or not set(md.output_names) <= outputs:
             raise DlcvError(
-                f"{path}: metadata names input {md.input_name!r} and output {md.output_name!r}, but the graph has "
+                f"{path}: metadata names input {md.input_name!r} and outputs {list(md.output_names)}, but the graph has "
                 f"inputs {sorted(inputs)} and outputs {sorted(outputs)}; re-export the model"
             )
         if inputs[md.input_name].type != "tensor(float)":
@@ -134,14 +138,14 @@ class OnnxRuntimeBackend(Backend):
                 "the model's input size); use --device cuda, or build a .plan with --min-shape/--max-shape covering it"
             )
 
-    def _run(self, batch: np.ndarray) -> np.ndarray:
+    def _run(self, batch: np.ndarray) -> np.ndarray | Outputs:
         step = self.trt_profile[2][0] if self.trt_profile is not None else batch.shape[0]
-        chunks = [self._run_chunk(batch[i : i + step]) for i in range(0, batch.shape[0], step)]
-        return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+        outputs = concat_outputs([self._run_chunk(batch[i : i + step]) for i in range(0, batch.shape[0], step)])
+        return outputs if len(outputs) > 1 else outputs[self.metadata.output_name]  # one output: the array itself
 
-    def _run_chunk(self, batch: np.ndarray) -> np.ndarray:
-        (logits,) = self.session.run([self.metadata.output_name], {self.metadata.input_name: batch})
-        return logits.astype(np.float32, copy=False)
+    def _run_chunk(self, batch: np.ndarray) -> Outputs:
+        names = list(self.metadata.output_names)
+        return dict(zip(names, self.session.run(names, {self.metadata.input_name: batch})))
 
     def close(self) -> None:
         self.session = None

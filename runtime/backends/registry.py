@@ -7,7 +7,10 @@ module, which must not import its engine library at module level (see
 :class:`~dlcv.runtime.backends.base.Backend`): reading the registry loads no engine.
 
 ``open_backend(path)`` picks the backend by the file's suffix (or URL scheme) unless
-``backend=NAME`` chooses one; the device is checked against what that backend declares.
+``backend=NAME`` chooses one, or a measured preference (:class:`~.base.Preference`, declared
+by the backend class: OpenVINO for INT8 ``.onnx`` files on the CPU) names another installed
+backend for the file's precision (:func:`choose_backend` says which and why); the device is
+checked against what that backend declares.
 Errors are one line: an unknown name lists the registered ones, a backend that does not open
 that kind of file says which kinds it opens, a missing library names the extra to install.
 """
@@ -19,7 +22,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 from ..errors import DlcvError, DlcvUsageError, MissingDependencyError, first_line, unknown_choice
-from .base import Backend
+from .base import Backend, Preference
 
 ENTRY_POINT_GROUP = "dlcv.backends"
 
@@ -122,9 +125,61 @@ def check_device(cls: type[Backend], device: str) -> None:
         raise DlcvUsageError(f"--device {device} is not a device of the {cls.name} backend; it runs on {', '.join(cls.devices)}")
 
 
-def resolve_backend(target: str | Path, backend: str | None = None) -> type[Backend]:
-    """The backend class for ``target``: ``backend`` when named (it must claim the suffix or
-    scheme), else the default for the suffix or scheme."""
+@dataclass(frozen=True)
+class Choice:
+    """The backend a model runs on, and why: ``named`` (``--backend``), ``suffix`` (the suffix's
+    or scheme's default) or ``preferred`` (a measured :class:`~.base.Preference`, in ``preference``)."""
+
+    backend: type[Backend]
+    reason: str
+    preference: Preference | None = None
+
+    def describe(self, target: str | Path) -> str:
+        """One line for dlcv-infer's summary: which backend, and why."""
+        kind = _kind(target) or "model"
+        if self.reason == "named":
+            return f"{self.backend.name} (--backend)"
+        if self.reason == "suffix":
+            return f"{self.backend.name} (the default for {kind} models)"
+        p = self.preference
+        assert p is not None
+        return (f"{self.backend.name} (the default for {p.precision} {kind} files on the {p.device} where it is installed: "
+                f"{p.summary}; {p.record}; --backend {p.over} runs it on {p.over})")  # fmt: skip
+
+
+def _installed(cls: type[Backend]) -> bool:
+    try:
+        return cls.library_version() is not None
+    except Exception:  # a library that imports but cannot say its version is not usable either
+        return False
+
+
+def _preferred(found: list[type[Backend]], target: str | Path, device: str) -> Choice | None:
+    """The first backend (in priority order) whose preference matches this file's precision and
+    ``device``, and which is installed; None when none does (or the file cannot be read: opening
+    it then says why)."""
+    base = device.split(":", 1)[0].lower()
+    candidates = [c for c in found if any(p.device == base for p in c.preferred_for) and base in c.devices]
+    if not candidates or scheme_of(target) is not None:
+        return None
+    try:
+        metadata = next((m for m in (c.read_metadata(Path(target)) for c in candidates) if m is not None), None)
+    except DlcvError:
+        return None
+    if metadata is None:
+        return None
+    for cls in candidates:
+        for p in cls.preferred_for:
+            if p.precision == metadata.precision and p.device == base and _installed(cls):
+                return Choice(cls, "preferred", p)
+    return None
+
+
+def choose_backend(target: str | Path, backend: str | None = None, device: str = "cpu") -> Choice:
+    """The backend for ``target`` and why: ``backend`` when named (it must claim the suffix or
+    scheme); else a backend that a measurement prefers for this file's precision on ``device``
+    (:attr:`Backend.preferred_for`), when it is installed; else the default for the suffix or
+    scheme. Never a preferred backend that is not installed: the suffix's default then."""
     if backend is not None:
         cls = get_backend(backend)
         if not opens(cls, target):
@@ -132,18 +187,23 @@ def resolve_backend(target: str | Path, backend: str | None = None) -> type[Back
             raise DlcvUsageError(
                 f"{target}: the {cls.name} backend does not open {kind} models; it opens {', '.join(_kinds(cls))}"
             )
-        return cls
+        return Choice(cls, "named")
     found = backends_for(target)
     if not found:
         known = sorted({k for c in _registry().classes.values() for k in _kinds(c)})
         kind = _kind(target) or "(no suffix)"
         raise DlcvError(f"{target}: unknown model file type {kind!r}; expected one of {', '.join(known)}")
-    return found[0]
+    return _preferred(found, target, device) or Choice(found[0], "suffix")
+
+
+def resolve_backend(target: str | Path, backend: str | None = None, device: str = "cpu") -> type[Backend]:
+    """The backend class :func:`choose_backend` picks."""
+    return choose_backend(target, backend, device).backend
 
 
 def open_backend(target: str | Path, device: str = "cpu", *, backend: str | None = None, **options) -> Backend:
-    """Open a model file (or URL) with ``backend`` or the default backend for its suffix."""
-    cls = resolve_backend(target, backend)
+    """Open a model file (or URL) with ``backend``, or the default :func:`choose_backend` picks."""
+    cls = resolve_backend(target, backend, device)
     if not cls.needs_gpu:
         check_device(cls, device)
     path = target if scheme_of(target) is not None else Path(target)

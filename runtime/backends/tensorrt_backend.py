@@ -46,7 +46,7 @@ import numpy as np
 from ..cuda_memory import BufferPair, Cuda, GpuInfo
 from ..errors import DlcvError, MissingDependencyError, first_line
 from ..metadata import ArtifactMetadata, read_sidecar
-from .base import Backend
+from .base import Backend, Outputs, concat_outputs
 
 log = logging.getLogger("dlcv.runtime.tensorrt")
 
@@ -206,9 +206,23 @@ def numpy_dtype(trt_dtype: Any, path: Path, tensor: str, binding: EngineBinding)
     if name not in NUMPY_DTYPES:
         raise DlcvError(
             f"{path}: tensor {tensor!r} is {name}, which has no numpy type; dlcv engines take float32 and return "
-            f"float32 (or float16) logits; {binding.rebuild_hint()}"
+            f"float32 (or float16) logits, or integer labels / TopK indices; {binding.rebuild_hint()}"
         )
     return np.dtype(NUMPY_DTYPES[name])
+
+
+def check_output_dtype(path: Path, tensor, dtype: np.dtype, binding: EngineBinding) -> None:
+    """An engine output's type must hold what the metadata declares: float32/float16 for logits
+    and scores, an integer type for labels and TopK indices (TensorRT gives INT32 indices where
+    the graph said INT64; :meth:`Backend.infer_outputs` widens them)."""
+    integer = tensor.role in ("labels", "indices")
+    ok = np.issubdtype(dtype, np.integer) if integer else dtype in (np.float32, np.float16)
+    if not ok:
+        want = "an integer type" if integer else "float32 (or float16)"
+        raise DlcvError(
+            f"{path}: engine output {tensor.name!r} ({tensor.role}) is {dtype}, the metadata needs {want}; "
+            f"{binding.rebuild_hint()}"
+        )
 
 
 def check_gpu(path: Path, binding: EngineBinding, gpu: GpuInfo) -> None:
@@ -268,6 +282,10 @@ class TensorRTBackend(Backend):
     needs_gpu = True
     extra = "tensorrt"
     priority = 20
+
+    @classmethod
+    def read_metadata(cls, path: Path) -> ArtifactMetadata:
+        return read_sidecar(path)
 
     @classmethod
     def library_version(cls) -> str | None:
@@ -337,18 +355,18 @@ class TensorRTBackend(Backend):
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
         inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         outputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
-        if inputs != [md.input_name] or outputs != [md.output_name]:
+        if inputs != [md.input_name] or sorted(outputs) != sorted(md.output_names):
             raise DlcvError(
                 f"{path}: the engine has inputs {inputs} and outputs {outputs}, its metadata names input "
-                f"{md.input_name!r} and output {md.output_name!r}; {binding.rebuild_hint()}"
+                f"{md.input_name!r} and outputs {list(md.output_names)}; {binding.rebuild_hint()}"
             )
         self.input_dtype = numpy_dtype(engine.get_tensor_dtype(md.input_name), path, md.input_name, binding)
-        self.output_dtype = numpy_dtype(engine.get_tensor_dtype(md.output_name), path, md.output_name, binding)
-        if self.input_dtype != np.float32 or self.output_dtype not in (np.float32, np.float16):
-            raise DlcvError(
-                f"{path}: engine I/O is {self.input_dtype} -> {self.output_dtype}; dlcv engines take float32 and "
-                f"return float32 (or float16) logits; {binding.rebuild_hint()}"
-            )
+        self.output_dtypes = {t.name: numpy_dtype(engine.get_tensor_dtype(t.name), path, t.name, binding)
+                              for t in md.outputs.tensors}  # fmt: skip
+        if self.input_dtype != np.float32:
+            raise DlcvError(f"{path}: the engine's input is {self.input_dtype}; dlcv engines take float32; {binding.rebuild_hint()}")
+        for tensor in md.outputs.tensors:
+            check_output_dtype(path, tensor, self.output_dtypes[tensor.name], binding)
         lo, opt, hi = engine.get_tensor_profile_shape(md.input_name, 0)
         self.profile = tuple(tuple(int(d) for d in dims) for dims in (lo, opt, hi))
         self.logger.clear()
@@ -358,7 +376,7 @@ class TensorRTBackend(Backend):
             raise DlcvError(f"{path}: TensorRT could not create an execution context ({detail})")
         self.context = context
         self.stream = self.cuda.create_stream()
-        self.buffers = {md.input_name: BufferPair(self.cuda), md.output_name: BufferPair(self.cuda)}
+        self.buffers = {name: BufferPair(self.cuda) for name in (md.input_name, *md.output_names)}
 
     @property
     def max_batch(self) -> int:
@@ -375,11 +393,10 @@ class TensorRTBackend(Backend):
                 "covering this size"
             )
 
-    def _run(self, batch: np.ndarray) -> np.ndarray:
-        chunks = [self._run_chunk(batch[i : i + self.max_batch]) for i in range(0, batch.shape[0], self.max_batch)]
-        return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+    def _run(self, batch: np.ndarray) -> Outputs:
+        return concat_outputs([self._run_chunk(batch[i : i + self.max_batch]) for i in range(0, batch.shape[0], self.max_batch)])
 
-    def _run_chunk(self, chunk: np.ndarray) -> np.ndarray:
+    def _run_chunk(self, chunk: np.ndarray) -> Outputs:
         """Copy in, execute, copy out: all enqueued on the backend's one stream, then synchronised once."""
         count = chunk.shape[0]
         if count < self.profile[0][0]:  # below the profile's minimum batch: pad with zeros
@@ -390,22 +407,27 @@ class TensorRTBackend(Backend):
         if not context.set_input_shape(md.input_name, chunk.shape):
             detail = self.logger.first_error("no reason given")
             raise DlcvError(f"{self.path.name}: TensorRT rejected the input shape {chunk.shape} ({detail})")
-        out_shape = tuple(int(d) for d in context.get_tensor_shape(md.output_name))
-        out_bytes = int(np.prod(out_shape)) * self.output_dtype.itemsize
-        inp, out = self.buffers[md.input_name], self.buffers[md.output_name]
+        shapes = {name: tuple(int(d) for d in context.get_tensor_shape(name)) for name in md.output_names}
+        sizes = {name: int(np.prod(shape)) * self.output_dtypes[name].itemsize for name, shape in shapes.items()}
+        inp = self.buffers[md.input_name]
         inp.reserve(chunk.nbytes)
-        out.reserve(out_bytes)
+        for name, size in sizes.items():
+            self.buffers[name].reserve(size)
         inp.host.view(chunk.shape, np.float32)[...] = chunk
         cuda.copy_to_device(inp.device.ptr, inp.host.ptr, chunk.nbytes, stream)
         context.set_tensor_address(md.input_name, inp.device.ptr)
-        context.set_tensor_address(md.output_name, out.device.ptr)
+        for name in md.output_names:
+            context.set_tensor_address(name, self.buffers[name].device.ptr)
         self.logger.clear()
         if not context.execute_async_v3(int(stream)):
             self._settle()  # the copy-in may still be running: never free or refill its buffer early
             raise DlcvError(f"{self.path.name}: TensorRT execution failed ({self.logger.first_error('no reason given')})")
-        cuda.copy_to_host(out.host.ptr, out.device.ptr, out_bytes, stream)
+        for name, size in sizes.items():
+            out = self.buffers[name]
+            cuda.copy_to_host(out.host.ptr, out.device.ptr, size, stream)
         cuda.synchronize(stream)
-        return out.host.view(out_shape, self.output_dtype)[:count].astype(np.float32)  # a copy: the buffer is reused
+        # copies: the buffers are reused by the next chunk (floating outputs as float32, see Backend.infer_outputs)
+        return {name: self.buffers[name].host.view(shapes[name], self.output_dtypes[name])[:count].copy() for name in shapes}
 
     def _settle(self) -> None:
         """Wait for the stream after a failure (its own error is logged, not raised over the first one)."""

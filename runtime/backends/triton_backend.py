@@ -21,7 +21,7 @@ import numpy as np
 from ..errors import DlcvError, MissingDependencyError, first_line
 from ..metadata import ArtifactMetadata
 from ..triton import METADATA_PARAMETER
-from .base import Backend
+from .base import Backend, Outputs, concat_outputs
 
 _URL = re.compile(r"^triton://(?P<host>\[[^\]]+\]|[^/:]+)(?::(?P<port>\d+))?/(?P<model>[^/]+)(?:/(?P<version>\d+))?/?$")
 DEFAULT_PORT = 8000
@@ -84,10 +84,10 @@ class TritonBackend(Backend):
         self.max_batch = int(config.get("max_batch_size", 0))
         inputs = {i["name"]: i for i in config.get("input", [])}
         md = self.metadata
-        if md.input_name not in inputs or md.output_name not in {o["name"] for o in config.get("output", [])}:
+        if md.input_name not in inputs or not set(md.output_names) <= {o["name"] for o in config.get("output", [])}:
             raise DlcvError(
                 f"{self.url}: the served model's inputs {sorted(inputs)} do not include {md.input_name!r} (or its outputs "
-                f"{md.output_name!r}); give the model that takes the preprocessed tensor, not the ensemble"
+                f"{list(md.output_names)}); give the model that takes the preprocessed tensor, not the ensemble"
             )
         dims = [int(d) for d in inputs[md.input_name].get("dims", [])]
         self.input_dims = dims if self.max_batch else dims[1:]  # without the batch axis
@@ -120,23 +120,24 @@ class TritonBackend(Backend):
             if want > 0 and want != got:
                 raise DlcvError(f"{self.url}: input axis {axis} is fixed at {want} in the served model, got {got}")
 
-    def _run(self, batch: np.ndarray) -> np.ndarray:
+    def _run(self, batch: np.ndarray) -> Outputs:
         # up to ``concurrency`` requests at once; a model without a batch axis takes one image per request
         per_request = min(math.ceil(len(batch) / self.concurrency), self.max_batch) if self.max_batch else 1
+        names = self.metadata.output_names
         pending = []
         for start in range(0, len(batch), per_request):
             part = batch[start : start + per_request]
             x = self._http.InferInput(self.metadata.input_name, list(part.shape), "FP32")
             x.set_data_from_numpy(np.ascontiguousarray(part), binary_data=True)
-            out = self._http.InferRequestedOutput(self.metadata.output_name, binary_data=True)
-            pending.append(self.client.async_infer(self.model, [x], model_version=self.version, outputs=[out]))
+            outputs = [self._http.InferRequestedOutput(name, binary_data=True) for name in names]
+            pending.append(self.client.async_infer(self.model, [x], model_version=self.version, outputs=outputs))
         try:
-            parts = [request.get_result().as_numpy(self.metadata.output_name) for request in pending]
+            results = [request.get_result() for request in pending]
         except self._error as exc:
             raise DlcvError(f"{self.url}: the server failed the request ({first_line(exc)})") from None
         except (OSError, ConnectionError) as exc:
             raise DlcvError(f"{self.url}: the connection to the server failed ({first_line(exc)})") from None
-        return np.concatenate(parts).astype(np.float32, copy=False)
+        return concat_outputs([{name: result.as_numpy(name) for name in names} for result in results])
 
     def close(self) -> None:
         client, self.client = getattr(self, "client", None), None

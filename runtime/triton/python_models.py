@@ -8,9 +8,10 @@ PreprocessModel as TritonPythonModel``), so the server runs dlcv's own functions
   -> the model input and the image's geometry;
 - :class:`OnnxModel`: the model step on Triton's Python backend, run by dlcv's onnxruntime
   backend (for Triton builds without the onnxruntime backend, e.g. CPU-only ones);
-- :class:`PostprocessModel`: logits -> :func:`~dlcv.runtime.postprocess.segmentation_labels` +
+- :class:`PostprocessModel`: the model's outputs (logits, or an in-graph head's labels / TopK,
+  :mod:`dlcv.runtime.model_outputs`) -> :func:`~dlcv.runtime.postprocess.predicted_labels` +
   :func:`~dlcv.runtime.preprocess.restore_label_map` (the mask at the image's size), or
-  :func:`~dlcv.runtime.postprocess.topk` with class names.
+  :func:`~dlcv.runtime.postprocess.predicted_topk` with class names.
 
 Every model reads the artifact metadata from its config's ``dlcv`` parameter. A request that
 fails (an unreadable image, a size the model refuses) gets an error response naming the
@@ -29,7 +30,7 @@ import numpy as np
 from ..errors import DlcvError, first_line
 from ..imageio import DEFAULT_MAX_PIXELS, read_image
 from ..metadata import ArtifactMetadata
-from ..postprocess import segmentation_labels, topk
+from ..postprocess import predicted_labels, predicted_topk
 from ..preprocess import Geometry, preprocess_image, restore_label_map
 from . import GEOMETRY, IMAGE, MASK, METADATA_PARAMETER, TOP_CLASSES, TOP_NAMES, TOP_SCORES, TOPK
 
@@ -72,18 +73,22 @@ def preprocess_encoded(images: np.ndarray, metadata: ArtifactMetadata, max_pixel
     return np.stack(tensors), np.stack(rows)
 
 
-def postprocess_segmentation(logits: np.ndarray, geometry: np.ndarray) -> np.ndarray:
-    """B×C×H×W logits and B×8 geometry -> B×h×w label maps at the images' original size."""
-    masks = [restore_label_map(pred, geometry_from_row(g)) for pred, g in zip(segmentation_labels(logits), geometry)]
+def postprocess_segmentation(outputs: dict[str, np.ndarray], geometry: np.ndarray, metadata: ArtifactMetadata) -> np.ndarray:
+    """The model's outputs (B×C×H×W logits or B×H×W labels) and B×8 geometry -> B×h×w label maps
+    at the images' original size."""
+    labels = predicted_labels(outputs, metadata)
+    masks = [restore_label_map(pred, geometry_from_row(g)) for pred, g in zip(labels, geometry)]
     if len({m.shape for m in masks}) > 1:
         raise DlcvError("the images of one request have different original sizes; send them one per request")
     return np.stack(masks)
 
 
-def postprocess_classification(logits: np.ndarray, class_names: tuple[str, ...], k: int = TOPK) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """B×C logits -> (B×k class indices, B×k probabilities, B×k class names as bytes)."""
-    order, probs = topk(logits, k)
-    names = np.array([[class_names[int(i)].encode("utf-8") for i in row] for row in order], dtype=np.object_)
+def postprocess_classification(outputs: dict[str, np.ndarray], metadata: ArtifactMetadata,
+                               k: int = TOPK) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """The model's outputs (B×C logits or a TopK head's) -> (B×k class indices, B×k probabilities,
+    B×k class names as bytes)."""
+    order, probs = predicted_topk(outputs, metadata, k)
+    names = np.array([[metadata.class_names[int(i)].encode("utf-8") for i in row] for row in order], dtype=np.object_)
     return order.astype(np.int32), probs.astype(np.float32), names
 
 
@@ -158,7 +163,7 @@ class OnnxModel(_DlcvModel):
         for members in groups.values():
             batch = np.concatenate([x for _, x in members])
             try:
-                logits = self.backend.infer(batch)
+                outputs = self.backend.infer_outputs(batch)
             except Exception as exc:
                 message = str(exc) if isinstance(exc, DlcvError) else f"{type(exc).__name__}: {first_line(exc)}"
                 for i, _ in members:
@@ -166,8 +171,8 @@ class OnnxModel(_DlcvModel):
                 continue
             start = 0
             for i, x in members:
-                part = np.ascontiguousarray(logits[start : start + len(x)])
-                responses[i] = pb.InferenceResponse(output_tensors=[pb.Tensor(md.output_name, part)])
+                parts = [pb.Tensor(name, np.ascontiguousarray(outputs[name][start : start + len(x)])) for name in md.output_names]
+                responses[i] = pb.InferenceResponse(output_tensors=parts)
                 start += len(x)
         return responses
 
@@ -176,13 +181,14 @@ class OnnxModel(_DlcvModel):
 
 
 class PostprocessModel(_DlcvModel):
-    """Logits -> ``MASK`` (segmentation, needs ``GEOMETRY``) or ``TOP_CLASSES``/``TOP_SCORES``/``TOP_NAMES``."""
+    """The model's outputs (logits, or a head's labels / TopK) -> ``MASK`` (segmentation, needs
+    ``GEOMETRY``) or ``TOP_CLASSES``/``TOP_SCORES``/``TOP_NAMES``."""
 
     def compute(self, request) -> list:
         pb = _pb()
         md = self.metadata
-        logits = self._input(request, md.output_name)
+        outputs = {name: self._input(request, name) for name in md.output_names}
         if md.task == "segmentation":
-            return [pb.Tensor(MASK, postprocess_segmentation(logits, self._input(request, GEOMETRY)))]
-        classes, scores, names = postprocess_classification(logits, md.class_names)
+            return [pb.Tensor(MASK, postprocess_segmentation(outputs, self._input(request, GEOMETRY), md))]
+        classes, scores, names = postprocess_classification(outputs, md)
         return [pb.Tensor(TOP_CLASSES, classes), pb.Tensor(TOP_SCORES, scores), pb.Tensor(TOP_NAMES, names)]

@@ -84,7 +84,7 @@ def test_full_dry_run_writes_everything_under_one_folder(tmp_path):
         for r in records:
             assert steps[f"{name}: {r['label']} @ batch {r['batch_size']}"][0] == ("skipped" if r["skipped"] else "ok")
     assert steps["fcn8s-64-cpu: torch channels_last fp32 @ batch 2"][0] == "ok"
-    assert "Inductor" in steps["fcn8s-64-cpu-compile: torch compile fp32 @ batch 1"][1]
+    assert steps["fcn8s-64-cpu-compile: torch compile fp32 @ batch 1"][0] == "ok"  # torch.compile runs on the CPU too
     assert steps["fcn8s-64-onnxruntime-cpu: onnxruntime fp16 @ batch 1"][0] == "ok"
     for name in ("env.txt", "nvidia-smi.txt", "install.log", "pytest-gpu.log", "pytest-gpu.xml", "cuda_memory.json", "summary.md"):
         assert (out / name).is_file(), name

@@ -22,6 +22,14 @@ except ImportError:  # pragma: no cover - the test extra installs the lean bindi
     lean_trt = None
 
 DATA_TYPES = ("FLOAT", "HALF", "BF16", "FP8", "INT8")  # indices stored in a fake plan
+# What a fake engine returns (its head, stored in the plan): tensor name -> TensorRT type, as a
+# real engine built from a dlcv-export --argmax graph does (TensorRT's TopK gives INT32 indices).
+HEADS = (
+    {"logits": None},  # None: the plan's I/O type
+    {"labels": "UINT8"},
+    {"topk_indices": "INT32", "topk_scores": "FLOAT"},
+)
+TOPK = 2  # the fake TopK head's k
 
 
 def data_type(name: str):
@@ -117,6 +125,20 @@ def fake_logits(x: np.ndarray, num_classes: int, classify: bool = False) -> np.n
     return np.stack([summed * (c + 1) - c for c in range(num_classes)], axis=1).astype(np.float32)
 
 
+def fake_outputs(x: np.ndarray, num_classes: int, classify: bool, head: int) -> dict[str, np.ndarray]:
+    """The simulated engine's outputs: logits, or a head's ArgMax labels (uint8) / TopK (int32
+    indices, float32 softmax probabilities) of those logits."""
+    logits = fake_logits(x, num_classes, classify)
+    if head == 0:
+        return {"logits": logits}
+    if head == 1:
+        return {"labels": logits.argmax(axis=1).astype(np.uint8)}
+    order = np.argsort(-logits, axis=1, kind="stable")[:, :TOPK]
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probs = e / e.sum(axis=1, keepdims=True)
+    return {"topk_indices": order.astype(np.int32), "topk_scores": np.take_along_axis(probs, order, axis=1).astype(np.float32)}
+
+
 class FakeContext:
     def __init__(self, engine):
         self.engine, self.shapes, self.addresses, self.batches = engine, {}, {}, []
@@ -128,8 +150,12 @@ class FakeContext:
 
     def get_tensor_shape(self, name):
         n, _, h, w = self.shapes["input"]
-        if name != "logits":
+        if name == "input":
             return self.shapes[name]
+        if name == "labels":
+            return (n, h, w)
+        if name.startswith("topk"):
+            return (n, TOPK)
         return (n, self.engine.num_classes) if self.engine.classify else (n, self.engine.num_classes, h, w)
 
     def set_tensor_address(self, name, ptr):
@@ -143,10 +169,12 @@ class FakeContext:
             return False
         shape, addresses = self.shapes["input"], dict(self.addresses)
 
-        def run() -> None:  # reads the input and writes the output when the stream runs it
+        def run() -> None:  # reads the input and writes the outputs when the stream runs it
             raw = (ctypes.c_byte * (4 * int(np.prod(shape)))).from_address(addresses["input"])
-            y = fake_logits(np.frombuffer(raw, np.float32).reshape(shape), self.engine.num_classes, self.engine.classify)
-            ctypes.memmove(addresses["logits"], y.ctypes.data, y.nbytes)
+            x = np.frombuffer(raw, np.float32).reshape(shape)
+            for name, y in fake_outputs(x, self.engine.num_classes, self.engine.classify, self.engine.head).items():
+                y = np.ascontiguousarray(y)
+                ctypes.memmove(addresses[name], y.ctypes.data, y.nbytes)
 
         self.engine.runtime.cudart.enqueue(stream, "execute", run)
         self.batches.append(shape[0])
@@ -154,20 +182,23 @@ class FakeContext:
 
 
 class FakeEngine:
-    num_io_tensors = 2
-
-    def __init__(self, runtime, profile, num_classes, classify, dtype):
+    def __init__(self, runtime, profile, num_classes, classify, dtype, head=0):
         self.runtime, self.profile, self.num_classes, self.classify = runtime, profile, num_classes, classify
-        self.dtype, self.contexts = dtype, []
+        self.dtype, self.contexts, self.head = dtype, [], head
+        self.names = ("input", *HEADS[head])
+
+    @property
+    def num_io_tensors(self):
+        return len(self.names)
 
     def get_tensor_name(self, i):
-        return ("input", "logits")[i]
+        return self.names[i]
 
     def get_tensor_mode(self, name):
         return FakeTrt.TensorIOMode.INPUT if name == "input" else FakeTrt.TensorIOMode.OUTPUT
 
     def get_tensor_dtype(self, name):
-        return data_type(self.dtype)
+        return data_type(HEADS[self.head].get(name) or self.dtype)
 
     def get_tensor_profile_shape(self, name, index):
         return [self.profile[k] for k in ("min", "opt", "max")]
@@ -209,7 +240,7 @@ class FakeTrt:
             if data[35]:  # a plan whose loading logs an error that does not stop it
                 self.logger.log(FakeTrt.ILogger.Severity.ERROR, "harmless: a plugin library was not found")
             profile = {k: tuple(v) for k, v in zip(("min", "opt", "max"), np.frombuffer(data[8:32], np.int16).reshape(3, 4).tolist())}
-            FakeTrt.engines.append(FakeEngine(self, profile, int(data[32]), bool(data[33]), DATA_TYPES[data[34]]))
+            FakeTrt.engines.append(FakeEngine(self, profile, int(data[32]), bool(data[33]), DATA_TYPES[data[34]], int(data[36])))
             return FakeTrt.engines[-1]
 
 
@@ -219,8 +250,10 @@ class FakeFullTrt(FakeTrt):
     Builder = object
 
 
-def fake_plan(profile: dict, num_classes: int = 3, classify: bool = False, dtype: str = "FLOAT", noisy: bool = False) -> bytes:
-    """A plan the simulated runtime loads: its profile, classes, task and I/O type are in its bytes."""
+def fake_plan(profile: dict, num_classes: int = 3, classify: bool = False, dtype: str = "FLOAT", noisy: bool = False,
+              head: int = 0) -> bytes:  # fmt: skip
+    """A plan the simulated runtime loads: its profile, classes, task, I/O type and head (an index
+    of :data:`HEADS`) are in its bytes."""
     dims = np.array([profile[k] for k in ("min", "opt", "max")], np.int16)
-    flags = bytes([num_classes, classify, DATA_TYPES.index(dtype), noisy])
+    flags = bytes([num_classes, classify, DATA_TYPES.index(dtype), noisy, head])
     return b"FAKEPLAN" + dims.tobytes() + flags + b"weights" * 10

@@ -22,9 +22,10 @@ from dlcv.runtime.cuda_memory import CUDART_FUNCTIONS, BufferPair, Cuda, GpuInfo
 from dlcv.runtime.errors import DlcvError
 from dlcv.runtime.imageio import write_png
 from dlcv.runtime.metadata import ArtifactMetadata, write_sidecar
+from dlcv.runtime.model_outputs import labels_outputs, topk_outputs
 from dlcv.runtime.preprocess import PreprocessSpec
 
-from tests.runtime.fake_tensorrt import FakeCudart, FakeFullTrt, FakeTrt, fake_logits, fake_plan
+from tests.runtime.fake_tensorrt import TOPK, FakeCudart, FakeFullTrt, FakeTrt, fake_logits, fake_plan
 
 BACKEND_SOURCE = Path(backend_module.__file__)
 CUDA_SOURCE = Path(cuda_module.__file__)
@@ -431,6 +432,76 @@ def test_dlcv_infer_lean_runtime_option_reaches_the_engine(tmp_path, simulated, 
     assert (tmp_path / "out" / "a.png").is_file() and FakeTrt.runtimes[-1].library == str(library)
     onnx_too = CliRunner().invoke(main, [str(images), "--engine", str(tmp_path / "m.onnx"), "--lean-runtime", str(library)])
     assert onnx_too.exit_code == 2 and "--lean-runtime applies to TensorRT engines" in onnx_too.stderr
+
+
+def write_head_engine(folder: Path, head: int, num_classes: int = 3, name: str = "model.plan") -> Path:
+    """A fake engine built from an --argmax graph: ArgMax labels (head 1, segmentation) or TopK (head 2,
+    classification), with the sidecar metadata dlcv-export writes for it."""
+    classify = head == 2
+    plan = fake_plan(PROFILE, num_classes=num_classes, classify=classify, head=head)
+    binding = binding_for(plan, profile={k: list(v) for k, v in PROFILE.items()})
+    path = folder / name
+    path.write_bytes(plan)
+    md = ArtifactMetadata(
+        task="classification" if classify else "segmentation", arch="m", num_classes=num_classes,
+        class_names=tuple(f"c{i}" for i in range(num_classes)), preprocess=PreprocessSpec(), precision=binding.precision,
+        engine=binding.to_dict(),
+    ).with_outputs(topk_outputs(num_classes, TOPK) if classify else labels_outputs(num_classes))  # fmt: skip
+    write_sidecar(path, md)
+    return path
+
+
+def test_an_argmax_engine_returns_uint8_labels_and_the_logits_engines_argmax(tmp_path, simulated):
+    batch = np.random.default_rng(1).normal(size=(3, 3, 16, 16)).astype(np.float32)
+    (tmp_path / "head").mkdir()
+    with TensorRTBackend(write_head_engine(tmp_path / "head", head=1), device="cuda") as labels_engine:
+        labels = labels_engine.infer(batch)  # split into chunks of the profile's max batch 2
+        assert labels.dtype == np.uint8 and labels.shape == (3, 16, 16)
+        assert labels_engine.infer_outputs(batch).keys() == {"labels"}
+    with open_fake(tmp_path, PROFILE) as logits_engine:
+        np.testing.assert_array_equal(labels, logits_engine.infer(batch).argmax(axis=1))
+
+
+def test_a_topk_engine_widens_tensorrts_int32_indices_to_the_declared_int64(tmp_path, simulated):
+    batch = np.random.default_rng(2).normal(size=(2, 3, 8, 8)).astype(np.float32)
+    with TensorRTBackend(write_head_engine(tmp_path, head=2, num_classes=4), device="cuda") as engine:
+        outputs = engine.infer_outputs(batch)
+    indices, scores = outputs["topk_indices"], outputs["topk_scores"]
+    assert indices.dtype == np.int64 and scores.dtype == np.float32 and indices.shape == scores.shape == (2, TOPK)
+    logits = fake_logits(batch, 4, classify=True)
+    np.testing.assert_array_equal(indices, np.argsort(-logits, axis=1, kind="stable")[:, :TOPK])
+    assert np.all(np.diff(scores, axis=1) <= 0) and np.all(scores > 0)
+
+
+def test_an_engine_whose_outputs_contradict_the_metadata_is_refused(tmp_path, simulated):
+    plan = fake_plan(PROFILE, head=1)  # labels out, but the sidecar says logits
+    path = write_engine(tmp_path, plan, binding_for(plan, profile={k: list(v) for k, v in PROFILE.items()}))
+    with pytest.raises(DlcvError) as info:
+        TensorRTBackend(path, device="cuda")
+    one_line_error(info, path, "outputs ['labels']", "['logits']", "dlcv-export")
+
+
+def test_dlcv_infer_masks_from_an_argmax_engine_equal_the_logits_engines(tmp_path, simulated):
+    from click.testing import CliRunner
+
+    from dlcv.runtime.cli import main
+
+    images = tmp_path / "images"
+    rng = np.random.default_rng(3)
+    for i in range(3):
+        write_png(images / f"im{i}.png", rng.integers(0, 256, size=(16, 12 + 4 * i, 3), dtype=np.uint8))
+    (tmp_path / "head").mkdir()
+    logits_plan = fake_plan(PROFILE)
+    engines = {
+        "logits": write_engine(tmp_path, logits_plan, binding_for(logits_plan, profile={k: list(v) for k, v in PROFILE.items()})),
+        "labels": write_head_engine(tmp_path / "head", head=1),
+    }
+    for kind, engine in engines.items():
+        ran = CliRunner().invoke(main, [str(images), "--engine", str(engine), "--out", str(tmp_path / kind), "-q"])
+        assert ran.exit_code == 0, ran.output
+    for i in range(3):
+        for name in (f"im{i}.png", f"im{i}_color.png"):
+            assert (tmp_path / "labels" / name).read_bytes() == (tmp_path / "logits" / name).read_bytes()
 
 
 @pytest.mark.parametrize("dtype", ["BF16", "FP8"])
