@@ -128,9 +128,9 @@ def parse_layers(text: str | None) -> tuple[str, ...] | None:
 @debug_option
 @handle_errors
 def main(checkpoint, out, opset, static, input_size, batch, atol, min_agreement, images, fp16, int8, calib,
-         calib_count, calib_method, int8_fp32, int8_sensitivity, val, eval_count, fp16_min_agreement, int8_max_drop, strict, trt, precision,
-         min_shape, opt_shape, max_shape, workspace, timing_cache, version_compatible, triton_repo, triton_max_batch,
-         triton_instances, triton_kind, triton_model_backend, debug):  # fmt: skip
+         calib_count, calib_method, int8_fp32, int8_sensitivity, val, eval_count, fp16_min_agreement, int8_max_drop,
+         strict, trt, precision, min_shape, opt_shape, max_shape, workspace, timing_cache, version_compatible,
+         triton_repo, triton_max_batch, triton_instances, triton_kind, triton_model_backend, debug):  # fmt: skip
     """Export a dlcv checkpoint (CHECKPOINT.pt) to ONNX (FP32, optionally FP16/INT8) and a TensorRT
     engine, each verified against PyTorch; optionally a Triton model repository."""
     triton = _triton_config(triton_repo, triton_max_batch, triton_instances, triton_kind, triton_model_backend, trt)

@@ -59,9 +59,9 @@ from dlcv.runtime.imageio import is_image_file, read_image
 from dlcv.runtime.metadata import ArtifactMetadata
 from dlcv.runtime.preprocess import preprocess_image
 
-from .config import ExportConfig
+from .config import DEFAULT_CALIBRATION_METHOD, ExportConfig
 from .graph import EXTERNAL_DATA_THRESHOLD, finalize_graph, weights_bytes
-from .qdq import keep_fp32, logits_layers, pad_input_channels, tensorrt_qdq
+from .qdq import keep_fp32, layer_names, logits_layers, pad_input_channels, tensorrt_qdq
 from .qdq import transposed_as_conv as rewrite_transposed
 
 QUANTIZED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "Relu", "MaxPool", "Add")
@@ -166,8 +166,6 @@ class Quantized:
 
     def layers(self) -> tuple[str, ...]:
         """The weighted layers, in graph order."""
-        from .qdq import layer_names
-
         return tuple(layer_names(self.fp32).values())
 
     def default_fp32_layers(self) -> tuple[str, ...]:
@@ -213,7 +211,8 @@ def int8_scheme(proto: onnx.ModelProto) -> dict | None:
 
 
 def quantize_all(fp32_path: str | os.PathLike, metadata: ArtifactMetadata, tensors: Sequence[np.ndarray], *,
-                 method: str = "percentile", ops: Sequence[str] = QUANTIZED_OPS, pad_channels: bool = True) -> Quantized:  # fmt: skip
+                 method: str = DEFAULT_CALIBRATION_METHOD, ops: Sequence[str] = QUANTIZED_OPS,
+                 pad_channels: bool = True) -> Quantized:  # fmt: skip
     """Calibrate on ``tensors`` and quantize every layer of the FP32 file ``fp32_path`` (see the
     module docstring); ``pad_channels`` False skips :func:`~dlcv.export.qdq.pad_input_channels`
     (for measuring what it buys)."""
@@ -260,7 +259,7 @@ def quantize_int8(
     metadata: ArtifactMetadata,
     tensors: Sequence[np.ndarray],
     *,
-    method: str = "percentile",
+    method: str = DEFAULT_CALIBRATION_METHOD,
     fp32_layers: Sequence[str] | None = None,
 ) -> onnx.ModelProto:
     """The INT8 graph of the FP32 ONNX file ``fp32_path``, calibrated on ``tensors``, with
@@ -286,8 +285,8 @@ def write_int8(fp32_path: str | os.PathLike, metadata: ArtifactMetadata, config:
         write_sensitivity(quantized, metadata, config, log)
     proto = quantized.finish(metadata, config.int8_fp32_layers)
     scheme = int8_scheme(proto) or {}
-    log(f"  int8: activations {ACTIVATIONS}, weights {WEIGHTS}; FP32 layers: {', '.join(scheme['fp32_layers']) or 'none'}"
-        + (f"; input channels padded to 4: {', '.join(scheme['padded_input_channels'])}" if scheme["padded_input_channels"] else ""))  # fmt: skip
+    padded = f"; input channels padded to 4: {', '.join(scheme['padded_input_channels'])}" if scheme["padded_input_channels"] else ""
+    log(f"  int8: activations {ACTIVATIONS}, weights {WEIGHTS}; FP32 layers: {', '.join(scheme['fp32_layers']) or 'none'}{padded}")
     return proto
 
 
