@@ -55,6 +55,16 @@ def parse_shape(text: str | None, option: str) -> tuple[int, int, int, int] | No
     return tuple(int(p) for p in parts)  # type: ignore[return-value]
 
 
+def parse_layers(text: str | None) -> tuple[str, ...] | None:
+    """``"upscore8, fc6"`` -> ("upscore8", "fc6"); ``"none"`` -> (); None stays None."""
+    if text is None:
+        return None
+    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    if not names:
+        raise DlcvUsageError("--int8-fp32 needs layer names (comma-separated) or 'none'")
+    return () if names == ("none",) else names
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("checkpoint", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), default=Path("."), show_default=True,
@@ -78,6 +88,12 @@ def parse_shape(text: str | None, option: str) -> tuple[int, int, int, int] | No
               help="Calibration images used (an even spread over the folder).")  # fmt: skip
 @click.option("--calib-method", type=click.Choice(CALIBRATION_METHODS), default=DEFAULT_CALIBRATION_METHOD,
               show_default=True, help="How INT8 activation ranges are chosen.")  # fmt: skip
+@click.option("--int8-fp32", "int8_fp32", metavar="LAYERS", default=None,
+              help="INT8: layers computed in FP32, by weight name (comma-separated, e.g. upscore8,features.0; 'none': "
+                   "every layer INT8) [default: the layers that compute the logits].")  # fmt: skip
+@click.option("--int8-sensitivity", is_flag=True,
+              help="INT8: first measure each layer's share of the mIoU/top-1 drop on --val (every layer INT8, then each "
+                   "one alone in FP32); prints it and writes <arch>.int8.sensitivity.json.")  # fmt: skip
 @click.option("--val", type=click.Path(path_type=Path), default=None,
               help="Labelled dataset, opened as the checkpoint recorded it (its val split; else test, train), on which every precision's mIoU/top-1 is compared.")  # fmt: skip
 @click.option("--eval-count", type=int, default=DEFAULT_EVAL_COUNT, show_default=True,
@@ -119,9 +135,9 @@ def parse_shape(text: str | None, option: str) -> tuple[int, int, int, int] | No
 @debug_option
 @handle_errors
 def main(checkpoint, out, opset, static, input_size, batch, atol, min_agreement, images, fp16, int8, calib,
-         calib_count, calib_method, val, eval_count, fp16_min_agreement, int8_max_drop, argmax, strict, trt, precision,
-         min_shape, opt_shape, max_shape, workspace, timing_cache, version_compatible, triton_repo, triton_max_batch,
-         triton_instances, triton_kind, triton_model_backend, debug):  # fmt: skip
+         calib_count, calib_method, int8_fp32, int8_sensitivity, val, eval_count, fp16_min_agreement, int8_max_drop,
+         argmax, strict, trt, precision, min_shape, opt_shape, max_shape, workspace, timing_cache, version_compatible,
+         triton_repo, triton_max_batch, triton_instances, triton_kind, triton_model_backend, debug):  # fmt: skip
     """Export a dlcv checkpoint (CHECKPOINT.pt) to ONNX (FP32, optionally FP16/INT8) and a TensorRT
     engine, each verified against PyTorch; optionally a Triton model repository."""
     triton = _triton_config(triton_repo, triton_max_batch, triton_instances, triton_kind, triton_model_backend, trt)
@@ -142,6 +158,7 @@ def main(checkpoint, out, opset, static, input_size, batch, atol, min_agreement,
         calib_count=calib_count, calib_method=calib_method, val=val, eval_count=eval_count,
         fp16_min_agreement=fp16_min_agreement, int8_max_drop=int8_max_drop / 100, strict=strict, tensorrt=tensorrt,
         argmax=argmax,
+        int8_fp32_layers=parse_layers(int8_fp32), int8_sensitivity=int8_sensitivity,
     )  # fmt: skip
     result = export_onnx(config, log=click.echo)
     click.echo(summary(result))

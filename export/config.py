@@ -33,7 +33,10 @@ GATE_OPTIONS = {
 DEFAULT_CALIB_COUNT = 64  # calibration images (an even spread over the folder)
 DEFAULT_EVAL_COUNT = 100  # images in the precision comparison
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
-DEFAULT_CALIBRATION_METHOD = "percentile"
+# Measured on the trained demo FCN8s (64 calibration images, 150 val images, the INT8 file as
+# written: uint8 activations, logits layer FP32): mIoU drop minmax 0.12, percentile 0.15,
+# entropy 0.44 points; minmax also had the smallest max logit error (benchmarks/results/int8-study).
+DEFAULT_CALIBRATION_METHOD = "minmax"
 
 # TensorRT engine defaults (the profile's batch sizes live in dlcv.runtime.tensorrt_profile,
 # shared with onnxruntime's TensorRT provider).
@@ -94,7 +97,10 @@ class ExportConfig:
     Reduced precisions (written beside the FP32 file, which is always written first):
     ``fp16`` -> ``<arch>.fp16.onnx``; ``int8`` -> ``<arch>.int8.onnx``, calibrated on up to
     ``calib_count`` images of ``calib`` (a folder of images, or a dataset whose train split is
-    used) with ``calib_method``. Each is compared with PyTorch FP32 on up to ``eval_count``
+    used) with ``calib_method``; ``int8_fp32_layers``: the layers computed in FP32 (None: the
+    layers computing the logits, see :mod:`dlcv.export.int8`; () for none); ``int8_sensitivity``:
+    first measure each layer's share of the INT8 metric drop on ``val``
+    (:mod:`dlcv.export.int8_sensitivity`). Each is compared with PyTorch FP32 on up to ``eval_count``
     images: ``val`` (a dataset opened as the checkpoint recorded it; its evaluation split,
     :data:`dlcv.runtime.datasets.EVAL_SPLIT_ORDER`, with labels), else the calibration dataset's
     labelled images, else the calibration or ``images`` folder, else synthetic images. Gates:
@@ -129,6 +135,8 @@ class ExportConfig:
     eval_count: int = DEFAULT_EVAL_COUNT
     fp16_min_agreement: float = FP16.gate.min_agreement  # type: ignore[assignment]
     int8_max_drop: float = INT8.gate.max_metric_drop  # type: ignore[assignment]
+    int8_fp32_layers: tuple[str, ...] | None = None
+    int8_sensitivity: bool = False
     strict: bool = False
     tensorrt: TensorRTConfig | None = None
     argmax: bool = False
@@ -148,6 +156,13 @@ class ExportConfig:
                 "--static fixes the input shape, but INT8 calibration and --val run images at their own sizes; "
                 "export without --static (an engine's shapes are fixed by --min-shape/--opt-shape/--max-shape)"
             )
+        if self.int8_fp32_layers is not None:
+            object.__setattr__(self, "int8_fp32_layers", tuple(self.int8_fp32_layers))
+        int8_only = [o for o, on in (("--int8-fp32", self.int8_fp32_layers is not None), ("--int8-sensitivity", self.int8_sensitivity)) if on]
+        if int8_only and "int8" not in self.precisions:
+            problems.append(f"{' and '.join(int8_only)} apply to the INT8 file; add --int8")
+        if self.int8_sensitivity and self.val is None:
+            problems.append("--int8-sensitivity scores each layer's metric drop on labelled images; add --val DATASET")
         if self.calib_count < 1 or self.eval_count < 1:
             problems.append(f"--calib-count and --eval-count must be positive, got {self.calib_count} and {self.eval_count}")
         if self.calib_method not in CALIBRATION_METHODS:

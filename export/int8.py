@@ -1,39 +1,54 @@
 """FP32 ONNX -> ``<arch>.int8.onnx``: explicit INT8 quantization (QuantizeLinear/DequantizeLinear).
 
-TensorRT 11 has no INT8 builder flag or calibrator: INT8 is decided by Q/DQ nodes in the
-graph (DESIGN.md contract 5). The graph is made by onnxruntime's ``quantize_static`` in QDQ
-format, in the form TensorRT's explicit quantization accepts:
+TensorRT 11 has no INT8 builder flag or calibrator: INT8 is decided by Q/DQ nodes in the graph
+(DESIGN.md contract 5). The graph is written for the CPU runtimes that run the file as it is
+(onnxruntime, OpenVINO) and converted for TensorRT when an engine is built from it
+(:func:`dlcv.export.qdq.tensorrt_qdq`: same ranges, signed symmetric encoding). The CPU form,
+made by onnxruntime's ``quantize_static`` in QDQ format from one calibration:
 
-- signed INT8, symmetric (zero point 0) for activations and weights;
-- weights per output channel (axis 0 for Conv/Gemm, axis 1 for ConvTranspose, whose ONNX
-  weight is C_in × C_out × k × k), activations per tensor;
-- Q/DQ on the inputs of :data:`QUANTIZED_OPS` only; biases stay FP32 (``QuantizeBias`` off:
-  no INT32 bias DequantizeLinear, TensorRT adds the bias inside the fused INT8 layer); the
-  ops between (ReLU, pooling, the FCN skip additions) are left to TensorRT's Q/DQ propagation.
+- activations **uint8, asymmetric, per tensor**; weights **int8, symmetric (zero point 0), per
+  output channel** (axis 0 for Conv/Gemm, 1 for ConvTranspose and MatMul). U8S8 is what
+  onnxruntime's fastest x86 kernels take (its symmetric "indirect" convolution, with AVX2,
+  AVX-VNNI and AVX512-VNNI code paths); int8 activations are never fused on x86. It is also the
+  more exact choice after a ReLU: [0, max] gets all 256 levels, not 128;
+- Q/DQ around :data:`QUANTIZED_OPS`: the weighted layers, and the ReLU, max-pooling and
+  addition between them, so each convolution + ReLU becomes one integer kernel (the ReLU folds
+  into the uint8 quantization with zero point 0) and the FCN skip additions and pools run on
+  uint8 without leaving the integer domain; biases stay FP32 (onnxruntime quantizes them when
+  it fuses; TensorRT adds them inside the fused layer);
+- before quantizing, the FP32 graph gets the exact rewrite :func:`~dlcv.export.qdq.pad_input_channels`
+  (the first convolution's 3 input channels padded to 4 for the integer kernel);
+- the layers that compute the logits (:func:`~dlcv.export.qdq.logits_layers`; for FCN8s the final
+  8x upsampling) stay FP32 unless ``fp32_layers`` says otherwise: quantizing their input
+  quantizes the logits themselves to 256 levels. On the trained demo FCN8s (150 val images)
+  that one layer was 0.42 of the 0.51 mIoU points all-INT8 lost; no other layer was worth more
+  than 0.13 (``dlcv-export --int8-sensitivity`` measures it for any model). It costs almost no
+  speed: onnxruntime has no integer ConvTranspose and runs it in FP32 either way.
 
 The activation ranges are calibrated on real images, read and preprocessed exactly as
 deployment does (:func:`dlcv.runtime.imageio.read_image` +
-:func:`dlcv.runtime.preprocess.preprocess_image` with the checkpoint's preprocessing), one
-image per calibration batch, so images keep their natural (and differing) sizes when the
+:func:`dlcv.runtime.preprocess.preprocess_image` with the checkpoint's preprocessing), one image
+per calibration batch, so images keep their natural (and differing) sizes when the
 preprocessing keeps the image size. The calibration folder is a plain folder of images or a
 dataset in the layout the model was trained on (then its train split is used, opened as the
-checkpoint recorded it). ``percentile`` calibration (99.999th percentile of |x|, from
-histograms) is the default. Measured on the demo data (32
-calibration images, 40 evaluation images, against PyTorch FP32): on the trained narrow FCN8s
-it gave the lowest mean logit error (5.0e-2; ``minmax`` 7.1e-2, ``entropy`` 1.2e-1 with a
-max error of 3.3 against 0.45-0.48), all three agreeing on 99.998 % of the pixels; on a
-random-weight FCN8s, whose top-2 margins are small everywhere, the three agreed on
-98.25-98.41 % of the pixels.
+checkpoint recorded it). Methods: ``minmax``, ``percentile`` (99.999th percentile of each side,
+from histograms), ``entropy`` (KL divergence); the default and the measurements behind it are
+in :data:`dlcv.export.config.DEFAULT_CALIBRATION_METHOD`'s comment.
+
+How the file was quantized is recorded beside the dlcv metadata, under ``metadata_props``
+key :data:`SCHEME_KEY` (JSON: types, calibration, the layers kept FP32, the layers padded).
 """
 from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import onnx
@@ -44,12 +59,17 @@ from dlcv.runtime.imageio import is_image_file, read_image
 from dlcv.runtime.metadata import ArtifactMetadata
 from dlcv.runtime.preprocess import preprocess_image
 
-from .config import ExportConfig
-from .graph import finalize_graph
+from .config import DEFAULT_CALIBRATION_METHOD, ExportConfig
+from .graph import EXTERNAL_DATA_THRESHOLD, finalize_graph, weights_bytes
+from .qdq import keep_fp32, layer_names, logits_layers, pad_input_channels, tensorrt_qdq
+from .qdq import transposed_as_conv as rewrite_transposed
 
-QUANTIZED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+QUANTIZED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "Relu", "MaxPool", "Add")
 PER_CHANNEL_AXIS = {"Conv": 0, "ConvTranspose": 1, "Gemm": 0, "MatMul": 1}
 PERCENTILE = 99.999
+SCHEME_KEY = "dlcv.int8"
+ACTIVATIONS = "uint8, asymmetric, per tensor"
+WEIGHTS = "int8, symmetric, per output channel"
 
 Log = Callable[[str], None]
 
@@ -132,48 +152,125 @@ def _reader(tensors: Sequence[np.ndarray], input_name: str):
     return ImageReader()
 
 
-def quantize_int8(
-    fp32_path: str | os.PathLike,
-    metadata: ArtifactMetadata,
-    tensors: Sequence[np.ndarray],
-    *,
-    method: str = "percentile",
-    ops: Sequence[str] = QUANTIZED_OPS,
-) -> onnx.ModelProto:
-    """The QDQ INT8 graph of the FP32 ONNX file ``fp32_path``, calibrated on ``tensors``,
-    finalised with ``metadata`` (precision int8)."""
+@dataclass(frozen=True)
+class Quantized:
+    """One calibration's result: the FP32 graph as quantized (after the exact rewrites) and its
+    QDQ graph with every layer INT8. :meth:`finish` keeps layers FP32 on a copy; the sensitivity
+    sweep makes one copy per layer from the same calibration."""
+
+    fp32: onnx.ModelProto
+    qdq: onnx.ModelProto
+    method: str
+    images: int
+    padded: tuple[str, ...]
+
+    def layers(self) -> tuple[str, ...]:
+        """The weighted layers, in graph order."""
+        return tuple(layer_names(self.fp32).values())
+
+    def default_fp32_layers(self) -> tuple[str, ...]:
+        return logits_layers(self.fp32)
+
+    def with_fp32(self, layers: Sequence[str]) -> onnx.ModelProto:
+        """A copy of the QDQ graph with ``layers`` computed in FP32 (an unknown layer is a DlcvError)."""
+        proto = _copy(self.qdq)
+        try:
+            keep_fp32(proto, self.fp32, layers)
+        except KeyError as exc:
+            raise DlcvError(f"--int8-fp32: {exc.args[0]}") from None
+        return proto
+
+    def finish(self, metadata: ArtifactMetadata, fp32_layers: Sequence[str] | None = None, *,
+               transposed_as_conv: bool = True) -> onnx.ModelProto:  # fmt: skip
+        """The INT8 file's graph: ``fp32_layers`` (None: :meth:`default_fp32_layers`) in FP32 (FP32
+        ConvTransposes rewritten as Conv + DepthToSpace unless ``transposed_as_conv`` is False), the
+        scheme recorded under :data:`SCHEME_KEY`, finalised with ``metadata`` (precision int8)."""
+        kept = self.default_fp32_layers() if fp32_layers is None else tuple(dict.fromkeys(fp32_layers))
+        proto = self.with_fp32(kept)
+        rewritten = rewrite_transposed(proto) if transposed_as_conv else []
+        scheme = {
+            "activations": ACTIVATIONS, "weights": WEIGHTS, "calibration": self.method,
+            "calibration_images": self.images, "fp32_layers": list(kept), "padded_input_channels": list(self.padded),
+            "transposed_as_conv": rewritten,
+        }  # fmt: skip
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = SCHEME_KEY, json.dumps(scheme)
+        return finalize_graph(proto, metadata.with_(precision="int8"))
+
+
+def _copy(proto: onnx.ModelProto) -> onnx.ModelProto:
+    copy = onnx.ModelProto()
+    copy.CopyFrom(proto)
+    return copy
+
+
+def int8_scheme(proto: onnx.ModelProto) -> dict | None:
+    """How an INT8 file was quantized (:data:`SCHEME_KEY`), or None for a file without the record."""
+    value = next((p.value for p in proto.metadata_props if p.key == SCHEME_KEY), None)
+    return None if value is None else json.loads(value)
+
+
+def quantize_all(fp32_path: str | os.PathLike, metadata: ArtifactMetadata, tensors: Sequence[np.ndarray], *,
+                 method: str = DEFAULT_CALIBRATION_METHOD, ops: Sequence[str] = QUANTIZED_OPS,
+                 pad_channels: bool = True) -> Quantized:  # fmt: skip
+    """Calibrate on ``tensors`` and quantize every layer of the FP32 file ``fp32_path`` (see the
+    module docstring); ``pad_channels`` False skips :func:`~dlcv.export.qdq.pad_input_channels`
+    (for measuring what it buys)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     methods = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile, "entropy": CalibrationMethod.Entropy}
     options = {
-        "ActivationSymmetric": True,
+        "ActivationSymmetric": False,
         "WeightSymmetric": True,
         "QuantizeBias": False,
         "QDQOpTypePerChannelSupportToAxis": {op: PER_CHANNEL_AXIS[op] for op in ops if op in PER_CHANNEL_AXIS},
+        # a weighted layer's output is quantized only by a quantized consumer: ReLUs stay explicit
+        # (Conv -> Relu -> Q, which onnxruntime fuses into one kernel) and the logits stay FP32
+        "OpTypesToExcludeOutputQuantization": [op for op in ops if op in PER_CHANNEL_AXIS],
         "CalibPercentile": PERCENTILE,
-        "CalibTensorRangeSymmetric": True,
+        "CalibTensorRangeSymmetric": False,
         "CalibStridedMinMax": 1,  # one image per collection step (see _reader)
     }
+    fp32 = onnx.load(str(fp32_path))
+    padded = pad_input_channels(fp32) if pad_channels else []
     with tempfile.TemporaryDirectory(prefix="dlcv-int8-") as tmp:
-        out = Path(tmp) / "int8.onnx"
+        source, out = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+        if weights_bytes(fp32) > EXTERNAL_DATA_THRESHOLD:  # saving with external data empties the proto's tensors
+            onnx.save_model(_copy(fp32), str(source), save_as_external_data=True, location="fp32.onnx.data")
+        else:
+            onnx.save_model(fp32, str(source))
         try:  # the quantizer prints progress and root-logger advice; keep the export's output readable
             with contextlib.redirect_stdout(io.StringIO()), _root_logging_quiet():
                 quantize_static(
-                    str(fp32_path), str(out), _reader(tensors, metadata.input_name), quant_format=QuantFormat.QDQ,
-                    per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                    str(source), str(out), _reader(tensors, metadata.input_name), quant_format=QuantFormat.QDQ,
+                    per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                     op_types_to_quantize=list(ops), calibrate_method=methods[method], extra_options=options,
                 )  # fmt: skip
         except DlcvError:
             raise
         except Exception as exc:  # onnxruntime's quantizer raises assorted types
             raise DlcvError(f"{metadata.arch}: INT8 quantization failed ({type(exc).__name__}: {first_line(exc)})") from None
-        proto = onnx.load(str(out))
-    return finalize_graph(proto, metadata.with_(precision="int8"))
+        qdq = onnx.load(str(out))
+    return Quantized(fp32, qdq, method, len(tensors), tuple(padded))
+
+
+def quantize_int8(
+    fp32_path: str | os.PathLike,
+    metadata: ArtifactMetadata,
+    tensors: Sequence[np.ndarray],
+    *,
+    method: str = DEFAULT_CALIBRATION_METHOD,
+    fp32_layers: Sequence[str] | None = None,
+) -> onnx.ModelProto:
+    """The INT8 graph of the FP32 ONNX file ``fp32_path``, calibrated on ``tensors``, with
+    ``fp32_layers`` (None: the logits layers) in FP32, finalised with ``metadata`` (precision int8)."""
+    return quantize_all(fp32_path, metadata, tensors, method=method).finish(metadata, fp32_layers)
 
 
 def write_int8(fp32_path: str | os.PathLike, metadata: ArtifactMetadata, config: ExportConfig, log: Log = _silent) -> onnx.ModelProto:
     """The INT8 writer: the FP32 file quantized, calibrated on ``config.calib`` (up to
-    ``calib_count`` images, ``calib_method``)."""
+    ``calib_count`` images, ``calib_method``), ``config.int8_fp32_layers`` kept FP32; with
+    ``config.int8_sensitivity`` the per-layer sweep runs on the same calibration first."""
     if config.calib is None:
         raise DlcvError("INT8 needs calibration images (--calib DIR)")
     paths, where = calibration_paths(config.calib, config.calib_count, metadata.dataset)
@@ -181,4 +278,31 @@ def write_int8(fp32_path: str | os.PathLike, metadata: ArtifactMetadata, config:
     sizes = sorted({"x".join(map(str, t.shape[1:])) for t in tensors})
     log(f"calibrating INT8 ({config.calib_method}) on {len(tensors)} images from {where} "
         f"(size{'s' if len(sizes) > 1 else ''} {', '.join(sizes[:4])}{', ...' if len(sizes) > 4 else ''})")  # fmt: skip
-    return quantize_int8(fp32_path, metadata, tensors, method=config.calib_method)
+    quantized = quantize_all(fp32_path, metadata, tensors, method=config.calib_method)
+    if config.int8_sensitivity:
+        from .int8_sensitivity import write_sensitivity
+
+        write_sensitivity(quantized, metadata, config, log)
+    proto = quantized.finish(metadata, config.int8_fp32_layers)
+    scheme = int8_scheme(proto) or {}
+    padded = f"; input channels padded to 4: {', '.join(scheme['padded_input_channels'])}" if scheme["padded_input_channels"] else ""
+    log(f"  int8: activations {ACTIVATIONS}, weights {WEIGHTS}; FP32 layers: {', '.join(scheme['fp32_layers']) or 'none'}{padded}")
+    return proto
+
+
+@contextlib.contextmanager
+def tensorrt_int8_file(path: str | os.PathLike, log: Log = _silent) -> Iterator[Path]:
+    """The INT8 file ``path`` in the form TensorRT parses (:func:`dlcv.export.qdq.tensorrt_qdq`:
+    signed, zero-point-0 Q/DQ), written to a temporary file that lives as long as the context.
+    A file whose Q/DQ are already signed is yielded as it is."""
+    path = Path(path)
+    proto = onnx.load(str(path))
+    with tempfile.TemporaryDirectory(prefix="dlcv-int8-tensorrt-") as tmp:
+        pairs = tensorrt_qdq(proto)
+        if not pairs:
+            yield path
+            return
+        out = Path(tmp) / f"{path.stem}.tensorrt.onnx"
+        onnx.save_model(proto, str(out))
+        log(f"{path.name}: {pairs} uint8 Q/DQ pairs rewritten as TensorRT's signed INT8 (same ranges) for the build")
+        yield out

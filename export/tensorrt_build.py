@@ -1,7 +1,9 @@
 """ONNX -> TensorRT engine: ``<arch>.plan`` and its sidecar ``<arch>.plan.json`` (TensorRT Python API ≥ 10).
 
 Precision is decided by the ONNX file (DESIGN.md contract 5): the engine is compiled from
-``<arch>.onnx``, ``<arch>.fp16.onnx`` or ``<arch>.int8.onnx`` as a *strongly typed* network
+``<arch>.onnx``, ``<arch>.fp16.onnx`` or ``<arch>.int8.onnx`` (parsed in its signed form,
+:func:`dlcv.export.int8.tensorrt_int8_file`: the file itself is written with uint8 activations
+for the CPU runtimes, TensorRT accepts only signed INT8) as a *strongly typed* network
 (``NetworkDefinitionCreationFlag.STRONGLY_TYPED``; TensorRT 11 accepts nothing else), so the
 graph's Casts and Q/DQ nodes fix every layer's type. Only where that build fails and the
 installed TensorRT (< 11) still offers ``BuilderFlag.FP16`` / ``BuilderFlag.INT8`` is the same
@@ -28,6 +30,7 @@ a one-line :class:`MissingDependencyError` (exit code 2) saying so and what to i
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 from dataclasses import dataclass
@@ -38,10 +41,11 @@ from dlcv.runtime.atomic import atomic_path, write_bytes_atomic
 from dlcv.runtime.backends.tensorrt_backend import EngineBinding, make_logger, version_tuple
 from dlcv.runtime.errors import DlcvError, MissingDependencyError
 from dlcv.runtime.metadata import ArtifactMetadata, sidecar_path, write_sidecar
-from dlcv.runtime.precision import get_precision
+from dlcv.runtime.precision import INT8, get_precision
 from dlcv.runtime.tensorrt_profile import Shape4, graph_dims, natural_size, optimisation_profile
 
 from .config import TIMING_CACHE_NAME, ExportConfig, TensorRTConfig
+from .int8 import tensorrt_int8_file
 from .onnx_export import ExportResult
 from .verify import ExportedArtifact, PrecisionReport, _silent, compare_precisions
 
@@ -192,7 +196,11 @@ def build_engine(result: ExportResult, config: ExportConfig, log: Log | None = N
         + " / ".join("x".join(map(str, s)) for s in shapes) + f", workspace {trt_config.workspace_mb} MB"
         + (", version-compatible" if trt_config.version_compatible else ""))  # fmt: skip
     t0 = time.perf_counter()
-    plan, strongly_typed = build_serialized(trt, onnx_path, md.input_name, shapes, trt_config, cache_path, log)
+    with contextlib.ExitStack() as stack:
+        source = onnx_path  # an INT8 file is written for the CPU runtimes: TensorRT parses its signed form
+        if trt_config.precision == INT8.name:
+            source = stack.enter_context(tensorrt_int8_file(onnx_path, log))
+        plan, strongly_typed = build_serialized(trt, source, md.input_name, shapes, trt_config, cache_path, log)
     seconds = time.perf_counter() - t0
     binding = EngineBinding(
         gpu_name=gpu.name, compute_capability=gpu.compute_capability, tensorrt_version=str(trt.__version__),

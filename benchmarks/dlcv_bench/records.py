@@ -10,6 +10,8 @@ backend and repeated on each of its batch-size records.
 
 from __future__ import annotations
 
+from .flops import INT8_CEILING_KEYS
+
 IDENTITY_KEYS = (
     "name", "arch", "task", "label", "backend", "backend_version", "variant", "precision", "artifact", "default_backend",
     "device", "batch_size", "input_height", "input_width",
@@ -23,7 +25,7 @@ LATENCY_KEYS = (
     "throughput_img_s", "speedup_vs_torch_eager", "speedup_vs_best_torch", "compile_s",
 )  # fmt: skip
 MEMORY_KEYS = ("open_rss_mb", "peak_rss_mb", "gpu_peak_mb")
-FLOP_KEYS = ("model_gflop_per_image", "achieved_gflop_s", "ceiling_pct")
+FLOP_KEYS = ("model_gflop_per_image", "achieved_gflop_s", "ceiling_pct", "ceiling_kind")
 PARITY_KEYS = (
     "parity_images", "parity_batch_size", "parity_truth", "tie_margin",
     "max_abs_logit_error", "mean_abs_logit_error", "max_abs_reference_logit", "nonfinite_logits",
@@ -46,11 +48,12 @@ E2E_KEYS = (
     "e2e_total_ms_per_image", "e2e_throughput_img_s",
 )  # fmt: skip
 MACHINE_KEYS = (
-    "cpu_model", "cpu_cores", "cpu_cores_usable", "memory_gb", "load_average_1min", "torch_threads",
+    "cpu_model", "cpu_isa", "cpu_int8_dot", "cpu_cores", "cpu_cores_usable", "memory_gb", "load_average_1min", "torch_threads",
     "gpu", "gpu_driver", "cuda_version", "os", "python_version", "dlcv_version",
     "numpy_version", "torch_version", "torchvision_version", "onnx_version", "onnxruntime_version", "opencv_version",
     "tensorrt_version", "measured_at_utc",
     "ceiling_device", "ceiling_matmul_size", "ceiling_library", "ceiling_fp32_gflop_s", "ceiling_fp32_gflop_s_median",
+    *INT8_CEILING_KEYS,
 )  # fmt: skip
 
 

@@ -172,20 +172,27 @@ def peer_sentences(result: "BenchResult") -> list[str]:
 def _latency_table(records: list[dict]) -> str:
     header = [
         "backend", "batch", "p50 ms", "p90 ms", "p99 ms", "mean ms", "p50 ms/img", "img/s", "p50 × eager",
-        "p50 × best torch", "peak RSS MB", "open RSS MB", "GFLOP/s", "% ceiling", "compile s",
+        "p50 × best torch", "peak RSS MB", "open RSS MB", "GFLOP/s (INT8: GOP/s)", "compile s", "% of ceiling",
     ]  # fmt: skip
     columns = (
         ("latency_p50_ms", 1), ("latency_p90_ms", 1), ("latency_p99_ms", 1), ("latency_mean_ms", 1),
         ("latency_p50_ms_per_image", 2), ("throughput_img_s", 2), ("speedup_vs_torch_eager", 2),
-        ("speedup_vs_best_torch", 2), ("peak_rss_mb", 0), ("open_rss_mb", 0), ("achieved_gflop_s", 1), ("ceiling_pct", 1),
+        ("speedup_vs_best_torch", 2), ("peak_rss_mb", 0), ("open_rss_mb", 0), ("achieved_gflop_s", 1),
         ("compile_s", 1),
     )  # fmt: skip
     rows = [
-        [r["label"], r["batch_size"], *(fmt(r[key], digits) for key, digits in columns)]
+        [r["label"], r["batch_size"], *(fmt(r[key], digits) for key, digits in columns), _ceiling_cell(r)]
         for r in records
         if r["latency_p50_ms"] is not None
     ]
     return table(header, rows)
+
+
+def _ceiling_cell(r: dict) -> str:
+    """``41.2 (int8)``: the share of the ceiling of the row's precision, which ceiling it is."""
+    if r["ceiling_pct"] is None:
+        return "–"
+    return f"{r['ceiling_pct']:.1f} ({r['ceiling_kind'] or 'fp32'})"
 
 
 def _parity_table(result: "BenchResult") -> str:
@@ -287,6 +294,9 @@ def _introduction(result: "BenchResult") -> list[str]:
         f"Measured {mach['measured_at_utc']} on {mach['cpu_model']} ({cores}), {gpu}; "
         f"load average at the start {mach['load_average_1min']}.",
         "",
+        f"CPU instruction sets: {mach.get('cpu_isa') or 'unknown'}; fastest INT8 multiply-add: "
+        f"{mach.get('cpu_int8_dot') or 'unknown'}.",
+        "",
         f"> {NOISY_MACHINE_NOTE}",
         "",
         f"Images: {result.images}. Timing: {cfg.warmup} warm-up calls, then {cfg.iters} timed calls per backend and "
@@ -326,10 +336,18 @@ def _ceiling_explanation(result: "BenchResult") -> str | None:
             f"Model: {flops:.2f} GFLOP per image at {result.shape[0]}×{result.shape[1]} (convolutions and matrix "
             "multiplies, counted once by torch.utils.flop_counter). "
         )
+    int8 = mach.get("ceiling_int8_gop_s")
+    if int8:
+        text += (
+            f"INT8 ceiling, measured alongside: onnxruntime integer graphs built in code, "
+            f"{mach['ceiling_int8_types']}; best {int8:.1f} GOP/s ({mach['ceiling_int8_probe']}), "
+            f"{mach['ceiling_int8_gop_s_median']:.1f} median; each probe's best: {mach['ceiling_int8_probes']}. "
+        )
     return text + (
-        "GFLOP/s = model FLOPs × images/s; % ceiling = that over the FP32 matmul ceiling. The ceiling is measured, "
-        "not theoretical: FP16/INT8 rows can exceed 100 %, and on a loaded machine an FP32 row can come out "
-        "slightly above it."
+        "GFLOP/s = model FLOPs × images/s (an INT8 row does the same multiply-adds in integers: GOP/s); % of ceiling = "
+        "that over the ceiling of the row's precision (INT8 rows: the INT8 ceiling where one was measured, every "
+        "other row: the FP32 one). The ceilings are measured, not theoretical: FP16 rows (and INT8 rows without an "
+        "INT8 ceiling) can exceed 100 %, and on a loaded machine a row can come out slightly above its ceiling."
     )
 
 

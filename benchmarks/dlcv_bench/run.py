@@ -2,7 +2,8 @@
 
 :func:`run_benchmark` is the library behind ``dlcv-bench``. The steps, each in its module:
 
-1. the machine (:mod:`.machine`) and its FP32 matmul ceiling (:mod:`.flops`), measured first;
+1. the machine (:mod:`.machine`, instruction sets included) and its FP32 and INT8 ceilings
+   (:mod:`.flops`), measured first;
 2. the images (:mod:`.data`): a dataset split, a folder, the demo set or synthetic images;
 3. the rows (:mod:`.candidates`): PyTorch eager FP32 (always: it is the reference), the other
    PyTorch baselines, and every model file given, or exported now (:mod:`.exporting`);
@@ -32,7 +33,10 @@ from .candidates import BenchRow, artifact_name, artifact_rows, assign_labels, b
 from .config import DEFAULT_SHAPE, BenchConfig
 from .data import BenchImages, latency_batch, load_images, natural_shape, parity_batches
 from .exporting import export_artifacts
-from .flops import MatmulProbe, achieved, ceiling_fields, ceiling_probes, matmul_seconds, model_flops_per_image
+from .flops import (
+    achieved, ceiling_fields, ceiling_probes, int8_ceiling_fields, int8_probes, matmul_seconds, model_flops_per_image,
+    row_ceiling,
+)  # fmt: skip
 from .machine import machine_info
 from .parity import ImageCellsObserver, parity_record
 from .pipeline import time_pipeline
@@ -113,7 +117,7 @@ def _missing_backend(name: str, device: str) -> BenchRow:
 
 
 _EXPORTED = Path("exported.onnx")  # the kind of file the run exports when no artifact is given
-_CEILING = "fp32 matmul ceiling"  # runner keys (_CEILING, library) never equal a row label
+_CEILING = "ceiling probe"  # runner keys (_CEILING, library) never equal a row label
 
 
 @dataclass
@@ -210,10 +214,10 @@ class BenchmarkRun:
                 continue
             self.results[c.label].parity = {**parity, "parity_batch_size": batch_size}
 
-    def latency(self, ceiling_probes: list[MatmulProbe]) -> dict[str, list[float]]:
+    def latency(self, ceiling_probes: list) -> dict[str, list[float]]:
         """All runnable rows timed in interleaved rounds, batch size by batch size, with memory peaks.
 
-        The ``ceiling_probes`` (FP32 matmuls) take part in every round, so the ceiling meets the
+        The ``ceiling_probes`` (FP32 matmuls, INT8 graphs) take part in every round, so the ceiling meets the
         same load as the backends; returns their timed seconds by library."""
         cfg = self.config
         sync = None
@@ -322,7 +326,8 @@ class BenchmarkRun:
                     fields.update(stats, warmup_calls=cfg.warmup, rounds=cfg.rounds_used)
                     fields.update(outcome.extras)
                     fields.update(self._speedups(stats, latency[bs]))
-                    fields.update(achieved(flops, stats["throughput_img_s"], machine.get("ceiling_fp32_gflop_s")))
+                    ceiling, kind = row_ceiling(c.precision, machine)
+                    fields.update(achieved(flops, stats["throughput_img_s"], ceiling), ceiling_kind=kind)
                 fields.update(r.parity)
                 if bs in r.compile_s:
                     fields["compile_s"] = r.compile_s[bs]
@@ -378,10 +383,15 @@ def run_benchmark(config: BenchConfig, log: Log | None = None, command: str | No
         f"machine: {machine['cpu_model']}, {machine['cpu_cores']} cores, GPU {machine['gpu'] or 'none'}; "
         f"load {machine['load_average_1min']}"
     )
-    probes = ceiling_probes(config.device, config.ceiling_size)
+    fp32_probes = ceiling_probes(config.device, config.ceiling_size)
+    int8 = int8_probes(config.device, config.ceiling_size, config.threads)
+    probes = fp32_probes + int8
     ceiling_seconds = {p.library: matmul_seconds(p) for p in probes}
-    first = ceiling_fields(ceiling_seconds, config.device, config.ceiling_size)
-    log(f"FP32 matmul ceiling: {first['ceiling_fp32_gflop_s']:.1f} GFLOP/s")
+    first = ceiling_fields({p.library: ceiling_seconds[p.library] for p in fp32_probes}, config.device, config.ceiling_size)
+    log(f"FP32 matmul ceiling: {first['ceiling_fp32_gflop_s']:.1f} GFLOP/s; {machine['cpu_isa']}")
+    if int8:
+        first = int8_ceiling_fields(ceiling_seconds, int8)
+        log(f"INT8 ceiling: {first['ceiling_int8_gop_s']:.1f} GOP/s ({first['ceiling_int8_probes']})")
 
     with tempfile.TemporaryDirectory(prefix="dlcv-bench-") as tmp:
         workdir = Path(tmp)
@@ -422,7 +432,8 @@ def run_benchmark(config: BenchConfig, log: Log | None = None, command: str | No
         finally:
             for c in run.rows:
                 c.close()
-        machine.update(ceiling_fields(ceiling_seconds, config.device, config.ceiling_size))
+        machine.update(ceiling_fields({p.library: ceiling_seconds[p.library] for p in fp32_probes}, config.device, config.ceiling_size))
+        machine.update(int8_ceiling_fields(ceiling_seconds, int8))
         records = run.records(name, machine, flops)
 
     notes.append(f"Peak memory: {memory.peak_method()}.")

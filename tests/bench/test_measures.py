@@ -7,7 +7,11 @@ import pytest
 import torch
 import torch.nn as nn
 
-from dlcv.bench.flops import achieved, ceiling_fields, matmul_ceiling, model_flops_per_image
+from dlcv.bench.flops import (
+    INT8_CEILING_KEYS, Int8Probe, achieved, ceiling_fields, int8_ceiling, int8_ceiling_fields, int8_probes, matmul_ceiling,
+    model_flops_per_image, row_ceiling,
+)  # fmt: skip
+from dlcv.bench.machine import cpu_isa
 from dlcv.bench import memory
 from dlcv.bench.memory import current_rss_mb, peak_rss_mb, reset_peak_rss
 from dlcv.bench.records import IDENTITY_KEYS, MACHINE_KEYS, TASK_PARITY_KEYS, make_record, record_keys
@@ -58,6 +62,71 @@ def test_ceiling_and_achieved_share():
     assert fields["ceiling_fp32_gflop_s_median"] == pytest.approx(0.5)
     assert achieved(2_000_000_000, 5.0, 20.0) == {"achieved_gflop_s": 10.0, "ceiling_pct": 50.0}
     assert achieved(None, 5.0, 20.0) == {"achieved_gflop_s": None, "ceiling_pct": None}
+
+
+def test_int8_ceiling_runs_integer_graphs_and_reports_positive_gop_s():
+    c = int8_ceiling(size=128, reps=2)
+    assert c["ceiling_int8_gop_s"] >= c["ceiling_int8_gop_s_median"] > 0
+    assert "U8S8" in c["ceiling_int8_types"] and c["ceiling_int8_probe"].endswith(("(QLinearMatMul)", "(QLinearConv)"))
+    assert c["ceiling_int8_probes"].startswith("matmul ") and "; conv " in c["ceiling_int8_probes"]
+    assert int8_probes("cuda") == []  # onnxruntime's CPU kernels say nothing about a GPU
+
+
+def test_int8_probes_are_the_integer_kernels_onnxruntime_fuses_them_to(tmp_path):
+    """The QDQ graphs become QLinearMatMul / QLinearConv (uint8 x int8) after onnxruntime's
+    optimisations: the probes time the integer kernels, not FP32 ones."""
+    import onnx
+    import onnxruntime as ort
+
+    from dlcv.bench import flops
+
+    for build, fused in ((flops._int8_matmul, "QLinearMatMul"), (flops._int8_conv, "QLinearConv")):
+        proto, feed, ops = build(64)
+        options = ort.SessionOptions()
+        options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+        session = ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        assert session.run(None, feed)[0].dtype == np.uint8
+        kinds = [n.op_type for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node]
+        assert fused in kinds and not {"MatMul", "Conv", "DequantizeLinear"} & set(kinds), kinds
+    assert Int8Probe("matmul", 64).ops == 2 * 64**3
+    assert Int8Probe("conv", 64).ops == 2 * 2 * 64 * 64 * 16 * 16 * 9  # 2 layers, 64², 16 channels, 3x3
+
+
+def test_int8_ceiling_is_the_fastest_probe_and_int8_rows_are_shares_of_it():
+    probes = [Int8Probe("matmul", 64), Int8Probe("conv", 64)]
+    ops = [p.ops for p in probes]
+    fields = int8_ceiling_fields({probes[0].library: [1.0, 1.0], probes[1].library: [0.5, 2.0, 2.0]}, probes)
+    assert fields["ceiling_int8_gop_s"] == pytest.approx(ops[1] / 0.5 / 1e9) and "QLinearConv" in fields["ceiling_int8_probe"]
+    assert fields["ceiling_int8_gop_s_median"] == pytest.approx(ops[1] / 2.0 / 1e9)
+    assert int8_ceiling_fields({}, probes) == {key: None for key in INT8_CEILING_KEYS}
+    machine = {"ceiling_fp32_gflop_s": 50.0, "ceiling_int8_gop_s": 200.0}
+    assert row_ceiling("int8", machine) == (200.0, "int8") and row_ceiling("fp32", machine) == (50.0, "fp32")
+    assert row_ceiling("fp16", machine) == (50.0, "fp32")
+    assert row_ceiling("int8", {"ceiling_fp32_gflop_s": 50.0, "ceiling_int8_gop_s": None}) == (50.0, "fp32")  # a GPU run
+
+
+AVX2_ONLY = """processor\t: 0
+vendor_id\t: AuthenticAMD
+model name\t: AMD EPYC 7B12
+flags\t\t: fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush mmx fxsr sse sse2 ht syscall nx mmxext fxsr_opt pdpe1gb rdtscp lm constant_tsc rep_good nopl nonstop_tsc cpuid extd_apicid tsc_known_freq pni pclmulqdq ssse3 fma cx16 sse4_1 sse4_2 x2apic movbe popcnt aes xsave avx f16c rdrand hypervisor lahf_lm cmp_legacy cr8_legacy abm sse4a misalignsse 3dnowprefetch osvw topoext ssbd ibrs ibpb stibp vmmcall fsgsbase tsc_adjust bmi1 avx2 smep bmi2 rdseed adx smap clflushopt clwb sha_ni xsaveopt xsavec xgetbv1 clzero xsaveerptr arat npt nrip_save umip rdpid
+"""
+CASCADE_LAKE = "flags\t: fpu sse2 avx fma avx2 avx512f avx512dq avx512cd avx512bw avx512vl avx512_vnni\n"
+SAPPHIRE_RAPIDS = ("flags\t: fpu avx fma avx2 avx512f avx512_vnni avx_vnni avx512_bf16 amx_bf16 amx_tile amx_int8 avx512_fp16\n"
+                   "bugs\t: spectre_v1\n")  # fmt: skip
+GRAVITON3 = "processor\t: 0\nFeatures\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics asimddp sve i8mm bf16 sve2\n"
+
+
+@pytest.mark.parametrize("text, isa, dot", [
+    (AVX2_ONLY, "avx2 fma", "AVX2 only (VPMADDUBSW + VPMADDWD, no VNNI)"),
+    (CASCADE_LAKE, "avx2 fma avx512f avx512_vnni", "AVX512-VNNI (VPDPBUSD, 512-bit)"),
+    (SAPPHIRE_RAPIDS, "avx2 fma avx512f avx512_vnni avx_vnni avx512_bf16 amx_bf16 amx_int8", "AMX-INT8 (tile matrix multiply)"),
+    (GRAVITON3, "asimd asimddp i8mm bf16 sve sve2", "Arm I8MM (SMMLA)"),
+    ("flags\t: fpu sse2\n", "none", "none of the known ones"),
+    ("processor : 0\nmodel name : something\n", "unknown", "unknown"),
+    ("", "unknown", "unknown"),
+])  # fmt: skip
+def test_instruction_sets_from_cpuinfo(text, isa, dot):
+    assert cpu_isa(text) == {"cpu_isa": isa, "cpu_int8_dot": dot}
 
 
 def test_peak_rss_sees_an_allocation_and_resets():

@@ -15,7 +15,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from dlcv.export import ExportConfig, export_onnx
 from dlcv.export.fp16 import FP32_OPS, convert_to_fp16, precision_summary, topological_order
-from dlcv.export.int8 import calibration_paths, calibration_tensors
+from dlcv.export.int8 import calibration_paths, calibration_tensors, int8_scheme
 from dlcv.export.onnx_export import write_precisions
 from dlcv.runtime.compare import judge
 from dlcv.runtime.precision import FP16, FP32, INT8, Gate
@@ -96,25 +96,47 @@ def test_fp16_graph_holds_fp16_weights_and_activations(exported):
     assert conv_outputs and all(types[o] == TensorProto.FLOAT16 for o in conv_outputs)
 
 
-def test_int8_graph_is_qdq_around_every_conv(exported):
+def test_int8_graph_is_u8s8_qdq_around_every_layer_but_the_logits(exported):
+    """uint8 asymmetric activations per tensor, int8 symmetric weights per output channel, FP32
+    biases; the logits layer (upscore8) FP32, as Conv + DepthToSpace; the first conv's input padded
+    to 4 channels; the scheme recorded beside the metadata."""
     _, result, _ = exported
     model = onnx.load(str(result.precision_paths["int8"]))
     graph = model.graph
     producer = {o: n for n in graph.node for o in n.output}
     inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-    convs = [n for n in graph.node if n.op_type in ("Conv", "ConvTranspose")]
-    assert len(convs) == 21
-    for conv in convs:
+    convs = {layer_of(graph, n, inits, producer): n for n in graph.node if n.op_type in ("Conv", "ConvTranspose")}
+    assert len(convs) == 21 and not [n for n in graph.node if n.op_type == "ConvTranspose" and convs.get("upscore8") is n]
+    for layer, conv in convs.items():
+        if layer == "upscore8":  # FP32: an FP32 weight, no DequantizeLinear, its output shuffled to the logits
+            assert conv.op_type == "Conv" and conv.input[1] in inits and inits[conv.input[1]].dtype == np.float32
+            assert producer[conv.input[0]].op_type != "DequantizeLinear"
+            continue
         act, weight = producer[conv.input[0]], producer[conv.input[1]]
-        assert act.op_type == weight.op_type == "DequantizeLinear", conv.name
+        assert act.op_type == weight.op_type == "DequantizeLinear", layer
         assert producer[act.input[0]].op_type == "QuantizeLinear"
+        assert inits[act.input[1]].shape == () and inits[act.input[2]].dtype == np.uint8  # per tensor, uint8
         w, scale, zero = (inits[x] for x in weight.input)
-        assert w.dtype == np.int8 and not zero.any()
+        assert w.dtype == np.int8 and zero.dtype == np.int8 and not zero.any()
         channel_axis = 1 if conv.op_type == "ConvTranspose" else 0
         assert scale.shape == (w.shape[channel_axis],), "weights are quantized per output channel"
-        assert (act.input[2] in inits) and not inits[act.input[2]].any() and inits[act.input[2]].dtype == np.int8
+        assert next(a.i for a in weight.attribute if a.name == "axis") == channel_axis
         if len(conv.input) > 2:
             assert conv.input[2] in inits and inits[conv.input[2]].dtype == np.float32  # bias stays FP32
+    shuffle = next(n for n in graph.node if n.op_type == "DepthToSpace")
+    assert shuffle.input[0] == convs["upscore8"].output[0]
+    first = convs["features.0"]
+    w = inits[producer[first.input[1]].input[0]]
+    assert w.shape[1] == 4 and not w[:, 3].any()  # 3 input channels + a zero one
+    assert producer[producer[producer[first.input[0]].input[0]].input[0]].op_type == "Pad"
+    scheme = int8_scheme(model)
+    assert scheme["fp32_layers"] == ["upscore8"] and scheme["padded_input_channels"] == ["features.0"]
+    assert scheme["calibration"] == "minmax" and scheme["activations"].startswith("uint8")
+
+
+def layer_of(graph, node, inits, producer) -> str:
+    name = node.input[1] if node.input[1] in inits else producer[node.input[1]].input[0]
+    return name.removesuffix("_quantized").removesuffix(".weight")
 
 
 def test_one_table_in_task_terms_with_labels(exported):
@@ -133,7 +155,7 @@ def test_one_table_in_task_terms_with_labels(exported):
     assert 0 < int8.stats["max_abs_logit_error"] < fp32.stats["max_abs_reference_logit"]
     record = json.loads(json.dumps(result.to_dict()))
     assert [r["label"] for r in record["precisions"]["rows"]] == ["fp32", "fp16", "int8"]
-    assert any(m.startswith("calibrating INT8 (percentile) on 6 images") and "sizes 36x36, 40x48" in m for m in messages)
+    assert any(m.startswith("calibrating INT8 (minmax) on 6 images") and "sizes 36x36, 40x48" in m for m in messages)
 
 
 def test_calibration_reads_real_images_at_their_natural_size(tmp_path):
