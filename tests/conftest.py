@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from dlcv.runtime.backends import Preference
+
 NARROW = 0.0625  # width of the test models: every channel count / 16
 
 
@@ -54,3 +56,30 @@ def make_checkpoint(tmp_path_factory):
         return cache[key]
 
     return make
+
+
+# A preference the tests declare (no backend declares one today: the committed benchmarks measured none).
+INT8_ON_OPENVINO = Preference("int8", "cpu", over="onnxruntime", record="benchmarks/results/example/results.json",
+                              summary="a test's preference")  # fmt: skip
+
+
+def with_openvino_class(monkeypatch, cls):
+    """The backend registry with ``cls`` in place of the OpenVINO backend class."""
+    from dlcv.runtime.backends import backends, registry
+
+    real = registry._registry()
+    classes = {name: (cls if name == "openvino" else c) for name, c in real.classes.items()}
+    monkeypatch.setattr(registry, "_registry", lambda: registry._Registry(classes, dict(real.broken)))
+    assert backends()["openvino"] is cls
+
+
+@pytest.fixture
+def openvino_preferred(monkeypatch):
+    """The registry with OpenVINO declaring a preference for INT8 .onnx files on the CPU."""
+    from dlcv.runtime.backends.openvino_backend import OpenVINOBackend
+
+    class PreferredOpenVINO(OpenVINOBackend):
+        preferred_for = (INT8_ON_OPENVINO,)
+
+    with_openvino_class(monkeypatch, PreferredOpenVINO)
+    return PreferredOpenVINO

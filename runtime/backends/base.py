@@ -16,6 +16,9 @@ from ..metadata import ArtifactMetadata
 
 Outputs = dict[str, np.ndarray]
 
+# A measured win below this (p50 ratio, every batch size) is within a shared machine's spread.
+MIN_PREFERENCE_SPEEDUP = 1.10
+
 
 @dataclass(frozen=True)
 class Preference:
@@ -30,6 +33,28 @@ class Preference:
     over: str
     record: str
     summary: str
+
+    def unsupported_by(self, backend: str, records: Sequence[Mapping]) -> str | None:
+        """Why the benchmark ``records`` (a ``results.json`` list) do not support making ``backend``
+        the default over :attr:`over`, or None when they do: rows of both on the same file, of this
+        precision and device, at one or more batch sizes, and at every one of them ``backend``'s p50
+        latency at least :data:`MIN_PREFERENCE_SPEEDUP` times faster. A smaller win is within the
+        run-to-run spread of a shared machine and is no reason to change a default."""
+        rows = {(r["backend"], r["batch_size"]): r for r in records
+                if r["precision"] == self.precision and r["device"] == self.device and r["latency_p50_ms"] is not None}  # fmt: skip
+        sizes = sorted({bs for b, bs in rows if b == backend} & {bs for b, bs in rows if b == self.over})
+        if not sizes:
+            return f"{self.record} has no {backend} and {self.over} rows of {self.precision} files on the {self.device}"
+        for bs in sizes:
+            mine, theirs = rows[(backend, bs)], rows[(self.over, bs)]
+            if mine["artifact"] != theirs["artifact"]:
+                return f"{self.record}: {backend} and {self.over} ran different files at batch {bs}"
+            speedup = theirs["latency_p50_ms"] / mine["latency_p50_ms"]
+            if speedup < MIN_PREFERENCE_SPEEDUP:
+                return (f"{self.record}: {backend} {self.precision} is {speedup:.2f}× {self.over} at batch {bs} "
+                        f"({mine['latency_p50_ms']:.1f} vs {theirs['latency_p50_ms']:.1f} ms p50), "
+                        f"below the {MIN_PREFERENCE_SPEEDUP:.2f}× a preference needs")  # fmt: skip
+        return None
 
 
 class Backend(ABC):

@@ -34,8 +34,7 @@ def check_peers(records, result, out, torch_rows):
         if r["skipped"] is None:
             assert r["error"] is None and r["latency_p50_ms"] > 0 and r["pixel_agreement"] is not None, (r["label"], r["error"])
     onnx_rows = [r for r in records if r["artifact"]]
-    assert {r["default_backend"] for r in onnx_rows if r["precision"] == "int8"} == {"openvino"}  # by measurement
-    assert {r["default_backend"] for r in onnx_rows if r["precision"] != "int8"} == {"onnxruntime"}
+    assert {r["default_backend"] for r in onnx_rows} == {"onnxruntime"}  # no backend declares a preference
     report = (out / "peers" / REPORT_MD).read_text()
     assert "## Peers: which backend for which file" in report
     sentences = [line for line in report.splitlines() if line.startswith("- ") and " runs fcn8s" in line]
@@ -92,7 +91,7 @@ def _record(backend, artifact, bs, p50, default="onnxruntime", precision="fp32")
             "error": None, "precision": precision, "device": "cpu"}  # fmt: skip
 
 
-def test_the_report_says_where_a_peer_beats_dlcvs_default():
+def test_the_report_says_where_a_peer_beats_dlcvs_default(openvino_preferred):
     records = [
         _record("onnxruntime", "/a/fcn8s.onnx", 1, 100.0), _record("openvino", "/a/fcn8s.onnx", 1, 125.0),
         _record("onnxruntime", "/a/fcn8s.onnx", 2, 180.0), _record("openvino", "/a/fcn8s.onnx", 2, 200.0),
