@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-DEMO_CHECKPOINTS = ("/work/models/demo-fcn8s.pt", "/work/models/demo-fcn8s-avx2cap.pt")
+DEMO_CHECKPOINT = Path("runs/demo-fcn8s/best.pt")  # what `make demo` trains
 SHAPES = ((256, 1), (256, 4), (512, 1), (512, 4))
 ABLATION_SHAPES = ((256, 1), (512, 1))
 
@@ -386,10 +386,17 @@ def main(argv=None) -> int:
     parser.add_argument("--iters", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--quick", action="store_true", help="a narrow model at 64², few calls: checks the script")
+    parser.add_argument("--checkpoint", type=Path, action="append",
+                        help=f"a trained checkpoint whose data the accuracy part scores (repeatable; default {DEMO_CHECKPOINT})")
     parser.add_argument("--parts", default="speed,accuracy",
                         help="speed, accuracy or both; a part left out is kept from <out>/results.json")  # fmt: skip
     args = parser.parse_args(argv)
     parts = set(args.parts.split(","))
+    demos = args.checkpoint or [DEMO_CHECKPOINT]
+    missing = [str(d) for d in demos if not d.is_file()]
+    if "accuracy" in parts and missing:
+        parser.error(f"no checkpoint {', '.join(missing)}: run `make demo` to train the demo model, "
+                     "give --checkpoint PATH, or --parts speed")
 
     import openvino
 
@@ -413,7 +420,6 @@ def main(argv=None) -> int:
             results["accuracy"] = previous["accuracy"]
         else:
             results["accuracy"] = []
-            demos = [Path(p) for p in DEMO_CHECKPOINTS if Path(p).is_file()]
             for demo in demos[:1] if args.quick else demos:
                 results["accuracy"].append(accuracy(demo, work / demo.stem, args.calib_count, 16 if args.quick else args.eval_count,
                                                     ["minmax"] if args.quick else ["minmax", "percentile", "entropy"], log))  # fmt: skip
