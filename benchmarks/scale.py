@@ -197,8 +197,7 @@ def report(record: dict, command: str) -> str:
         f"Reproduce: `{command}`",
         "",
         f"Machine: {m['cpu_model']} ({m['cpus']} CPUs; {isa}); load average at start {m['loadavg_start'][0]:.2f}, "
-        f"at end {record['loadavg_end'][0]:.2f}. **Shared machine**: other jobs ran beside this one, so the figures "
-        "are indicative, not a quiet-machine measurement.",
+        f"at end {record['loadavg_end'][0]:.2f}. {machine_state(m['loadavg_start'][0], record['loadavg_end'][0], m['cpus'])}",
         f"Model: {record['model']}; {record['images']} images of {record['size']}×{record['size']} (BMP).",
         f"Versions: {', '.join(f'{k} {v}' for k, v in m['versions'].items())}.",
         "",
@@ -224,8 +223,28 @@ def report(record: dict, command: str) -> str:
         f"Triton server start {s['server_start_s']:.1f} s; the model step's executions by batch size over the whole "
         f"session (dynamic batching): {s['model_batches']}.",
         "",
+        "## Reading the rows",
+        "",
+        f"- On {m['cpus']} CPUs every process competes for the same cores: Ray (raylet, readers, actors) and Triton",
+        "  (server, Python-backend stubs, the client) add processes and copies that the single-process pipeline",
+        "  does not pay. They are how dlcv scales past one machine (more nodes, GPUs), not a way to run one small",
+        "  machine faster: compare them with the plain row on a machine with more cores, or across nodes.",
+        "- Ray's fixed costs (`ray.init`, the actor pool's start, in the Ray row's notes) are paid once per run,",
+        "  so Ray pays off on large folders; its steady-state rate excludes them.",
+        "- The Triton rows run the model step on the Python backend (dlcv's onnxruntime backend), the only one",
+        "  nvidia-pytriton's tritonserver has; the native onnxruntime/TensorRT backends and GPU instances",
+        "  could not be measured here.",
+        "",
     ]
     return "\n".join(lines)
+
+
+def machine_state(load_start: float, load_end: float, cpus: int) -> str:
+    """One sentence on how far the figures can be trusted, from the load averages around the run."""
+    if max(load_start, load_end) > cpus:
+        return ("**Shared machine**: the load average exceeded the CPU count, other jobs ran beside this one, so "
+                "the figures are indicative, not a quiet-machine measurement.")
+    return "A quiet machine: the load average stayed at or below the CPU count (most of it this run's own work)."
 
 
 def main() -> None:
