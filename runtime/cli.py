@@ -30,7 +30,9 @@ DEFAULT_WORKERS = max(1, min(4, os.cpu_count() or 1))
 @click.option("--backend", default=None, metavar="NAME",
               help=f"Run the model on this backend ({', '.join(backend_names())}) instead of the default for its "
                    "suffix, e.g. --backend openvino for an .onnx file.")
-@click.option("--device", type=click.Choice(all_devices()), default="cpu", show_default=True)
+@click.option("--device", default="cpu", show_default=True, metavar="DEVICE",
+              help=f"Where the model runs: {', '.join(d if d == 'cpu' else d + '[:N]' for d in all_devices())} "
+                   "(N: the GPU's index).")
 @click.option("--lean-runtime", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="TensorRT engines: the libnvinfer_lean library of the TensorRT version that built a "
                    "version-compatible engine, needed to run it on a later TensorRT.")

@@ -57,7 +57,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .atomic import remove_stale_temporaries, write_text_atomic
-from .backends import Backend, all_devices, choose_backend, get_backend, open_backend
+from .backends import Backend, choose_backend, get_backend, open_backend, parse_device
 from .batching import Loaded, LoadJob, ShapeBatcher, load_job, window_size
 from .datasets.ground_truth import ClassificationLabels
 from .errors import DlcvError, DlcvUsageError, first_line
@@ -125,9 +125,10 @@ class InferConfig:
             problems.append(f"--batch-size must be at least 1, got {self.batch_size}")
         if self.workers < 1:
             problems.append(f"--workers must be at least 1, got {self.workers}")
-        devices = all_devices()
-        if self.device.split(":", 1)[0].lower() not in devices:
-            problems.append(f"--device must be one of {', '.join(devices)}, not {self.device!r}")
+        try:
+            object.__setattr__(self, "device", parse_device(self.device))
+        except DlcvUsageError as e:
+            problems.append(str(e))
         if self.max_pixels is not None and self.max_pixels < 1:
             problems.append(f"--max-pixels must be positive, got {self.max_pixels}")
         engine_suffixes = get_backend("tensorrt").suffixes

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from .base import Backend, Preference
 from .registry import (
-    Choice, all_devices, backend_names, backends, backends_for, check_device, choose_backend, deployed_suffixes,
+    Choice, all_devices, backend_names, backends, backends_for, check_device, choose_backend, parse_device, deployed_suffixes,
     get_backend, open_backend, opens, resolve_backend,
 )  # fmt: skip
 
 __all__ = [
-    "Backend", "Choice", "Preference", "all_devices", "backend_names", "backends", "backends_for", "choose_backend",
+    "Backend", "Choice", "Preference", "all_devices", "backend_names", "backends", "backends_for", "choose_backend", "parse_device",
     "deployed_suffixes", "get_backend", "check_device", "open_backend", "opens", "resolve_backend",
 ]  # fmt: skip

@@ -87,6 +87,18 @@ def all_devices() -> tuple[str, ...]:
     return tuple(dict.fromkeys(d for cls in _registry().classes.values() for d in cls.devices))
 
 
+def parse_device(text: str) -> str:
+    """``text`` as a device the backends declare (:func:`all_devices`), lower-cased: ``cpu``, or a
+    GPU device with an optional index (``cuda:1``, ``tensorrt:0``). A usage error otherwise."""
+    device = str(text).strip().lower()
+    base, _, index = device.partition(":")
+    devices = all_devices()
+    if base not in devices or (_ and (base == "cpu" or not index.isdigit())):
+        gpus = [d for d in devices if d != "cpu"]
+        raise DlcvUsageError(f"--device {text!r}: use {' or '.join(['cpu', *(f'{d}[:N]' for d in gpus)])}")
+    return device
+
+
 def scheme_of(target: str | Path) -> str | None:
     """``triton`` for ``triton://host:8000/model``; None for a file path."""
     text = str(target)

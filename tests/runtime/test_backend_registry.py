@@ -10,7 +10,7 @@ from importlib.metadata import EntryPoint
 import pytest
 
 from dlcv.runtime.backends import (
-    Backend, all_devices, backend_names, backends, backends_for, deployed_suffixes, get_backend, open_backend,
+    Backend, all_devices, backend_names, backends, backends_for, deployed_suffixes, get_backend, open_backend, parse_device,
     resolve_backend,
 )  # fmt: skip
 from dlcv.runtime.backends import registry
@@ -132,3 +132,29 @@ def test_an_entry_point_must_carry_the_class_name(monkeypatch, fresh_registry):
     monkeypatch.setattr(registry, "entry_points", lambda group: [wrong])
     with pytest.raises(DlcvError, match="entry point 'ort' names the backend 'onnxruntime'"):
         backends()
+
+
+@pytest.mark.parametrize("text, device", [("cpu", "cpu"), ("CUDA", "cuda"), ("cuda:1", "cuda:1"), (" tensorrt:0 ", "tensorrt:0")])
+def test_devices_with_a_gpu_index_are_accepted(text, device):
+    assert parse_device(text) == device
+
+
+@pytest.mark.parametrize("text", ["cpu:0", "cuda:", "cuda:x", "cuda:-1", "npu", "gpu:0", ""])
+def test_malformed_devices_are_a_usage_error_naming_the_forms(text):
+    with pytest.raises(DlcvUsageError, match=r"use cpu or cuda\[:N\]"):
+        parse_device(text)
+
+
+def test_dlcv_infer_takes_a_gpu_index_and_refuses_a_malformed_device(seg_model, tmp_path):
+    from click.testing import CliRunner
+
+    from dlcv.runtime.cli import main
+
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "a.png").write_bytes(b"")
+    bad = CliRunner().invoke(main, [str(images), "--engine", str(seg_model), "--device", "cpu:1", "--out", str(tmp_path / "o")])
+    assert bad.exit_code == 2 and "--device 'cpu:1': use cpu or cuda[:N]" in bad.stderr and not (tmp_path / "o").exists()
+    indexed = CliRunner().invoke(main, [str(images), "--engine", str(seg_model), "--device", "cuda:1", "--out", str(tmp_path / "o")])
+    # accepted as a device: onnxruntime (CPU build) then says it has no CUDA provider, without falling back to the CPU
+    assert indexed.exit_code != 0 and "cuda" in indexed.stderr.lower() and "use cpu or cuda[:N]" not in indexed.stderr
