@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, Callable
 
@@ -98,34 +99,43 @@ def _pb():
     return pb_utils
 
 
+def _error_message(exc: Exception) -> str:
+    """A request's error for the client: dlcv's own one-line message, else the exception's type and first line."""
+    return str(exc) if isinstance(exc, DlcvError) else f"{type(exc).__name__}: {first_line(exc)}"
+
+
 class _DlcvModel:
-    """What the three models share: the metadata from the config, per-request error responses."""
+    """What the three models share: the metadata from the config, reading an input tensor."""
 
     def initialize(self, args: dict[str, str]) -> None:
         self.model_config = json.loads(args["model_config"])
         self.metadata = config_metadata(self.model_config)
-
-    def _respond(self, request, compute: Callable[[Any], list]) -> Any:
-        pb = _pb()
-        try:
-            return pb.InferenceResponse(output_tensors=compute(request))
-        except DlcvError as exc:
-            return pb.InferenceResponse(output_tensors=[], error=pb.TritonError(str(exc)))
-        except Exception as exc:  # one request's failure must not fail the others
-            return pb.InferenceResponse(output_tensors=[], error=pb.TritonError(f"{type(exc).__name__}: {first_line(exc)}"))
-
-    def execute(self, requests: list) -> list:
-        return [self._respond(request, self.compute) for request in requests]
-
-    def compute(self, request) -> list:  # pragma: no cover - overridden
-        raise NotImplementedError
 
     @staticmethod
     def _input(request, name: str) -> np.ndarray:
         return _pb().get_input_tensor_by_name(request, name).as_numpy()
 
 
-class PreprocessModel(_DlcvModel):
+class _PerRequestModel(_DlcvModel, ABC):
+    """A model that answers each request on its own (:meth:`compute`); one request's failure is
+    its own error response, never the batch's."""
+
+    def _respond(self, request, compute: Callable[[Any], list]) -> Any:
+        pb = _pb()
+        try:
+            return pb.InferenceResponse(output_tensors=compute(request))
+        except Exception as exc:  # one request's failure must not fail the others
+            return pb.InferenceResponse(output_tensors=[], error=pb.TritonError(_error_message(exc)))
+
+    def execute(self, requests: list) -> list:
+        return [self._respond(request, self.compute) for request in requests]
+
+    @abstractmethod
+    def compute(self, request) -> list:
+        """One request's output tensors."""
+
+
+class PreprocessModel(_PerRequestModel):
     """``IMAGE`` (encoded bytes) -> the model input (``metadata.input_name``) and ``GEOMETRY``."""
 
     def initialize(self, args: dict[str, str]) -> None:
@@ -165,9 +175,8 @@ class OnnxModel(_DlcvModel):
             try:
                 outputs = self.backend.infer_outputs(batch)
             except Exception as exc:
-                message = str(exc) if isinstance(exc, DlcvError) else f"{type(exc).__name__}: {first_line(exc)}"
                 for i, _ in members:
-                    responses[i] = pb.InferenceResponse(output_tensors=[], error=pb.TritonError(message))
+                    responses[i] = pb.InferenceResponse(output_tensors=[], error=pb.TritonError(_error_message(exc)))
                 continue
             start = 0
             for i, x in members:
@@ -180,7 +189,7 @@ class OnnxModel(_DlcvModel):
         self.backend.close()
 
 
-class PostprocessModel(_DlcvModel):
+class PostprocessModel(_PerRequestModel):
     """The model's outputs (logits, or a head's labels / TopK) -> ``MASK`` (segmentation, needs
     ``GEOMETRY``) or ``TOP_CLASSES``/``TOP_SCORES``/``TOP_NAMES``."""
 

@@ -21,30 +21,13 @@ from dlcv.runtime.compare import judge
 from dlcv.runtime.precision import FP16, FP32, INT8, Gate
 from dlcv.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
 from dlcv.runtime.errors import DlcvError
-from dlcv.runtime.imageio import read_image, write_png
+from dlcv.runtime.imageio import read_image
 from dlcv.runtime.metadata import METADATA_KEY, ArtifactMetadata
 from dlcv.runtime.preprocess import PreprocessSpec, preprocess_image
 
-SIZES = [(40, 48), (48, 40), (36, 36), (40, 48), (44, 52), (36, 36)]
-COLOURS = np.array([[40, 90, 40], [230, 60, 50], [50, 70, 230]], np.uint8)
+from tests.runtime.onnx_fixtures import RECTANGLE_SIZES as SIZES
+from tests.runtime.onnx_fixtures import write_rectangles as write_dataset
 
-
-def write_dataset(root: Path, sizes=SIZES, seed: int = 0) -> Path:
-    """A 3-class CamVid-layout set (classes.json, train/val) of coloured rectangles on noise,
-    images of several sizes."""
-    rng = np.random.default_rng(seed)
-    for split, count in (("train", len(sizes)), ("val", 4)):
-        for i in range(count):
-            h, w = sizes[i % len(sizes)]
-            labels = np.zeros((h, w), np.uint8)
-            for cls in (1, 2):
-                top, left = rng.integers(0, h // 2), rng.integers(0, w // 2)
-                labels[top : top + h // 3, left : left + w // 3] = cls
-            image = np.clip(COLOURS[labels].astype(int) + rng.integers(-25, 25, (h, w, 3)), 0, 255).astype(np.uint8)
-            write_png(root / split / f"{i:03d}.png", image)
-            write_png(root / f"{split}annot" / f"{i:03d}.png", labels)
-    (root / "classes.json").write_text(json.dumps({"class_names": ["background", "red", "blue"], "ignore_index": 255}))
-    return root
 
 
 def dims(value_info) -> list:

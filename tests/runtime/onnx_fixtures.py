@@ -9,6 +9,7 @@ compute the same answers with numpy.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Sequence
 
@@ -17,6 +18,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from dlcv.runtime.imageio import write_png
 from dlcv.runtime.metadata import METADATA_KEY, ArtifactMetadata
 from dlcv.runtime.preprocess import PreprocessSpec
 
@@ -179,3 +181,25 @@ def _graph_tensors(graph: onnx.GraphProto):
                 yield from _graph_tensors(attr.g)
             for sub in attr.graphs:
                 yield from _graph_tensors(sub)
+
+
+RECTANGLE_SIZES = [(40, 48), (48, 40), (36, 36), (40, 48), (44, 52), (36, 36)]
+RECTANGLE_COLOURS = np.array([[40, 90, 40], [230, 60, 50], [50, 70, 230]], np.uint8)
+
+
+def write_rectangles(root: Path, sizes: Sequence[tuple[int, int]] = RECTANGLE_SIZES, seed: int = 0, val_count: int = 4) -> Path:
+    """A 3-class CamVid-layout set (classes.json, train/val) of coloured rectangles on noise,
+    images of several sizes (``val_count`` val images cycle through ``sizes``)."""
+    rng = np.random.default_rng(seed)
+    for split, count in (("train", len(sizes)), ("val", val_count)):
+        for i in range(count):
+            h, w = sizes[i % len(sizes)]
+            labels = np.zeros((h, w), np.uint8)
+            for cls in (1, 2):
+                top, left = rng.integers(0, h // 2), rng.integers(0, w // 2)
+                labels[top : top + h // 3, left : left + w // 3] = cls
+            image = np.clip(RECTANGLE_COLOURS[labels].astype(int) + rng.integers(-25, 25, (h, w, 3)), 0, 255).astype(np.uint8)
+            write_png(root / split / f"{i:03d}.png", image)
+            write_png(root / f"{split}annot" / f"{i:03d}.png", labels)
+    (root / "classes.json").write_text(json.dumps({"class_names": ["background", "red", "blue"], "ignore_index": 255}))
+    return root

@@ -22,16 +22,16 @@ from dlcv.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
 from dlcv.runtime.backends.openvino_backend import OpenVINOBackend
 from dlcv.runtime.cli import main as infer_main
 from dlcv.runtime.errors import DlcvError, DlcvUsageError, MissingDependencyError
-from dlcv.runtime.imageio import read_image, read_label_map, write_png
+from dlcv.runtime.imageio import read_image, read_label_map
 from dlcv.runtime.metadata import METADATA_KEY, ArtifactMetadata
 from dlcv.runtime.parity import ParityStats
 from dlcv.runtime.precision import FP16, FP32, INT8
 from dlcv.runtime.preprocess import preprocess_image
 
 try:
-    from .onnx_fixtures import CLS_COLOURS, blocks_image, colour_model, expected_logits, save_image
+    from .onnx_fixtures import CLS_COLOURS, blocks_image, colour_model, expected_logits, save_image, write_rectangles
 except ImportError:
-    from onnx_fixtures import CLS_COLOURS, blocks_image, colour_model, expected_logits, save_image  # type: ignore[no-redef]
+    from onnx_fixtures import CLS_COLOURS, blocks_image, colour_model, expected_logits, save_image, write_rectangles  # type: ignore[no-redef]
 
 FP32_LOGIT_TOLERANCE = 1e-4  # of the largest reference logit
 
@@ -165,24 +165,6 @@ def test_wrong_suffix_device_and_missing_library(tmp_path, seg_model, monkeypatc
 
 # --------------------------------------------------------------------------- dlcv's exported files
 
-COLOURS = np.array([[40, 90, 40], [230, 60, 50], [50, 70, 230]], np.uint8)
-
-
-def _write_dataset(root: Path, count: int = 6, size=(48, 64)) -> Path:
-    """A 3-class CamVid-layout set: coloured rectangles on noise."""
-    rng = np.random.default_rng(0)
-    h, w = size
-    for split in ("train", "val"):
-        for i in range(count):
-            labels = np.zeros((h, w), np.uint8)
-            for cls in (1, 2):
-                top, left = rng.integers(0, h // 2), rng.integers(0, w // 2)
-                labels[top : top + h // 3, left : left + w // 3] = cls
-            image = np.clip(COLOURS[labels].astype(int) + rng.integers(-25, 25, (h, w, 3)), 0, 255).astype(np.uint8)
-            write_png(root / split / f"{i:03d}.png", image)
-            write_png(root / f"{split}annot" / f"{i:03d}.png", labels)
-    (root / "classes.json").write_text(json.dumps({"class_names": ["background", "red", "blue"], "ignore_index": 255}))
-    return root
 
 
 def _export(*args) -> None:
@@ -195,7 +177,7 @@ def _export(*args) -> None:
 @pytest.fixture(scope="module")
 def seg_files(make_checkpoint, tmp_path_factory):
     """A narrow FCN8s (random weights, 3 classes) exported by dlcv-export as FP32, FP16 and INT8."""
-    data = _write_dataset(tmp_path_factory.mktemp("data") / "set")
+    data = write_rectangles(tmp_path_factory.mktemp("data") / "set", sizes=[(48, 64)] * 6, val_count=6)
     ckpt = make_checkpoint("fcn8s")
     out = tmp_path_factory.mktemp("seg-files")
     _export(ckpt, "--out", out, "--input-size", "48x64", "--fp16", "--int8", "--calib", data / "train",
