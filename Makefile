@@ -48,7 +48,7 @@ $(TRITON_STAMP): $(STAMP)
 install-triton: $(TRITON_STAMP)
 
 demo: install
-	$(PY) benchmarks/demo.py --model $(DEMO_MODEL) --width $(DEMO_WIDTH) --epochs $(DEMO_EPOCHS) --lr $(DEMO_LR) \
+	$(PY) benchmarks/studies/demo.py --model $(DEMO_MODEL) --width $(DEMO_WIDTH) --epochs $(DEMO_EPOCHS) --lr $(DEMO_LR) \
 		--run $(DEMO_RUN) --artifacts $(DEMO_ART) --out $(DEMO_OUT)
 
 test: install install-triton

@@ -8,7 +8,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from dlcv.runtime.metrics import ClassificationMetrics
+from dlcv.runtime.task_metrics import ClassificationMetrics
 
 from . import features as feats
 from .evaluation import EvalSplit, LoadedModel, iterate

@@ -1,6 +1,6 @@
 """What a confusion matrix shows: the normalised heatmap, per-class bars, the most-confused pairs.
 
-Everything is read from one :class:`~dlcv.runtime.metrics.ConfusionMatrix` (rows: ground truth,
+Everything is read from one :class:`~dlcv.runtime.task_metrics.ConfusionMatrix` (rows: ground truth,
 columns: prediction), the object metrics.json is written from, so the figures' numbers are the
 file's. numpy + matplotlib only (no torch): a deployed run's metrics.json is drawn with this.
 """
@@ -12,7 +12,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from dlcv.runtime.metrics import ConfusionMatrix
+from dlcv.runtime.task_metrics import ConfusionMatrix
 
 from .figures import FigureFile, class_bars, confusion_heatmap
 from .report import Section, Table

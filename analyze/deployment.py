@@ -2,7 +2,7 @@
 
 The artifact (``.onnx``, ``.plan``/``.engine``, or another ``.pt``) is opened with
 :func:`dlcv.runtime.backends.open_backend` (on ``--backend NAME`` when given) and given exactly
-the tensors PyTorch gets; the runtime's comparator (:func:`dlcv.runtime.compare.compare`)
+the tensors PyTorch gets; the runtime's comparator (:func:`dlcv.runtime.comparator.compare`)
 measures parity (with the near-tie margin of the artifact's precision) and scores both models
 against the ground truth, and its per-batch steps give each image's disagreement. The figure shows the images where the two
 disagree most, so a parity problem can be seen, not only counted.
@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from dlcv.runtime.backends import Backend, open_backend
-from dlcv.runtime.compare import Batch, Candidate, Comparison, Step, compare, image_parity, model_output
+from dlcv.runtime.comparator import Batch, Candidate, Comparison, Step, compare, image_parity, model_output
 from dlcv.runtime.errors import DlcvError
 from dlcv.runtime.postprocess import predicted_topk, softmax
 from dlcv.runtime.preprocess import PreprocessSpec, input_to_rgb

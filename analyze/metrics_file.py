@@ -1,9 +1,9 @@
 """``metrics.json``: read dlcv-infer's (or an earlier analysis's) and write the analysis's own.
 
 Both hold ``{"task": ..., "metrics": {..., "confusion_matrix": [[...]], "class_names": [...]}}``:
-the ``compute()`` result of dlcv.runtime's :class:`~dlcv.runtime.metrics.ConfusionMatrix` or
-:class:`~dlcv.runtime.metrics.ClassificationMetrics` plus the class names, so a deployed run's
-confusion matrix is rebuilt (:func:`~dlcv.runtime.metrics.confusion_from_dict`) and drawn
+the ``compute()`` result of dlcv.runtime's :class:`~dlcv.runtime.task_metrics.ConfusionMatrix` or
+:class:`~dlcv.runtime.task_metrics.ClassificationMetrics` plus the class names, so a deployed run's
+confusion matrix is rebuilt (:func:`~dlcv.runtime.task_metrics.confusion_from_dict`) and drawn
 without PyTorch. This module imports neither torch nor matplotlib.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any, Mapping
 from dlcv.runtime.jsonable import strict_json
 from dlcv.runtime.atomic import write_text_atomic
 from dlcv.runtime.errors import DlcvError
-from dlcv.runtime.metrics import ConfusionMatrix, confusion_from_dict
+from dlcv.runtime.task_metrics import ConfusionMatrix, confusion_from_dict
 from dlcv.runtime.version import dlcv_version
 
 METRICS_NAME = "metrics.json"

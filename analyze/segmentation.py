@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from dlcv.runtime.errors import DlcvUsageError
-from dlcv.runtime.metrics import ConfusionMatrix
+from dlcv.runtime.task_metrics import ConfusionMatrix
 from dlcv.runtime.postprocess import colorize, palette_array
 from dlcv.runtime.preprocess import input_to_rgb
 

@@ -11,7 +11,7 @@ grep -o -w -e avx2 -e avx512f -e avx512_vnni -e avx_vnni -e amx_int8 /proc/cpuin
 
 run() {  # NAME ENV...
     local name=$1; shift
-    env "$@" .venv/bin/python benchmarks/demo.py --run "$out/$name/run" --artifacts "$out/$name/artifacts" \
+    env "$@" .venv/bin/python benchmarks/studies/demo.py --run "$out/$name/run" --artifacts "$out/$name/artifacts" \
         --out "$out/$name/infer" > "$out/$name.log" 2>&1
 }
 run default X=1

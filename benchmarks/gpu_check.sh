@@ -45,7 +45,7 @@
 #   nvidia-smi.txt   nvidia-smi's query and its full report
 #   install.log      the offline install
 #   pytest-gpu.log, pytest-gpu.xml   the gpu-marked tests (-rA lists every skip reason)
-#   cuda_memory.json dlcv.runtime.cuda_memory on a real stream (dlcv.bench.cuda_check)
+#   cuda_memory.json dlcv.runtime.tensorrt.cuda_memory on a real stream (dlcv.bench.cuda_check)
 #   bench/<name>/    dlcv-bench reports of the PyTorch GPU baselines (report.md, results.json, PNGs)
 #   logs/<step>.log  each step's output
 set -uo pipefail

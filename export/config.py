@@ -7,7 +7,7 @@ from pathlib import Path
 
 from dlcv.runtime.errors import DlcvUsageError
 from dlcv.runtime.precision import FP16, FP32, INT8, PRECISION_NAMES, Gate, Precision, get_precision
-from dlcv.runtime.tensorrt_profile import PROFILE_MAX_BATCH, PROFILE_MIN_BATCH, PROFILE_OPT_BATCH, Shape4  # noqa: F401
+from dlcv.runtime.tensorrt.profile import PROFILE_MAX_BATCH, PROFILE_MIN_BATCH, PROFILE_OPT_BATCH, Shape4  # noqa: F401
 
 DEFAULT_OPSET = 18
 # Passing bar for FP32 ONNX vs PyTorch FP32. The error allowed is
@@ -38,7 +38,7 @@ CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
 # entropy 0.44 points; minmax also had the smallest max logit error (benchmarks/results/int8-study).
 DEFAULT_CALIBRATION_METHOD = "minmax"
 
-# TensorRT engine defaults (the profile's batch sizes live in dlcv.runtime.tensorrt_profile,
+# TensorRT engine defaults (the profile's batch sizes live in dlcv.runtime.tensorrt.profile,
 # shared with onnxruntime's TensorRT provider).
 DEFAULT_WORKSPACE_MB = 4096
 TIMING_CACHE_NAME = "tensorrt.timing.cache"  # in --out, shared by every build there

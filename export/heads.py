@@ -1,7 +1,7 @@
 """In-graph postprocessing: ``dlcv-export --argmax`` appends an ArgMax (segmentation) or TopK
 (classification) head to every ONNX file it writes, so the engine returns answers, not logits.
 
-What the head computes, and why, is :mod:`dlcv.runtime.model_outputs`: segmentation gets
+What the head computes, and why, is :mod:`dlcv.runtime.output_spec`: segmentation gets
 ``labels`` (``ArgMax(axis=1, keepdims=0)`` cast to uint8: N×H×W); classification gets
 ``topk_indices`` (``TopK`` of the logits, k = min(5, C): int64 N×k) and ``topk_scores`` (the
 ``Softmax`` of all logits gathered at those indices: float32 N×k). The head reads the graph's
@@ -24,7 +24,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from dlcv.runtime.errors import DlcvError
 from dlcv.runtime.metadata import ArtifactMetadata
-from dlcv.runtime.model_outputs import LABELS, head_outputs
+from dlcv.runtime.output_spec import LABELS, head_outputs
 from dlcv.runtime.postprocess import predicted_labels, predicted_topk
 
 from .graph import finalize_graph

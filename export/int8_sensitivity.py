@@ -22,7 +22,7 @@ import onnx
 
 from dlcv.runtime.atomic import write_text_atomic
 from dlcv.runtime.backends.base import Backend
-from dlcv.runtime.compare import METRIC_NAMES
+from dlcv.runtime.comparator import METRIC_NAMES
 from dlcv.runtime.metadata import ArtifactMetadata
 from dlcv.runtime.precision import INT8
 

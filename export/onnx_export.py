@@ -41,7 +41,7 @@ from dlcv.runtime.errors import DlcvError, DlcvUsageError, first_line
 from dlcv.runtime.imageio import read_image
 from dlcv.runtime.metadata import ArtifactMetadata, read_onnx_metadata
 from dlcv.runtime.precision import FP16, FP32, INT8, get_precision
-from dlcv.runtime.tensorrt_profile import DEFAULT_NATURAL_SIZE  # the export sample's size when nothing fixes one
+from dlcv.runtime.tensorrt.profile import DEFAULT_NATURAL_SIZE  # the export sample's size when nothing fixes one
 from dlcv.train.checkpoint import file_sha256, load_checkpoint, metadata_from_checkpoint, model_from_checkpoint
 
 from .config import ExportConfig

@@ -10,7 +10,7 @@ installed TensorRT (< 11) still offers ``BuilderFlag.FP16`` / ``BuilderFlag.INT8
 file rebuilt weakly typed with that flag, and the sidecar records ``strongly_typed: false``.
 
 The build: ONNX parser -> one optimisation profile for the input (:func:`profile_shapes`;
-defaults from the checkpoint's input size, the rule of :mod:`dlcv.runtime.tensorrt_profile`)
+defaults from the checkpoint's input size, the rule of :mod:`dlcv.runtime.tensorrt.profile`)
 -> workspace memory-pool limit -> a timing cache read from and merged back into one file
 (default ``<out>/tensorrt.timing.cache``, so later builds on this GPU skip the kernel timing; a
 cache TensorRT cannot use, from another version or GPU, is replaced by a new one with one
@@ -42,7 +42,7 @@ from dlcv.runtime.backends.tensorrt_backend import EngineBinding, make_logger, v
 from dlcv.runtime.errors import DlcvError, MissingDependencyError
 from dlcv.runtime.metadata import ArtifactMetadata, sidecar_path, write_sidecar
 from dlcv.runtime.precision import INT8, get_precision
-from dlcv.runtime.tensorrt_profile import Shape4, graph_dims, natural_size, optimisation_profile
+from dlcv.runtime.tensorrt.profile import Shape4, graph_dims, natural_size, optimisation_profile
 
 from .config import TIMING_CACHE_NAME, ExportConfig, TensorRTConfig
 from .int8 import tensorrt_int8_file
@@ -102,7 +102,7 @@ def load_builder(onnx_path: Path) -> Any:
 
 def profile_shapes(result: ExportResult, config: ExportConfig, trt_config: TensorRTConfig) -> tuple[Shape4, Shape4, Shape4]:
     """(min, opt, max) input shapes of the engine: the shapes given, around the defaults of
-    :func:`dlcv.runtime.tensorrt_profile.optimisation_profile` at the export's natural size
+    :func:`dlcv.runtime.tensorrt.profile.optimisation_profile` at the export's natural size
     (``--input-size``, else the preprocessing size, else 128×128)."""
     natural = natural_size(result.metadata.preprocess, config.input_size)
     return optimisation_profile(graph_dims(result.input_shape), natural, trt_config.min_shape, trt_config.opt_shape,
@@ -178,7 +178,7 @@ def build_engine(result: ExportResult, config: ExportConfig, log: Log | None = N
     """Build ``<out>/<arch>.plan`` from the ONNX of ``config.tensorrt.precision``, verify it
     against PyTorch on the export's evaluation set, and publish it with its sidecar."""
     from dlcv.runtime.backends.tensorrt_backend import TensorRTBackend
-    from dlcv.runtime.cuda_memory import Cuda
+    from dlcv.runtime.tensorrt.cuda_memory import Cuda
     from dlcv.train.torch_backend import TorchBackend
 
     log = log or _silent

@@ -1,7 +1,7 @@
 """Verification of a written artifact against the PyTorch FP32 reference, in task terms.
 
 This module builds the inputs and formats the result; the comparison itself is the runtime's
-comparator (:func:`dlcv.runtime.compare.compare`). Both models see the same inputs, built by
+comparator (:func:`dlcv.runtime.comparator.compare`). Both models see the same inputs, built by
 :func:`dlcv.runtime.preprocess.preprocess_image` from deterministic synthetic RGB images (or
 real images from a folder). Two views:
 
@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from dlcv.runtime.backends.base import Backend
-from dlcv.runtime.compare import METRIC_NAMES, Batch, Candidate, Comparison, Step, compare, judge
+from dlcv.runtime.comparator import METRIC_NAMES, Batch, Candidate, Comparison, Step, compare, judge
 from dlcv.runtime.datasets import open_split
 from dlcv.runtime.errors import DlcvError
 from dlcv.runtime.imageio import is_image_file, read_image

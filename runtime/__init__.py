@@ -4,7 +4,7 @@ Never imports torch.
 """
 from .errors import DlcvError, DlcvUsageError, MissingDependencyError
 from .metadata import ArtifactMetadata
-from .metrics import ClassificationMetrics, ConfusionMatrix
+from .task_metrics import ClassificationMetrics, ConfusionMatrix
 from .preprocess import Geometry, PreprocessSpec, preprocess_image
 from .version import dlcv_version
 

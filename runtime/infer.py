@@ -10,11 +10,11 @@ classes, palette, preprocessing, ignore index, excluded classes) from the artifa
 The run, one job per module:
 
 - :mod:`.listing` streams the folder (sorted, optionally recursive, symlink loops cut);
-- :mod:`.outputs` decides what may be written (existing outputs, ``--skip-existing``,
+- :mod:`.infer_files` decides what may be written (existing outputs, ``--skip-existing``,
   colliding names) and writes the run-level files in listing order, atomically;
 - :mod:`.batching` loads images in worker threads through a bounded window and groups them by
   shape (a batch never mixes sizes);
-- :mod:`.scoring` scores predictions against ground truth by documented rules (the
+- :mod:`.label_scoring` scores predictions against ground truth by documented rules (the
   classification ground truth is read by :mod:`.datasets.ground_truth`);
 - this module drives them: it runs the batches, writes the per-image outputs and
   ``metrics.json``, and returns an :class:`~dlcv.runtime.summary.InferSummary`.
@@ -65,7 +65,7 @@ from .imageio import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, write_png
 from .jsonable import strict_json
 from .listing import ImageFile, ListingStats, has_subfolders, iter_image_files
 from .metadata import ArtifactMetadata
-from .outputs import (
+from .infer_files import (
     METRICS_JSON,
     OutputPolicy,
     ResultLog,
@@ -75,7 +75,7 @@ from .outputs import (
 )
 from .postprocess import colorize, palette_array, predicted_labels, predicted_topk
 from .preprocess import restore_label_map
-from .scoring import TOPK, ClassificationScorer, SegmentationScorer, ranking_scores
+from .label_scoring import TOPK, ClassificationScorer, SegmentationScorer, ranking_scores
 from .summary import InferSummary, LatencyStats
 from .version import dlcv_version
 

@@ -12,7 +12,7 @@ same way wherever the artifact goes. When it is present it is the source of the 
 ``ignore_index`` and ``exclude_classes`` must equal the record's (they stay at the top level
 for the scorers and for files without a record); a file where they differ is refused.
 
-``outputs`` (:class:`~dlcv.runtime.model_outputs.OutputSpec`) says what the model returns:
+``outputs`` (:class:`~dlcv.runtime.output_spec.OutputSpec`) says what the model returns:
 logits, or an in-graph head's labels (segmentation) / TopK indices and scores
 (classification), with each tensor's name and dtype. ``output_name`` is its primary tensor.
 Files written before the field existed are read as logits named ``output_name``.
@@ -28,7 +28,7 @@ from typing import Any, Mapping
 from .atomic import write_text_atomic
 from .datasets.record import DatasetRecord
 from .errors import DlcvError
-from .model_outputs import HEAD_OF_TASK, LOGITS, OutputSpec, logits_outputs
+from .output_spec import HEAD_OF_TASK, LOGITS, OutputSpec, logits_outputs
 from .onnx_proto import Malformed, metadata_props
 from .precision import PRECISION_NAMES
 from .preprocess import PreprocessSpec

@@ -3,7 +3,7 @@
 numpy only. Ties are broken towards the lower class index everywhere (``np.argmax`` and a
 stable sort; an in-graph ArgMax/TopK head does the same), so the label written for an image
 and the label its metrics score agree. :func:`predicted_labels` and :func:`predicted_topk`
-take a model's outputs of either kind (:mod:`dlcv.runtime.model_outputs`): logits are
+take a model's outputs of either kind (:mod:`dlcv.runtime.output_spec`): logits are
 postprocessed here, a head's labels or TopK are used as they are.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Mapping, Sequence
 import numpy as np
 
 from .errors import DlcvError
-from .model_outputs import LABELS, LOGITS, TOPK
+from .output_spec import LABELS, LOGITS, TOPK
 
 if TYPE_CHECKING:
     from .metadata import ArtifactMetadata
@@ -92,7 +92,7 @@ def topk(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """N×C logits -> (N×k class indices, N×k softmax probabilities), best first.
 
     Ordered by the logits with a stable sort (ties: lower index first), the order
-    :class:`~dlcv.runtime.metrics.ClassificationMetrics` scores with.
+    :class:`~dlcv.runtime.task_metrics.ClassificationMetrics` scores with.
     """
     logits = np.asarray(logits)
     if logits.ndim != 2:

@@ -22,7 +22,7 @@ def percent(share: float) -> str:
 
 @dataclass(frozen=True)
 class Gate:
-    """A passing bar against the reference (:func:`dlcv.runtime.compare.judge` applies it).
+    """A passing bar against the reference (:func:`dlcv.runtime.comparator.judge` applies it).
 
     ``min_agreement``: share of labels (pixels or top-1) that must match. ``max_metric_drop``:
     how far the task metric may fall, in metric units (0.01 = 1 point of mIoU or top-1).

@@ -17,7 +17,7 @@ through the object store (measured here: 39 img/s split into four stages, 106 im
 The driver decides what runs (listing, existing outputs, ``--skip-existing``, colliding
 names) with the same code as a local run, writes errors.csv/predictions.csv in listing order
 (Ray keeps the order: ``preserve_order``), and merges what the actors return: for
-segmentation each actor call's :class:`~dlcv.runtime.scoring.SegmentationScorer` (its confusion
+segmentation each actor call's :class:`~dlcv.runtime.label_scoring.SegmentationScorer` (its confusion
 matrix and label-problem tallies), for classification the top-5 of each predictions.csv row,
 which decides top-1 and top-5 exactly. So ``metrics.json`` holds the local run's metrics.
 
@@ -53,10 +53,10 @@ from .batching import LoadJob, load_job
 from .errors import DlcvError, DlcvUsageError, MissingDependencyError, first_line
 from .imageio import read_image
 from .infer import InferConfig, InferRun, check_run_paths, open_outputs
-from .scoring import ClassificationScorer, SegmentationScorer, ranking_scores
+from .label_scoring import ClassificationScorer, SegmentationScorer, ranking_scores
 from .listing import ImageFile, iter_image_files
 from .metadata import ArtifactMetadata
-from .outputs import _parse_prediction, csv_line, exists_error, segmentation_output_paths
+from .infer_files import _parse_prediction, csv_line, exists_error, segmentation_output_paths
 from .summary import InferSummary
 
 logger = logging.getLogger("dlcv.runtime.ray_infer")

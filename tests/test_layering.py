@@ -34,7 +34,7 @@ FOLDERS = {
     "dlcv.train": REPO / "train",
     "dlcv.export": REPO / "export",
     "dlcv.analyze": REPO / "analyze",
-    "dlcv.bench": REPO / "benchmarks" / "dlcv_bench",
+    "dlcv.bench": REPO / "benchmarks" / "bench",
 }
 UPPER = ("dlcv.train", "dlcv.export", "dlcv.analyze", "dlcv.bench")
 FORBIDDEN = {

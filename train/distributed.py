@@ -17,7 +17,7 @@ import torch.nn as nn
 from torch.utils.data import Dataset, DistributedSampler, Sampler
 
 from dlcv.runtime.errors import DlcvError, first_line
-from dlcv.runtime.metrics import ClassificationMetrics, ConfusionMatrix
+from dlcv.runtime.task_metrics import ClassificationMetrics, ConfusionMatrix
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset
 
 from dlcv.runtime.datasets import DatasetInfo
-from dlcv.runtime.metrics import ClassificationMetrics, ConfusionMatrix
+from dlcv.runtime.task_metrics import ClassificationMetrics, ConfusionMatrix
 
 from .data.datasets import collate_by_size
 from .distributed import DistContext, ShardSampler, all_reduce_sums, merge_metrics

@@ -60,7 +60,7 @@ class Preference:
 class Backend(ABC):
     """A deployed model. ``infer`` takes float32 N×3×H×W and returns the model's primary output:
     float32 logits (N×C×H×W for segmentation, N×C for classification), or for a model with an
-    in-graph head (``metadata.outputs``, :mod:`dlcv.runtime.model_outputs`) its labels
+    in-graph head (``metadata.outputs``, :mod:`dlcv.runtime.output_spec`) its labels
     (N×H×W) or TopK indices (N×k). ``infer_outputs`` returns every output by name (a TopK
     head's scores too). Each output is checked against the metadata: name, shape, dtype.
 
@@ -164,7 +164,7 @@ class Backend(ABC):
 
     def check_outputs(self, batch: np.ndarray, outputs: Mapping[str, np.ndarray]) -> None:
         """Every output the metadata declares is there, with the shape its kind implies for this
-        batch and its declared dtype (:meth:`OutputSpec.shape <dlcv.runtime.model_outputs.OutputSpec.shape>`)."""
+        batch and its declared dtype (:meth:`OutputSpec.shape <dlcv.runtime.output_spec.OutputSpec.shape>`)."""
         n, _, h, w = batch.shape
         md = self.metadata
         spec = md.outputs

@@ -14,7 +14,7 @@ import numpy as np
 from ..errors import DlcvError, MissingDependencyError, first_line
 from ..external_data import check_external_data
 from ..metadata import ArtifactMetadata, read_onnx_metadata
-from ..tensorrt_profile import Profile, contains, shape_text
+from ..tensorrt.profile import Profile, contains, shape_text
 from .base import Backend, Outputs, concat_outputs
 from .onnxruntime_providers import DEVICE_PROVIDERS, TENSORRT, parse_device, provider_list, tensorrt_cache_dir, tensorrt_profile
 

@@ -12,7 +12,7 @@
   ``<model>.trt-cache/`` beside the model, or under the user's cache folder when that folder is
   not writable;
 - for a graph input with dynamic dimensions, the optimisation profile ``dlcv-export --trt``
-  builds engines with (:mod:`dlcv.runtime.tensorrt_profile`) as ``trt_profile_min/opt/max_shapes``
+  builds engines with (:mod:`dlcv.runtime.tensorrt.profile`) as ``trt_profile_min/opt/max_shapes``
   (``input:1x3x64x64``); inputs outside it are refused by the backend with one line.
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Sequence
 
 from ..errors import DlcvError
 from ..metadata import ArtifactMetadata
-from ..tensorrt_profile import Profile, graph_dims, natural_size, optimisation_profile, shape_text
+from ..tensorrt.profile import Profile, graph_dims, natural_size, optimisation_profile, shape_text
 
 CPU, CUDA, TENSORRT = "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"
 DEVICE_PROVIDERS = {

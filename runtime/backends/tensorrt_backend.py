@@ -23,7 +23,7 @@ Which TensorRT runs which engine (TensorRT's "Version Compatibility" and the
 
 Execution uses TensorRT's name-based I/O (``num_io_tensors``, ``get_tensor_name``,
 ``get_tensor_mode``, ``set_input_shape``, ``set_tensor_address``, ``execute_async_v3``) on
-one CUDA stream, with pinned host and device buffers (:mod:`dlcv.runtime.cuda_memory`)
+one CUDA stream, with pinned host and device buffers (:mod:`dlcv.runtime.tensorrt.cuda_memory`)
 that grow on demand and are reused across batches: copy in, execute, copy out, all enqueued
 on that stream, then one synchronisation before the output is read. A batch larger than the
 optimisation profile's maximum is split; one smaller than its minimum is zero-padded. A
@@ -43,7 +43,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..cuda_memory import BufferPair, Cuda, GpuInfo
+from ..tensorrt.cuda_memory import BufferPair, Cuda, GpuInfo
 from ..errors import DlcvError, MissingDependencyError, first_line
 from ..metadata import ArtifactMetadata, read_sidecar
 from .base import Backend, Outputs, concat_outputs

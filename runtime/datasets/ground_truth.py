@@ -2,7 +2,7 @@
 ``<label>_<index>.<ext>`` files (the dlcv-cls layout's own file-name parser reads them).
 
 A label is a class index or a class name (:func:`parse_label`); whether it is in range is the
-scorer's rule (:mod:`dlcv.runtime.scoring`).
+scorer's rule (:mod:`dlcv.runtime.label_scoring`).
 """
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ PreprocessModel as TritonPythonModel``), so the server runs dlcv's own functions
 - :class:`OnnxModel`: the model step on Triton's Python backend, run by dlcv's onnxruntime
   backend (for Triton builds without the onnxruntime backend, e.g. CPU-only ones);
 - :class:`PostprocessModel`: the model's outputs (logits, or an in-graph head's labels / TopK,
-  :mod:`dlcv.runtime.model_outputs`) -> :func:`~dlcv.runtime.postprocess.predicted_labels` +
+  :mod:`dlcv.runtime.output_spec`) -> :func:`~dlcv.runtime.postprocess.predicted_labels` +
   :func:`~dlcv.runtime.preprocess.restore_label_map` (the mask at the image's size), or
   :func:`~dlcv.runtime.postprocess.predicted_topk` with class names.
 

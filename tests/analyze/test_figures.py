@@ -10,7 +10,7 @@ from dlcv.analyze.curves import read_log
 from dlcv.analyze.report import Section, Table, render_markdown
 from dlcv.analyze.runs import first_middle_last, open_run
 from dlcv.runtime.errors import DlcvError
-from dlcv.runtime.metrics import ConfusionMatrix
+from dlcv.runtime.task_metrics import ConfusionMatrix
 
 from .conftest import assert_png, write_log_csv
 

@@ -15,7 +15,7 @@ from dlcv.analyze.confusion import row_normalised
 from dlcv.analyze.metrics_file import read_metrics_json, write_metrics_json
 from dlcv.runtime.errors import DlcvError
 from dlcv.runtime.infer import InferConfig, run_inference
-from dlcv.runtime.metrics import ClassificationMetrics, ConfusionMatrix
+from dlcv.runtime.task_metrics import ClassificationMetrics, ConfusionMatrix
 from tests.runtime.onnx_fixtures import SEG_COLOURS, SEG_NAMES, blocks_image, colour_model, save_image, save_mask
 
 from .conftest import assert_report_shows_every_png

@@ -7,7 +7,7 @@ import json
 import pytest
 
 import dlcv.bench.cuda_check as cuda_check
-from dlcv.runtime.cuda_memory import Cuda
+from dlcv.runtime.tensorrt.cuda_memory import Cuda
 from tests.runtime.fake_tensorrt import FakeCudart
 
 

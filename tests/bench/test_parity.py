@@ -1,5 +1,5 @@
 """dlcv.bench.parity: self-parity is exact; bootstrap intervals contain the estimate and reproduce with a seed;
-task scores follow dlcv.runtime.metrics. The records are built as the benchmark builds them: the
+task scores follow dlcv.runtime.task_metrics. The records are built as the benchmark builds them: the
 runtime's comparator with the per-image cells observer, then :func:`parity_record`."""
 
 from __future__ import annotations
@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from dlcv.bench.parity import CellCollector, ImageCellsObserver, bootstrap_delta, parity_record, task_scores
-from dlcv.runtime.compare import Batch, Candidate, compare
+from dlcv.runtime.comparator import Batch, Candidate, compare
 from dlcv.runtime.metadata import ArtifactMetadata
-from dlcv.runtime.metrics import ConfusionMatrix
-from dlcv.runtime.parity import DEFAULT_TIE_MARGIN
+from dlcv.runtime.task_metrics import ConfusionMatrix
+from dlcv.runtime.logit_parity import DEFAULT_TIE_MARGIN
 from dlcv.runtime.preprocess import PreprocessSpec
 
 N_CLASSES = 4

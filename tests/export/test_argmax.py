@@ -16,7 +16,7 @@ from dlcv.export.cli import main as export_main
 from dlcv.export.triton import TritonConfig, write_repository
 from dlcv.runtime.cli import main as infer_main
 from dlcv.runtime.metadata import ArtifactMetadata, read_onnx_metadata
-from dlcv.runtime.model_outputs import head_outputs
+from dlcv.runtime.output_spec import head_outputs
 from dlcv.runtime.triton import GEOMETRY, MASK, TOP_CLASSES
 
 from .test_precision import write_dataset

@@ -165,7 +165,7 @@ def test_the_tensorrt_build_parses_the_signed_form(int8_export, monkeypatch):
 
     monkeypatch.setattr(build_module, "load_builder", lambda path: SimpleNamespace(__version__="10.0.0"))
     monkeypatch.setattr(build_module, "build_serialized", build)
-    monkeypatch.setattr("dlcv.runtime.cuda_memory.load_cudart", lambda: FakeCudart())
+    monkeypatch.setattr("dlcv.runtime.tensorrt.cuda_memory.load_cudart", lambda: FakeCudart())
     trt_config = config.__class__(**{**config.__dict__, "tensorrt": TensorRTConfig(precision="int8")})
     with pytest.raises(DlcvError, match="stop after parsing"):
         build_module.build_engine(result, trt_config)

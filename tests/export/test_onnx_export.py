@@ -16,7 +16,7 @@ from dlcv.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
 from dlcv.runtime.errors import DlcvError, DlcvUsageError
 from dlcv.runtime.imageio import write_png
 from dlcv.runtime.metadata import METADATA_KEY, ArtifactMetadata
-from dlcv.runtime.parity import ParityStats
+from dlcv.runtime.logit_parity import ParityStats
 from dlcv.runtime.preprocess import PreprocessSpec
 from dlcv.train.checkpoint import file_sha256, load_checkpoint, metadata_from_checkpoint
 from dlcv.train.torch_backend import TorchBackend

@@ -17,7 +17,7 @@ from dlcv.export import ExportConfig, export_onnx
 from dlcv.export.fp16 import FP32_OPS, convert_to_fp16, precision_summary, topological_order
 from dlcv.export.int8 import calibration_paths, calibration_tensors, int8_scheme
 from dlcv.export.onnx_export import write_precisions
-from dlcv.runtime.compare import judge
+from dlcv.runtime.comparator import judge
 from dlcv.runtime.precision import FP16, FP32, INT8, Gate
 from dlcv.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
 from dlcv.runtime.errors import DlcvError

@@ -22,7 +22,7 @@ from dlcv.export import ExportConfig, export_onnx
 from dlcv.export.cli import main
 from dlcv.export.config import TensorRTConfig
 from dlcv.export.tensorrt_build import build_engine, build_serialized, profile_shapes
-from dlcv.runtime.cuda_memory import Cuda
+from dlcv.runtime.tensorrt.cuda_memory import Cuda
 from dlcv.runtime.errors import DlcvError, DlcvUsageError, MissingDependencyError
 from dlcv.runtime.metadata import ArtifactMetadata, read_sidecar
 from dlcv.runtime.preprocess import PreprocessSpec
@@ -277,7 +277,7 @@ def test_engine_and_sidecar_are_published_after_verification(exported_vgg, monke
     profile = {"min": (1, 3, 32, 32), "opt": (2, 3, 32, 32), "max": (2, 3, 32, 32)}
     cudart = FakeCudart()
     monkeypatch.setattr(build_module, "load_builder", lambda path: Recorder(lean().BuilderFlag, [fake_plan(profile, 3, classify=True)] * 2))
-    monkeypatch.setattr("dlcv.runtime.cuda_memory.load_cudart", lambda: cudart)
+    monkeypatch.setattr("dlcv.runtime.tensorrt.cuda_memory.load_cudart", lambda: cudart)
     monkeypatch.setattr(backend_module, "load_tensorrt", lambda: FakeFullTrt)
     monkeypatch.setattr(FakeTrt, "__version__", "11.4.0.106")
     monkeypatch.setattr(FakeTrt, "cudart", cudart)
@@ -342,7 +342,7 @@ def test_real_fp16_engine_matches_pytorch_in_task_terms(tmp_path):
     md = read_sidecar(plan)
     assert md.precision == "fp16" and md.engine["strongly_typed"]
     from dlcv.runtime.backends.tensorrt_backend import TensorRTBackend
-    from dlcv.runtime.parity import ParityStats
+    from dlcv.runtime.logit_parity import ParityStats
 
     with TensorRTBackend(plan) as engine:
         got = engine.infer(batch)  # 6 images: split into batches of at most 4

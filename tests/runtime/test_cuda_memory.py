@@ -1,4 +1,4 @@
-"""dlcv.runtime.cuda_memory against the real cuda-python bindings: on a machine without a usable GPU
+"""dlcv.runtime.tensorrt.cuda_memory against the real cuda-python bindings: on a machine without a usable GPU
 every wrapper still reaches the real function (cuda-bindings checks the argument count and types
 before it returns an error code), and that code becomes a one-line DlcvError; a driver older than
 the bindings is answered with the driver's CUDA version and the package to change."""
@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from dlcv.runtime.cuda_memory import Cuda, DeviceBuffer, PinnedBuffer
+from dlcv.runtime.tensorrt.cuda_memory import Cuda, DeviceBuffer, PinnedBuffer
 from dlcv.runtime.errors import DlcvError
 
 cudart = pytest.importorskip("cuda.bindings.runtime")  # cuda-python >= 12.6 (the test extra's TensorRT brings it)
@@ -71,7 +71,7 @@ class DriverTooOld(SimpleNamespace):
 
 
 def test_insufficient_driver_names_the_driver_and_the_package_to_change(monkeypatch):
-    monkeypatch.setattr("dlcv.runtime.cuda_memory.bindings_version", lambda: "13.5.0")
+    monkeypatch.setattr("dlcv.runtime.tensorrt.cuda_memory.bindings_version", lambda: "13.5.0")
     with pytest.raises(DlcvError) as info:
         Cuda(0, cudart=DriverTooOld()).gpu()
     message = str(info.value)

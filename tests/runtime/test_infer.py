@@ -15,8 +15,8 @@ from dlcv.runtime.imageio import read_image, read_label_map
 from dlcv.runtime.batching import ShapeBatcher
 from dlcv.runtime.infer import InferConfig, run_inference
 from dlcv.runtime.datasets.ground_truth import parse_label
-from dlcv.runtime.scoring import LABEL_RULES
-from dlcv.runtime.outputs import PREDICTION_COLUMNS
+from dlcv.runtime.label_scoring import LABEL_RULES
+from dlcv.runtime.infer_files import PREDICTION_COLUMNS
 from dlcv.runtime.listing import ListingStats, iter_image_files
 from dlcv.runtime.postprocess import default_palette, softmax, topk
 from dlcv.runtime.preprocess import PreprocessSpec

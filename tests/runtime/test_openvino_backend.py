@@ -24,7 +24,7 @@ from dlcv.runtime.cli import main as infer_main
 from dlcv.runtime.errors import DlcvError, DlcvUsageError, MissingDependencyError
 from dlcv.runtime.imageio import read_image, read_label_map
 from dlcv.runtime.metadata import METADATA_KEY, ArtifactMetadata
-from dlcv.runtime.parity import ParityStats
+from dlcv.runtime.logit_parity import ParityStats
 from dlcv.runtime.precision import FP16, FP32, INT8
 from dlcv.runtime.preprocess import preprocess_image
 

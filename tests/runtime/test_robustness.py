@@ -21,7 +21,7 @@ from dlcv.runtime.errors import DlcvError
 from dlcv.runtime.external_data import check_external_data
 from dlcv.runtime.imageio import read_image, read_label_map
 from dlcv.runtime.listing import iter_image_files
-from dlcv.runtime.outputs import ResultLog, output_collision
+from dlcv.runtime.infer_files import ResultLog, output_collision
 from dlcv.runtime.postprocess import default_palette
 from dlcv.runtime.summary import LatencyStats
 

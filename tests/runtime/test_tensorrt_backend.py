@@ -13,16 +13,16 @@ import numpy as np
 import pytest
 
 import dlcv.runtime.backends.tensorrt_backend as backend_module
-import dlcv.runtime.cuda_memory as cuda_module
+import dlcv.runtime.tensorrt.cuda_memory as cuda_module
 from dlcv.runtime.backends import open_backend
 from dlcv.runtime.backends.tensorrt_backend import (
     EngineBinding, TensorRTBackend, check_gpu, check_tensorrt_version, device_index, numpy_dtype,
 )  # fmt: skip
-from dlcv.runtime.cuda_memory import CUDART_FUNCTIONS, BufferPair, Cuda, GpuInfo
+from dlcv.runtime.tensorrt.cuda_memory import CUDART_FUNCTIONS, BufferPair, Cuda, GpuInfo
 from dlcv.runtime.errors import DlcvError
 from dlcv.runtime.imageio import write_png
 from dlcv.runtime.metadata import ArtifactMetadata, write_sidecar
-from dlcv.runtime.model_outputs import labels_outputs, topk_outputs
+from dlcv.runtime.output_spec import labels_outputs, topk_outputs
 from dlcv.runtime.preprocess import PreprocessSpec
 
 from tests.runtime.fake_tensorrt import TOPK, FakeCudart, FakeFullTrt, FakeTrt, fake_logits, fake_plan

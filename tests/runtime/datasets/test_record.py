@@ -115,7 +115,7 @@ def test_a_broken_record_names_the_file(mutate, message):
 
 def test_the_datasets_package_imports_without_torch():
     code = (
-        "import sys, dlcv.runtime.datasets, dlcv.runtime.metadata, dlcv.runtime.scoring\n"
+        "import sys, dlcv.runtime.datasets, dlcv.runtime.metadata, dlcv.runtime.label_scoring\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision', 'sklearn') "
         "or m.startswith(('dlcv.train', 'dlcv.export')))\n"
         "print(bad)\n"

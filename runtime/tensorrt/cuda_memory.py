@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import DlcvError, MissingDependencyError
+from ..errors import DlcvError, MissingDependencyError
 
 CUDART_MODULES = ("cuda.bindings.runtime", "cuda.cudart")
 INSTALL_HINT = "pip install 'dlcv[tensorrt]' (or: pip install cuda-python)"

@@ -1,11 +1,11 @@
-"""dlcv.runtime.compare: the comparator against brute-force counts, the observer's view of every batch,
+"""dlcv.runtime.comparator: the comparator against brute-force counts, the observer's view of every batch,
 gates and tie margins from the precision records, candidates that output labels, and failures."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from dlcv.runtime.compare import Batch, Candidate, compare, image_parity, model_output
+from dlcv.runtime.comparator import Batch, Candidate, compare, image_parity, model_output
 from dlcv.runtime.errors import DlcvError
 from dlcv.runtime.metadata import ArtifactMetadata
 from dlcv.runtime.precision import FP16, FP32, INT8, Gate

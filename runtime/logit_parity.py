@@ -30,7 +30,7 @@ import math
 import numpy as np
 
 from .errors import DlcvError
-from .metrics import ConfusionMatrix
+from .task_metrics import ConfusionMatrix
 from .precision import FP32
 
 DEFAULT_TIE_MARGIN = FP32.tie_margin

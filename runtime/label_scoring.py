@@ -8,10 +8,10 @@ Rules (:data:`LABEL_RULES`, also written into metrics.json): an image without a 
 predicted but not scored; a label map whose size differs from its image is not scored and is
 listed; an unreadable label file is not scored and is listed; label values outside
 ``0..num_classes-1`` (other than ``ignore_index``) are skipped and counted by
-:class:`~dlcv.runtime.metrics.ConfusionMatrix` (``out_of_range``). Every rule is counted
+:class:`~dlcv.runtime.task_metrics.ConfusionMatrix` (``out_of_range``). Every rule is counted
 exactly; the lists of affected images keep the first :data:`REPORT_EXAMPLES` of each kind, so
 a run over a huge folder keeps its memory flat. Metrics come only from
-:mod:`dlcv.runtime.metrics`.
+:mod:`dlcv.runtime.task_metrics`.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ import numpy as np
 from .datasets.ground_truth import ClassificationLabels
 from .listing import ImageFile
 from .metadata import ArtifactMetadata
-from .metrics import ClassificationMetrics, ConfusionMatrix
+from .task_metrics import ClassificationMetrics, ConfusionMatrix
 
 TOPK = 5
 REPORT_EXAMPLES = 1000  # images named per label problem in metrics.json (counts are exact)

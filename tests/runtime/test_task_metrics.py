@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from dlcv.runtime.errors import DlcvError
-from dlcv.runtime.metrics import ClassificationMetrics, ConfusionMatrix
+from dlcv.runtime.task_metrics import ClassificationMetrics, ConfusionMatrix
 
 
 def brute_force_iou(gt, pred, n, ignore):
@@ -110,7 +110,7 @@ def test_classification_topk_against_brute_force():
 def test_confusion_matrix_round_trips_through_its_result():
     import json
 
-    from dlcv.runtime.metrics import confusion_from_dict
+    from dlcv.runtime.task_metrics import confusion_from_dict
 
     cm = ConfusionMatrix(3, exclude=[2])
     cm.update(np.array([0, 1, 2, 2, 1]), np.array([0, 2, 2, 1, 1]))

@@ -1,9 +1,9 @@
 """Task-level parity of a backend against PyTorch FP32, with bootstrap confidence intervals.
 
-The comparison itself is the runtime's comparator (:func:`dlcv.runtime.compare.compare`):
+The comparison itself is the runtime's comparator (:func:`dlcv.runtime.comparator.compare`):
 logit-level numbers (max/mean absolute error, label agreement, near-tie disagreements, with
 each precision record's near-tie margin) come from its result; task metrics from
-:class:`dlcv.runtime.metrics.ConfusionMatrix`. What this module adds:
+:class:`dlcv.runtime.task_metrics.ConfusionMatrix`. What this module adds:
 
 - **Per-image confusion counts** against the truth (:class:`ImageCellsObserver`, fed by the
   comparator's per-batch steps): the dataset's labels when there are any, otherwise the
@@ -24,8 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dlcv.runtime.compare import CandidateResult, Step
-from dlcv.runtime.metrics import ConfusionMatrix, confusion_from_dict
+from dlcv.runtime.comparator import CandidateResult, Step
+from dlcv.runtime.task_metrics import ConfusionMatrix, confusion_from_dict
 
 CONFIDENCE = 0.95
 

@@ -3,7 +3,7 @@
     python -m dlcv.bench.cuda_check --out cuda_memory.json
 
 For each size, a pinned host buffer is filled, copied to the device and back into a second
-pinned buffer on one stream (:mod:`dlcv.runtime.cuda_memory`, the TensorRT backend's memory
+pinned buffer on one stream (:mod:`dlcv.runtime.tensorrt.cuda_memory`, the TensorRT backend's memory
 layer), and the result compared with the original; before the stream is synchronised, a view
 of the destination must be refused. The copies are timed (host-to-device and device-to-host
 separately, enqueue to synchronise, best of ``repeats``). Without a usable GPU the JSON holds
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dlcv.runtime.cuda_memory import BufferPair, Cuda, bindings_version
+from dlcv.runtime.tensorrt.cuda_memory import BufferPair, Cuda, bindings_version
 from dlcv.runtime.errors import DlcvError
 
 DEFAULT_SIZES_MB = (1, 64, 256)

@@ -2,8 +2,8 @@
 
 Polygraphy's ``Comparator`` is the model: :func:`compare` runs the reference and every
 candidate on each :class:`Batch` (inputs, optional labels), and returns a :class:`Comparison`:
-per candidate the parity statistics against the reference (:class:`~dlcv.runtime.parity.ParityStats`),
-its task metric against the labels (mIoU or top-1, through :mod:`dlcv.runtime.metrics`, the
+per candidate the parity statistics against the reference (:class:`~dlcv.runtime.logit_parity.ParityStats`),
+its task metric against the labels (mIoU or top-1, through :mod:`dlcv.runtime.task_metrics`, the
 reference's too), and its verdict against its :class:`~dlcv.runtime.precision.Gate` (given, or
 its precision record's default). Export verification, dlcv-bench and dlcv-analyze build the
 inputs and format this result; what they need beyond the totals (per-shape rows, per-image
@@ -25,8 +25,8 @@ import numpy as np
 
 from .errors import DlcvError, first_line
 from .metadata import ArtifactMetadata
-from .metrics import ClassificationMetrics, ConfusionMatrix
-from .parity import DEFAULT_TIE_MARGIN, ParityStats
+from .task_metrics import ClassificationMetrics, ConfusionMatrix
+from .logit_parity import DEFAULT_TIE_MARGIN, ParityStats
 from .precision import Gate, Precision, get_precision, percent
 
 METRIC_NAMES = {"segmentation": "mIoU", "classification": "top-1"}  # the headline metric of each task

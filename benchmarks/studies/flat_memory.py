@@ -6,8 +6,8 @@ Generates ``--count`` small PNGs (default 100,000 of 32×32) in a temporary fold
 images are done. Writes ``results.json`` (flat records, units in the key names) and
 ``report.md`` into ``--results``.
 
-    python benchmarks/flat_memory.py                          # 100,000 images, segmentation
-    python benchmarks/flat_memory.py --count 2000 --results /tmp/fm   # a quick try
+    python benchmarks/studies/flat_memory.py                          # 100,000 images, segmentation
+    python benchmarks/studies/flat_memory.py --count 2000 --results /tmp/fm   # a quick try
 
 The model is a tiny ONNX colour-template network built here with ``onnx.helper`` (a 1×1
 convolution: per-pixel logits for segmentation, pooled for classification), so the run
@@ -30,7 +30,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[1]  # benchmarks/
 DEFAULT_RESULTS = HERE / "results" / "flat_memory"
 COLOURS = np.array([[0, 0, 0], [255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 255]], np.uint8)
 NAMES = ("background", "red", "green", "blue", "white")
@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         import onnxruntime
 
         result = {
-            "command_line": "python benchmarks/flat_memory.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "command_line": "python benchmarks/studies/flat_memory.py " + " ".join(argv if argv is not None else sys.argv[1:]),
             "infer_command": " ".join(["dlcv-infer", *command[3:]]),
             "config": {"count": args.count, "image_size": args.size, "task": args.task, "batch_size": args.batch_size,
                        "workers": args.workers, "interval_s": args.interval, "model": str(args.model or "generated")},

@@ -1,4 +1,4 @@
-"""dlcv.runtime.parity: logit errors and label agreement between a reference and a candidate."""
+"""dlcv.runtime.logit_parity: logit errors and label agreement between a reference and a candidate."""
 import math
 import subprocess
 import sys
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from dlcv.runtime.errors import DlcvError
-from dlcv.runtime.parity import DEFAULT_TIE_MARGIN, ParityStats, top2_margin
+from dlcv.runtime.logit_parity import DEFAULT_TIE_MARGIN, ParityStats, top2_margin
 
 
 def test_a_backend_compared_with_itself_is_exact():
@@ -107,5 +107,5 @@ def test_top2_margin_and_default():
 
 
 def test_parity_module_never_imports_torch():
-    code = "import sys, dlcv.runtime.parity; sys.exit(1 if 'torch' in sys.modules else 0)"
+    code = "import sys, dlcv.runtime.logit_parity; sys.exit(1 if 'torch' in sys.modules else 0)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0

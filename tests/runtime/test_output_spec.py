@@ -12,7 +12,7 @@ import pytest
 from dlcv.runtime.backends.base import Backend
 from dlcv.runtime.errors import DlcvError
 from dlcv.runtime.metadata import ArtifactMetadata
-from dlcv.runtime.model_outputs import (
+from dlcv.runtime.output_spec import (
     LOGITS, TOPK, OutputSpec, TensorSpec, head_outputs, labels_outputs, logits_outputs, topk_outputs,
 )  # fmt: skip
 from dlcv.runtime.postprocess import predicted_labels, predicted_topk, segmentation_labels, topk

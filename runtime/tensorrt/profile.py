@@ -11,8 +11,8 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
-from .errors import DlcvUsageError
-from .preprocess import PreprocessSpec
+from ..errors import DlcvUsageError
+from ..preprocess import PreprocessSpec
 
 PROFILE_MIN_BATCH, PROFILE_OPT_BATCH, PROFILE_MAX_BATCH = 1, 4, 16
 DEFAULT_NATURAL_SIZE = (128, 128)  # when neither --input-size nor the preprocessing fixes one

@@ -1,6 +1,6 @@
 """What the in-graph ArgMax (``dlcv-export --argmax``) saves per image: full-size FCN8s at 512².
 
-    python benchmarks/argmax_postprocess.py --name argmax-512      # after make install
+    python benchmarks/studies/argmax_postprocess.py --name argmax-512      # after make install
 
 Builds a full-width FCN8s with seeded random weights (12 classes, the course's), exports it to ONNX
 (FP32, verified against PyTorch) and appends the ArgMax head to a copy as ``dlcv-export --argmax``
@@ -265,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         "name": args.name, "size": args.size, "classes": args.classes, "backends": args.backends, "machine": info,
         "measured_at_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "results": results,
         "load_average_end": os.getloadavg()[0],
-        "command": shlex.join(["python", "benchmarks/argmax_postprocess.py", *(argv if argv is not None else sys.argv[1:])]),
+        "command": shlex.join(["python", "benchmarks/studies/argmax_postprocess.py", *(argv if argv is not None else sys.argv[1:])]),
     }  # fmt: skip
     folder = args.out / args.name
     folder.mkdir(parents=True, exist_ok=True)

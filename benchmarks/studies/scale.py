@@ -1,7 +1,7 @@
 """Throughput past one process: Ray Data against the plain dlcv-infer pipeline, and the Triton
 ensemble (image bytes in, mask out) for single-image and batched requests.
 
-    python benchmarks/scale.py --name scale-cpu            # after make install (tritonserver included)
+    python benchmarks/studies/scale.py --name scale-cpu            # after make install (tritonserver included)
 
 Writes benchmarks/results/<name>/results.json and report.md. The model is a narrow FCN8s with
 seeded random weights (the demo's width, so the numbers are comparable with the demo's), exported
@@ -257,7 +257,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--results", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args()
-    command = "python benchmarks/scale.py " + " ".join(sys.argv[1:])
+    command = "python benchmarks/studies/scale.py " + " ".join(sys.argv[1:])
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
 
     record: dict = {"name": args.name, "machine": machine(), "images": args.images, "size": args.size,

@@ -1,8 +1,8 @@
 """INT8 on the CPU (issue 14, items 1-2): the machine's INT8 ceiling, where dlcv's INT8 file spends its
 time, what each change of the INT8 writer bought, and what it costs in mIoU.
 
-    python benchmarks/int8_study.py                       # ~40 min on 2 busy cores
-    python benchmarks/int8_study.py --quick --out /tmp/s  # a narrow model at 64², to check the script
+    python benchmarks/studies/int8_study.py                       # ~40 min on 2 busy cores
+    python benchmarks/studies/int8_study.py --quick --out /tmp/s  # a narrow model at 64², to check the script
 
 Writes ``<out>/results.json`` and ``<out>/report.md`` (default ``benchmarks/results/int8-study``).
 
