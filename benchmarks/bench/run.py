@@ -23,7 +23,7 @@ from functools import partial
 from pathlib import Path
 from typing import Callable
 
-from dlcv.runtime import compare as comparator
+from dlcv.runtime import comparator
 from dlcv.runtime.backends import get_backend
 from dlcv.runtime.errors import DlcvError, first_line
 from dlcv.runtime.metadata import ArtifactMetadata

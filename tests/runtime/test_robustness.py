@@ -414,7 +414,7 @@ def test_external_data_in_node_attributes_and_subgraphs_is_checked(tmp_path):
 
 
 def test_resuming_keeps_the_reorder_buffer_bounded(cls_model, tmp_path, monkeypatch):
-    from dlcv.runtime import outputs
+    from dlcv.runtime import infer_files
     from dlcv.runtime.batching import window_size
     from dlcv.runtime.infer import InferConfig, run_inference
 
@@ -428,14 +428,14 @@ def test_resuming_keeps_the_reorder_buffer_bounded(cls_model, tmp_path, monkeypa
     lines = original.decode().splitlines(keepends=True)
     predictions.write_text(lines[0] + "".join(lines[2:]), encoding="utf-8")  # im000 must be predicted again
     peak = 0
-    record = outputs.ResultLog.record
+    record = infer_files.ResultLog.record
 
     def watched(self, seq, **kw):
         nonlocal peak
         record(self, seq, **kw)
         peak = max(peak, self.backlog)
 
-    monkeypatch.setattr(outputs.ResultLog, "record", watched)
+    monkeypatch.setattr(infer_files.ResultLog, "record", watched)
     summary = run_inference(InferConfig(**config, skip_existing=True))
     assert (summary.processed, summary.kept) == (1, 299)
     assert predictions.read_bytes() == original
