@@ -18,6 +18,7 @@ import torch
 
 from dlcv.runtime.errors import DlcvUsageError
 from dlcv.runtime.imageio import read_image
+from dlcv.runtime.task import get_task
 from dlcv.train.device import resolve_device
 
 from . import classification, segmentation
@@ -74,7 +75,7 @@ def _overlay_figures(run: RunFolder, out: Path) -> list[FigureFile]:
 
 def _headline(task: str, metrics) -> str | None:
     """The headline number of a metrics dict, as ``mIoU 0.4321`` or ``top-1 0.8765`` (None without it)."""
-    key, name = ("miou", "mIoU") if task == "segmentation" else ("top1", "top-1")
+    key, name = get_task(task).headline_key, get_task(task).headline_name
     if not isinstance(metrics, dict) or not isinstance(metrics.get(key), (int, float)):
         return None
     return f"{name} {metrics[key]:.4f}"

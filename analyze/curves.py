@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from dlcv.runtime.errors import DlcvError
+from dlcv.runtime.task import get_task
 
 from .figures import FigureFile, training_curves
 from .report import Section
@@ -72,7 +73,7 @@ def curves_section(log: TrainingLog, task: str | None, out: Path) -> Section:
     cols = log.columns
     metric_name = {"segmentation": "val mIoU", "classification": "val top-1"}.get(task or "", "val metric")
     metrics = {metric_name: cols["val_metric"]}
-    if task == "segmentation" and "val_pixel_accuracy" in cols:
+    if get_task(task).per_pixel and "val_pixel_accuracy" in cols:
         metrics["val pixel accuracy"] = cols["val_pixel_accuracy"]
     best = log.best_epoch()
     figure: FigureFile = training_curves(
