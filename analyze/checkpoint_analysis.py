@@ -143,7 +143,7 @@ def analyze_checkpoint(config: AnalyzeConfig, log: Callable[[str], None]) -> Che
     device = resolve_device(config.device)
     out = config.out
     ckpt, final = load_model(config.target, device)
-    if config.images and ckpt["task"] != "segmentation":
+    if config.images and not get_task(ckpt["task"]).per_pixel:
         raise DlcvUsageError("--images picks the images of the segmentation grids; this checkpoint is a classifier")
     final = LoadedModel(f"{config.target.name} (epoch {final.epoch})" if final.epoch is not None else config.target.name,
                         final.epoch, final.path, final.model)  # fmt: skip
@@ -157,7 +157,7 @@ def analyze_checkpoint(config: AnalyzeConfig, log: Callable[[str], None]) -> Che
         if len(snapshots) < 2:
             extra.append("Fewer than two distinct epochs: no over-training figures.")
             snapshots = []
-    if ckpt["task"] == "classification":
+    if not get_task(ckpt["task"]).per_pixel:
         sections, metrics_json, metrics = _classification(config, final, ckpt, split, snapshots, device, out, log)
     else:
         sections, metrics_json, metrics = _segmentation(config, final, split, snapshots, device, out)

@@ -119,7 +119,7 @@ class VerificationReport:
 
     def table(self) -> str:
         """The parity table, one row per shape and one for all shapes together."""
-        unit = "pixels" if self.overall.get("task") == "segmentation" else "images"
+        unit = get_task(self.overall["task"]).unit if self.overall.get("task") else "images"
         header = (
             f"{'input shape':<18}{'max abs err':>13}{'mean abs err':>14}{'agreement':>12}"
             f"{unit:>10}{'disagree':>10}{'near-tie':>10}"

@@ -127,8 +127,7 @@ def _write_classification(root: Path, pools, sizes: DemoSizes) -> None:
 
 def demo_root(task: str, cache_dir: Path | None = None, sizes: DemoSizes = DemoSizes()) -> Path:
     """The demo dataset folder for ``task`` ("segmentation"/"classification"), generated on first use."""
-    if task not in ("segmentation", "classification"):
-        raise ValueError(f"unknown demo task {task!r}")
+    get_task(task)  # refuses an unknown task, naming the valid ones
     base = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     tag = "seg" if get_task(task).per_pixel else "cls"
     counts = sizes.seg if tag == "seg" else sizes.cls
