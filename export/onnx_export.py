@@ -12,7 +12,7 @@ The file is written under a temporary name, verified there, and renamed into pla
 verification passes: a failed export never leaves an artifact that looks valid.
 
 Reduced precisions follow (:func:`write_precisions`): each has one writer returning its graph
-(:data:`REDUCED_WRITERS`: :func:`dlcv.export.fp16.write_fp16`, :func:`dlcv.export.int8.write_int8`),
+(:data:`REDUCED_WRITERS`: :func:`dlcv.export.fp16.write_fp16`, :func:`dlcv.export.int8_writer.write_int8`),
 saved under a temporary name as :meth:`Precision.path <dlcv.runtime.precision.Precision.path>`
 names it, compared together with the FP32 file against PyTorch FP32 on one evaluation set
 (:func:`build_eval_set`; one table, one row per precision, each judged by
@@ -49,7 +49,8 @@ from .config import ExportConfig
 from .fp16 import precision_summary, write_fp16
 from .graph import default_opset, finalize_graph, graph_io, save_onnx
 from .heads import append_head, check_head
-from .int8 import calibration_paths, write_int8
+from .int8 import calibration_paths
+from .int8_writer import write_int8
 from .verify import (
     EvalSet, ExportedArtifact, PrecisionReport, Shape, VerificationReport, _silent, compare_precisions,
     eval_set_from_dataset, eval_set_from_images, eval_set_from_shapes, raise_if_failed, read_image_folder,
