@@ -42,7 +42,7 @@ def exported(make_checkpoint, tmp_path_factory):
     ckpt = make_checkpoint("fcn8s")
     messages: list[str] = []
     config = ExportConfig(
-        checkpoint=ckpt, out=tmp_path_factory.mktemp("precisions"), input_size=(48, 48), fp16=True, int8=True,
+        checkpoint=ckpt, out=tmp_path_factory.mktemp("precisions"), input_size=(48, 48), precisions=("fp16", "int8"),
         calib=root / "train", val=root, eval_count=8,
     )  # fmt: skip
     return config, export_onnx(config, log=messages.append), messages
@@ -170,7 +170,7 @@ def test_missed_gate_warns_or_with_strict_writes_nothing(exported, monkeypatch, 
 
     monkeypatch.setattr(OnnxRuntimeBackend, "_run", noisy_fp16)
     out = tmp_path / "out"
-    loose = dataclasses.replace(config, out=out, int8=False)
+    loose = dataclasses.replace(config, out=out, precisions=("fp16",))
     messages: list[str] = []
     paths, report = write_precisions(loose, result.onnx_path, result.checkpoint, result.metadata, result.eval_set, messages.append)
     assert not report.rows[1].passed and "FAIL" in report.table()
@@ -354,7 +354,7 @@ def trained_fcn(tmp_path_factory):
 @pytest.mark.slow
 def test_trained_demo_model_passes_the_fp16_and_int8_gates(trained_fcn, tmp_path):
     root, ckpt = trained_fcn
-    config = ExportConfig(checkpoint=ckpt, out=tmp_path, fp16=True, int8=True, calib=root, val=root, strict=True)
+    config = ExportConfig(checkpoint=ckpt, out=tmp_path, precisions=("fp16", "int8"), calib=root, val=root, strict=True)
     result = export_onnx(config)
     fp32, fp16, int8 = result.precision_report.rows
     assert result.precision_report.rows and all(r.passed for r in result.precision_report.rows)
