@@ -12,10 +12,11 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from dlcv.runtime.atomic import atomic_path, write_text_atomic
 from dlcv.runtime.jsonable import strict_json
+from dlcv.runtime.markdown import table
 from dlcv.runtime.task import get_task
 
 from .records import E2E_STAGES
@@ -58,12 +59,6 @@ def fmt_delta(value, low, high, scale: float = 100.0) -> str:
     if low is not None and high is not None:
         text += f" [{scale * low:+.2f}, {scale * high:+.2f}]"
     return text
-
-
-def table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def _metric(task: str) -> tuple[str, str, str, str]:
