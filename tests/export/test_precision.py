@@ -17,7 +17,8 @@ from dlcv.export import ExportConfig, export_onnx
 from dlcv.export.fp16 import FP32_OPS, convert_to_fp16, precision_summary, topological_order
 from dlcv.export.int8 import calibration_paths, calibration_tensors, int8_scheme
 from dlcv.export.onnx_export import write_precisions
-from dlcv.runtime.comparator import judge
+from dlcv.export.verify import PrecisionRow
+from dlcv.runtime.comparator import CandidateResult, judge
 from dlcv.runtime.precision import FP16, FP32, INT8, Gate
 from dlcv.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
 from dlcv.runtime.errors import DlcvError
@@ -195,6 +196,14 @@ def test_export_gates_are_the_records_with_the_options_in_place():
     assert config.gate("int8", True) == Gate(max_metric_drop=0.05)
     assert config.gate("int8", False) == INT8.default_gate(False)  # no labels: the record's agreement bar stands
     assert default.tie_margin is None  # each precision's own margin
+
+
+def test_a_precision_row_is_the_comparators_result_with_its_file():
+    assert [f.name for f in dataclasses.fields(PrecisionRow)] == [f.name for f in dataclasses.fields(CandidateResult)] + ["artifact"]
+    result = CandidateResult("fp16", {"agreement": 0.99}, None, 0.5, 0.6, Gate(min_agreement=0.995), ("agreement",))
+    row = PrecisionRow.of(result, "m.fp16.onnx")
+    assert (row.label, row.stats, row.artifact, row.passed) == ("fp16", {"agreement": 0.99}, "m.fp16.onnx", False)
+    assert abs(row.metric_delta - -0.1) < 1e-12
 
 
 def test_judge_applies_each_bar_of_a_gate():
