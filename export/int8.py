@@ -256,19 +256,6 @@ def quantize_all(fp32_path: str | os.PathLike, metadata: ArtifactMetadata, tenso
     return Quantized(fp32, qdq, method, len(tensors), tuple(padded))
 
 
-def quantize_int8(
-    fp32_path: str | os.PathLike,
-    metadata: ArtifactMetadata,
-    tensors: Sequence[np.ndarray],
-    *,
-    method: str = DEFAULT_CALIBRATION_METHOD,
-    fp32_layers: Sequence[str] | None = None,
-) -> onnx.ModelProto:
-    """The INT8 graph of the FP32 ONNX file ``fp32_path``, calibrated on ``tensors``, with
-    ``fp32_layers`` (None: the logits layers) in FP32, finalised with ``metadata`` (precision int8)."""
-    return quantize_all(fp32_path, metadata, tensors, method=method).finish(metadata, fp32_layers)
-
-
 @contextlib.contextmanager
 def tensorrt_int8_file(path: str | os.PathLike, log: Log = _silent) -> Iterator[Path]:
     """The INT8 file ``path`` in the form TensorRT parses (:func:`dlcv.export.qdq.tensorrt_qdq`:

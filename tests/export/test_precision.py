@@ -382,7 +382,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from dlcv.export.fp16 import convert_to_fp16
-from dlcv.export.int8 import quantize_int8
+from dlcv.export.int8 import quantize_all
 from dlcv.runtime.metadata import ArtifactMetadata
 from dlcv.runtime.preprocess import PreprocessSpec
 
@@ -398,7 +398,7 @@ fp16 = convert_to_fp16(model, md)
 with tempfile.TemporaryDirectory() as tmp:
     path = Path(tmp) / "toy.onnx"
     onnx.save(model, str(path))
-    int8 = quantize_int8(path, md, [np.random.default_rng(1).normal(size=(3, 8, 8)).astype(np.float32)])
+    int8 = quantize_all(path, md, [np.random.default_rng(1).normal(size=(3, 8, 8)).astype(np.float32)]).finish(md)
 loaded = sorted(m for m in sys.modules if m.startswith("dlcv.") or m == "torch")
 precisions = [ArtifactMetadata.from_json({p.key: p.value for p in m.metadata_props}["dlcv"]).precision for m in (fp16, int8)]
 print("precisions:", *precisions)
