@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Sequence
 
 from dlcv.runtime.atomic import write_text_atomic
+from dlcv.runtime.markdown import cell, table as markdown_table
 
 from .figures import FigureFile
 
@@ -29,14 +30,8 @@ class Section:
     figures: tuple[FigureFile, ...] = ()
 
 
-def _cell(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
 def render_table(table: Table) -> str:
-    lines = ["| " + " | ".join(_cell(h) for h in table.header) + " |", "|" + "---|" * len(table.header)]
-    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in table.rows]
-    return "\n".join(lines)
+    return markdown_table(table.header, table.rows)
 
 
 def render_markdown(title: str, sections: Sequence[Section], folder: Path) -> str:
@@ -48,7 +43,7 @@ def render_markdown(title: str, sections: Sequence[Section], folder: Path) -> st
         parts.extend(render_table(t) for t in section.tables)
         for fig in section.figures:
             link = Path(os.path.relpath(fig.path, folder)).as_posix()
-            parts.append(f"![{_cell(fig.caption)}]({link})\n\n*{fig.caption}* ({fig.width}×{fig.height} px)")
+            parts.append(f"![{cell(fig.caption)}]({link})\n\n*{fig.caption}* ({fig.width}×{fig.height} px)")
     return "\n\n".join(parts) + "\n"
 
 

@@ -22,6 +22,7 @@ from .config import (
     DEFAULT_OPSET, DEFAULT_WORKSPACE_MB, TIMING_CACHE_NAME, ExportConfig, TensorRTConfig,
 )  # fmt: skip
 from .onnx_export import ExportResult, export_onnx
+from .precisions import REDUCED
 from .triton.repository import DEFAULT_MAX_BATCH, KINDS as TRITON_KINDS, MODEL_BACKENDS, TritonConfig, write_repository
 
 
@@ -55,6 +56,26 @@ def parse_shape(text: str | None, option: str) -> tuple[int, int, int, int] | No
     return tuple(int(p) for p in parts)  # type: ignore[return-value]
 
 
+def parse_precisions(text: str | None) -> tuple[str, ...]:
+    """``"fp16, int8"`` -> ("fp16", "int8"); None -> (); an unknown name is a one-line usage error."""
+    if text is None:
+        return ()
+    names = tuple(dict.fromkeys(n.strip().lower() for n in text.split(",") if n.strip()))
+    unknown = [n for n in names if n not in PRECISION_NAMES]
+    if unknown or not names:
+        raise DlcvUsageError(f"--precision takes a comma-separated list of {', '.join(PRECISION_NAMES)}, not {text!r}")
+    return names
+
+
+def precision_flags(command):
+    """One ``--<name>`` flag per reduced precision of :data:`dlcv.export.precisions.REDUCED`."""
+    for row in reversed(REDUCED):
+        calib = "; needs --calib" if row.calibrated else ""
+        help_text = f"Also write <arch>{row.record.file_suffix}.onnx ({row.record.description}{calib})."
+        command = click.option(f"--{row.name}", is_flag=True, help=help_text)(command)
+    return command
+
+
 def parse_layers(text: str | None) -> tuple[str, ...] | None:
     """``"upscore8, fc6"`` -> ("upscore8", "fc6"); ``"none"`` -> (); None stays None."""
     if text is None:
@@ -80,8 +101,7 @@ def parse_layers(text: str | None) -> tuple[str, ...] | None:
               help="Minimum label agreement (pixels or top-1) with PyTorch.")  # fmt: skip
 @click.option("--images", type=click.Path(path_type=Path), default=None,
               help="Folder of real images to verify with (default: synthetic images).")  # fmt: skip
-@click.option("--fp16", is_flag=True, help="Also write <arch>.fp16.onnx (FP16 weights/activations, FP32 I/O).")
-@click.option("--int8", is_flag=True, help="Also write <arch>.int8.onnx (QDQ INT8, calibrated on --calib images).")
+@precision_flags
 @click.option("--calib", type=click.Path(path_type=Path), default=None,
               help="Calibration images for INT8: a folder of images, or a dataset in the checkpoint's recorded layout (its train split).")  # fmt: skip
 @click.option("--calib-count", type=int, default=DEFAULT_CALIB_COUNT, show_default=True,
@@ -107,8 +127,9 @@ def parse_layers(text: str | None) -> tuple[str, ...] | None:
                    "label map N×H×W (segmentation), or TopK indices + softmax probabilities N×5 (classification).")  # fmt: skip
 @click.option("--strict", is_flag=True, help="A precision that misses its gate is an error (exit 1), not a warning.")
 @click.option("--trt", is_flag=True, help="Also build a TensorRT engine <arch>.plan (+ <arch>.plan.json).")
-@click.option("--precision", type=click.Choice(PRECISION_NAMES), default="fp16", show_default=True,
-              help="With --trt: the ONNX precision the engine is built from.")  # fmt: skip
+@click.option("--precision", "precision_list", metavar="LIST", default=None,
+              help=f"Precisions to write beside FP32, comma-separated ({','.join(PRECISION_NAMES)}; the same as their "
+                   "flags). With --trt: the one precision the engine is built from [default: fp16].")  # fmt: skip
 @click.option("--min-shape", metavar="BxCxHxW", help="With --trt: smallest input of the optimisation profile.")
 @click.option("--opt-shape", metavar="BxCxHxW", help="With --trt: input the engine is tuned for.")
 @click.option("--max-shape", metavar="BxCxHxW", help="With --trt: largest input of the optimisation profile.")
@@ -134,10 +155,11 @@ def parse_layers(text: str | None) -> tuple[str, ...] | None:
                    "builds without the onnxruntime backend) [default: onnxruntime].")  # fmt: skip
 @debug_option
 @handle_errors
-def main(checkpoint, out, opset, static, input_size, batch, atol, min_agreement, images, fp16, int8, calib,
+def main(checkpoint, out, opset, static, input_size, batch, atol, min_agreement, images, calib,
          calib_count, calib_method, int8_fp32, int8_sensitivity, val, eval_count, fp16_min_agreement, int8_max_drop,
-         argmax, strict, trt, precision, min_shape, opt_shape, max_shape, workspace, timing_cache, version_compatible,
-         triton_repo, triton_max_batch, triton_instances, triton_kind, triton_model_backend, debug):  # fmt: skip
+         argmax, strict, trt, precision_list, min_shape, opt_shape, max_shape, workspace, timing_cache,
+         version_compatible, triton_repo, triton_max_batch, triton_instances, triton_kind, triton_model_backend, debug,
+         **precision_flags):  # fmt: skip
     """Export a dlcv checkpoint (CHECKPOINT.pt) to ONNX (FP32, optionally FP16/INT8) and a TensorRT
     engine, each verified against PyTorch; optionally a Triton model repository."""
     triton = _triton_config(triton_repo, triton_max_batch, triton_instances, triton_kind, triton_model_backend, trt)
@@ -145,16 +167,23 @@ def main(checkpoint, out, opset, static, input_size, batch, atol, min_agreement,
                 "--timing-cache": timing_cache, "--version-compatible": version_compatible or None}  # fmt: skip
     if not trt and any(v is not None for v in trt_only.values()):
         raise DlcvUsageError(f"{', '.join(k for k, v in trt_only.items() if v is not None)} only apply with --trt")
+    precisions = tuple(name for name, on in precision_flags.items() if on)
+    listed = parse_precisions(precision_list)
     tensorrt = None
     if trt:
+        if len(listed) > 1:
+            raise DlcvUsageError(f"--trt builds one engine: --precision names its one precision, not {precision_list!r} "
+                                 "(write the others with their flags, e.g. --fp16 --int8)")  # fmt: skip
         tensorrt = TensorRTConfig(
-            precision=precision, min_shape=parse_shape(min_shape, "--min-shape"),
+            precision=listed[0] if listed else FP16.name, min_shape=parse_shape(min_shape, "--min-shape"),
             opt_shape=parse_shape(opt_shape, "--opt-shape"), max_shape=parse_shape(max_shape, "--max-shape"),
             workspace_mb=workspace, timing_cache=timing_cache, version_compatible=version_compatible,
         )  # fmt: skip
+    else:
+        precisions += listed
     config = ExportConfig(
         checkpoint=checkpoint, out=out, opset=opset, static=static, input_size=parse_size(input_size),
-        batch=batch, atol=atol, min_agreement=min_agreement, images=images, fp16=fp16, int8=int8, calib=calib,
+        batch=batch, atol=atol, min_agreement=min_agreement, images=images, precisions=precisions, calib=calib,
         calib_count=calib_count, calib_method=calib_method, val=val, eval_count=eval_count,
         fp16_min_agreement=fp16_min_agreement, int8_max_drop=int8_max_drop / 100, strict=strict, tensorrt=tensorrt,
         argmax=argmax,

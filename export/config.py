@@ -5,9 +5,11 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from dlcv.runtime.errors import DlcvUsageError
+from dlcv.runtime.errors import DlcvUsageError, unknown_choice
 from dlcv.runtime.precision import FP16, FP32, INT8, PRECISION_NAMES, Gate, Precision, get_precision
 from dlcv.runtime.tensorrt.profile import PROFILE_MAX_BATCH, PROFILE_MIN_BATCH, PROFILE_OPT_BATCH, Shape4  # noqa: F401
+
+from .precisions import EXPORT_PRECISIONS
 
 DEFAULT_OPSET = 18
 # Passing bar for FP32 ONNX vs PyTorch FP32. The error allowed is
@@ -20,16 +22,9 @@ DEFAULT_ATOL = 1e-3
 EXPORTERS = ("auto", "dynamo", "torchscript")
 
 # The gates every precision is held to against PyTorch FP32 (a warning when missed; an error
-# with --strict) are the precision records' (dlcv.runtime.precision); the options below replace
-# one bar of one record each (GATE_OPTIONS: precision -> (Gate field, ExportConfig field)):
-# --min-agreement FP32's label agreement (which the FP32 verification uses too),
-# --fp16-min-agreement FP16's, --int8-max-drop INT8's mIoU/top-1 drop on labelled images
-# (without labels INT8's record gate, label agreement, stands).
-GATE_OPTIONS = {
-    FP32.name: ("min_agreement", "min_agreement"),
-    FP16.name: ("min_agreement", "fp16_min_agreement"),
-    INT8.name: ("max_metric_drop", "int8_max_drop"),
-}
+# with --strict) are the precision records' (dlcv.runtime.precision); an option replaces one bar
+# of one record each (the GateOption of its row in dlcv.export.precisions): --min-agreement,
+# --fp16-min-agreement, --int8-max-drop.
 DEFAULT_CALIB_COUNT = 64  # calibration images (an even spread over the folder)
 DEFAULT_EVAL_COUNT = 100  # images in the precision comparison
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
@@ -94,8 +89,9 @@ class ExportConfig:
     ``images``: optional folder of real images for verification (synthetic images otherwise).
     ``exporter``: ``auto`` tries torch.export (dynamo) and falls back to TorchScript.
 
-    Reduced precisions (written beside the FP32 file, which is always written first):
-    ``fp16`` -> ``<arch>.fp16.onnx``; ``int8`` -> ``<arch>.int8.onnx``, calibrated on up to
+    ``precisions``: the ONNX files to write, by precision name (:data:`dlcv.export.precisions.EXPORT_PRECISIONS`),
+    stored in the records' order with ``fp32`` always first: the reduced ones are written beside the
+    FP32 file, ``fp16`` -> ``<arch>.fp16.onnx``; ``int8`` -> ``<arch>.int8.onnx``, calibrated on up to
     ``calib_count`` images of ``calib`` (a folder of images, or a dataset whose train split is
     used) with ``calib_method``; ``int8_fp32_layers``: the layers computed in FP32 (None: the
     layers computing the logits, see :mod:`dlcv.export.int8`; () for none); ``int8_sensitivity``:
@@ -126,8 +122,7 @@ class ExportConfig:
     images: Path | None = None
     seed: int = 0
     exporter: str = "auto"
-    fp16: bool = False
-    int8: bool = False
+    precisions: tuple[str, ...] = (FP32.name,)
     calib: Path | None = None
     calib_count: int = DEFAULT_CALIB_COUNT
     calib_method: str = DEFAULT_CALIBRATION_METHOD
@@ -148,18 +143,23 @@ class ExportConfig:
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, Path(getattr(self, name)))
         problems = []
-        if "int8" in self.precisions and self.calib is None:
-            why = "--int8" if self.int8 else "--trt --precision int8"
-            problems.append(f"{why} needs --calib DIR: a folder of real images to calibrate the INT8 ranges on")
-        if self.static and ("int8" in self.precisions or self.val is not None):
+        asked = (self.precisions,) if isinstance(self.precisions, str) else tuple(self.precisions)
+        unknown = [p for p in asked if p not in EXPORT_PRECISIONS]
+        problems += [unknown_choice("precision", p, EXPORT_PRECISIONS) for p in unknown]
+        object.__setattr__(self, "precisions", tuple(p for p in PRECISION_NAMES if p == FP32.name or p in asked))
+        calibrated = [EXPORT_PRECISIONS[p] for p in self.onnx_precisions if EXPORT_PRECISIONS[p].calibrated]
+        for row in calibrated if self.calib is None else ():
+            why = f"--{row.name}" if row.name in self.precisions else f"--trt --precision {row.name}"
+            problems.append(f"{why} needs --calib DIR: a folder of real images to calibrate the {row.name.upper()} ranges on")
+        if self.static and (calibrated or self.val is not None):
             problems.append(
-                "--static fixes the input shape, but INT8 calibration and --val run images at their own sizes; "
+                "--static fixes the input shape, but calibration and --val run images at their own sizes; "
                 "export without --static (an engine's shapes are fixed by --min-shape/--opt-shape/--max-shape)"
             )
         if self.int8_fp32_layers is not None:
             object.__setattr__(self, "int8_fp32_layers", tuple(self.int8_fp32_layers))
         int8_only = [o for o, on in (("--int8-fp32", self.int8_fp32_layers is not None), ("--int8-sensitivity", self.int8_sensitivity)) if on]
-        if int8_only and "int8" not in self.precisions:
+        if int8_only and INT8.name not in self.onnx_precisions:
             problems.append(f"{' and '.join(int8_only)} apply to the INT8 file; add --int8")
         if self.int8_sensitivity and self.val is None:
             problems.append("--int8-sensitivity scores each layer's metric drop on labelled images; add --val DATASET")
@@ -193,19 +193,18 @@ class ExportConfig:
             raise DlcvUsageError("; ".join(problems))
 
     @property
-    def precisions(self) -> tuple[str, ...]:
-        """The ONNX precisions to write: fp32 always, then those asked for (or the engine's)."""
+    def onnx_precisions(self) -> tuple[str, ...]:
+        """The ONNX precisions written: those asked for (``precisions``) and the engine's, in the records' order."""
         engine = self.tensorrt.precision if self.tensorrt is not None else None
-        wanted = {FP32.name, *(p.name for p, on in ((FP16, self.fp16), (INT8, self.int8)) if on), engine}
-        return tuple(p for p in PRECISION_NAMES if p in wanted)
+        return tuple(p for p in PRECISION_NAMES if p in self.precisions or p == engine)
 
     def gate(self, precision: Precision | str, labelled: bool) -> Gate:
         """``precision``'s default gate (:meth:`Precision.default_gate`) with the bar this config's
-        option sets (:data:`GATE_OPTIONS`) in place of the record's; a bar the default gate does
-        not hold (INT8's metric drop without labels) stays unset."""
+        option sets (its row's :class:`~dlcv.export.precisions.GateOption`) in place of the record's;
+        a bar the default gate does not hold (INT8's metric drop without labels) stays unset."""
         record = get_precision(precision) if isinstance(precision, str) else precision
         gate = record.default_gate(labelled)
-        bar, option = GATE_OPTIONS.get(record.name, (None, None))
-        if bar is None or getattr(gate, bar) is None:
+        option = EXPORT_PRECISIONS[record.name].gate_option
+        if option is None or getattr(gate, option.bar) is None:
             return gate
-        return dataclasses.replace(gate, **{bar: getattr(self, option)})
+        return dataclasses.replace(gate, **{option.bar: getattr(self, option.field)})

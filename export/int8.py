@@ -33,7 +33,9 @@ preprocessing keeps the image size. The calibration folder is a plain folder of 
 dataset in the layout the model was trained on (then its train split is used, opened as the
 checkpoint recorded it). Methods: ``minmax``, ``percentile`` (99.999th percentile of each side,
 from histograms), ``entropy`` (KL divergence); the default and the measurements behind it are
-in :data:`dlcv.export.config.DEFAULT_CALIBRATION_METHOD`'s comment.
+in :data:`dlcv.export.config.DEFAULT_CALIBRATION_METHOD`'s comment. The writer of the file,
+which runs one calibration for both the file and the optional per-layer sweep, is
+:func:`dlcv.export.int8_writer.write_int8`.
 
 How the file was quantized is recorded beside the dlcv metadata, under ``metadata_props``
 key :data:`SCHEME_KEY` (JSON: types, calibration, the layers kept FP32, the layers padded).
@@ -59,7 +61,7 @@ from dlcv.runtime.imageio import is_image_file, read_image
 from dlcv.runtime.metadata import ArtifactMetadata
 from dlcv.runtime.preprocess import preprocess_image
 
-from .config import DEFAULT_CALIBRATION_METHOD, ExportConfig
+from .config import DEFAULT_CALIBRATION_METHOD
 from .graph import EXTERNAL_DATA_THRESHOLD, finalize_graph, weights_bytes
 from .qdq import keep_fp32, layer_names, logits_layers, pad_input_channels, tensorrt_qdq
 from .qdq import transposed_as_conv as rewrite_transposed
@@ -252,42 +254,6 @@ def quantize_all(fp32_path: str | os.PathLike, metadata: ArtifactMetadata, tenso
             raise DlcvError(f"{metadata.arch}: INT8 quantization failed ({type(exc).__name__}: {first_line(exc)})") from None
         qdq = onnx.load(str(out))
     return Quantized(fp32, qdq, method, len(tensors), tuple(padded))
-
-
-def quantize_int8(
-    fp32_path: str | os.PathLike,
-    metadata: ArtifactMetadata,
-    tensors: Sequence[np.ndarray],
-    *,
-    method: str = DEFAULT_CALIBRATION_METHOD,
-    fp32_layers: Sequence[str] | None = None,
-) -> onnx.ModelProto:
-    """The INT8 graph of the FP32 ONNX file ``fp32_path``, calibrated on ``tensors``, with
-    ``fp32_layers`` (None: the logits layers) in FP32, finalised with ``metadata`` (precision int8)."""
-    return quantize_all(fp32_path, metadata, tensors, method=method).finish(metadata, fp32_layers)
-
-
-def write_int8(fp32_path: str | os.PathLike, metadata: ArtifactMetadata, config: ExportConfig, log: Log = _silent) -> onnx.ModelProto:
-    """The INT8 writer: the FP32 file quantized, calibrated on ``config.calib`` (up to
-    ``calib_count`` images, ``calib_method``), ``config.int8_fp32_layers`` kept FP32; with
-    ``config.int8_sensitivity`` the per-layer sweep runs on the same calibration first."""
-    if config.calib is None:
-        raise DlcvError("INT8 needs calibration images (--calib DIR)")
-    paths, where = calibration_paths(config.calib, config.calib_count, metadata.dataset)
-    tensors = calibration_tensors(paths, metadata, log)
-    sizes = sorted({"x".join(map(str, t.shape[1:])) for t in tensors})
-    log(f"calibrating INT8 ({config.calib_method}) on {len(tensors)} images from {where} "
-        f"(size{'s' if len(sizes) > 1 else ''} {', '.join(sizes[:4])}{', ...' if len(sizes) > 4 else ''})")  # fmt: skip
-    quantized = quantize_all(fp32_path, metadata, tensors, method=config.calib_method)
-    if config.int8_sensitivity:
-        from .int8_sensitivity import write_sensitivity
-
-        write_sensitivity(quantized, metadata, config, log)
-    proto = quantized.finish(metadata, config.int8_fp32_layers)
-    scheme = int8_scheme(proto) or {}
-    padded = f"; input channels padded to 4: {', '.join(scheme['padded_input_channels'])}" if scheme["padded_input_channels"] else ""
-    log(f"  int8: activations {ACTIVATIONS}, weights {WEIGHTS}; FP32 layers: {', '.join(scheme['fp32_layers']) or 'none'}{padded}")
-    return proto
 
 
 @contextlib.contextmanager

@@ -12,7 +12,7 @@ The file is written under a temporary name, verified there, and renamed into pla
 verification passes: a failed export never leaves an artifact that looks valid.
 
 Reduced precisions follow (:func:`write_precisions`): each has one writer returning its graph
-(:data:`REDUCED_WRITERS`: :func:`dlcv.export.fp16.write_fp16`, :func:`dlcv.export.int8.write_int8`),
+(its row's writer in :data:`dlcv.export.precisions.EXPORT_PRECISIONS`),
 saved under a temporary name as :meth:`Precision.path <dlcv.runtime.precision.Precision.path>`
 names it, compared together with the FP32 file against PyTorch FP32 on one evaluation set
 (:func:`build_eval_set`; one table, one row per precision, each judged by
@@ -40,16 +40,17 @@ from dlcv.runtime.datasets import recognise_layout
 from dlcv.runtime.errors import DlcvError, DlcvUsageError, first_line
 from dlcv.runtime.imageio import read_image
 from dlcv.runtime.metadata import ArtifactMetadata, read_onnx_metadata
-from dlcv.runtime.precision import FP16, FP32, INT8, get_precision
+from dlcv.runtime.precision import FP32, get_precision
 from dlcv.runtime.task import get_task
 from dlcv.runtime.tensorrt.profile import DEFAULT_NATURAL_SIZE  # the export sample's size when nothing fixes one
 from dlcv.train.checkpoint import file_sha256, load_checkpoint, metadata_from_checkpoint, model_from_checkpoint
 
 from .config import ExportConfig
-from .fp16 import precision_summary, write_fp16
+from .fp16 import precision_summary
 from .graph import default_opset, finalize_graph, graph_io, save_onnx
 from .heads import append_head, check_head
-from .int8 import calibration_paths, write_int8
+from .precisions import EXPORT_PRECISIONS
+from .int8 import calibration_paths
 from .verify import (
     EvalSet, ExportedArtifact, PrecisionReport, Shape, VerificationReport, _silent, compare_precisions,
     eval_set_from_dataset, eval_set_from_images, eval_set_from_shapes, raise_if_failed, read_image_folder,
@@ -312,7 +313,7 @@ def export_onnx(config: ExportConfig, log: Log | None = None) -> ExportResult:
 
         paths: dict[str, Path] = {FP32.name: target}
         precision_report = eval_set = None
-        if len(config.precisions) > 1 or config.val is not None or config.tensorrt is not None:
+        if len(config.onnx_precisions) > 1 or config.val is not None or config.tensorrt is not None:
             eval_set = build_eval_set(config, md, plan, images, log)
             more, precision_report = write_precisions(config, target, checkpoint_path, md, eval_set, log,
                                                       logits_fp32=logits_file if work is not None else None, plan=plan)  # fmt: skip
@@ -377,18 +378,11 @@ def build_eval_set(config: ExportConfig, metadata: ArtifactMetadata, plan: Input
     return eval_set_from_shapes(metadata, plan.verify_shapes, seed=config.seed)
 
 
-# The writer of each reduced precision: (FP32 file, metadata, config, log) -> its finalised graph.
-REDUCED_WRITERS: dict[str, Callable[[Path, ArtifactMetadata, ExportConfig, Log], onnx.ModelProto]] = {
-    FP16.name: write_fp16,
-    INT8.name: write_int8,
-}
-
-
 def write_precisions(
     config: ExportConfig, fp32_path: Path, checkpoint: Path, metadata: ArtifactMetadata, eval_set: EvalSet, log: Log = _silent,
     *, logits_fp32: Path | None = None, plan: InputPlan | None = None,
 ) -> tuple[dict[str, Path], PrecisionReport]:  # fmt: skip
-    """Write the FP16/INT8 files config asks for, compare them (and FP32) with PyTorch on
+    """Write the reduced-precision files config asks for, compare them (and FP32) with PyTorch on
     ``eval_set``, log the table, publish; returns the published paths and the report.
 
     With ``config.argmax`` the writers convert ``logits_fp32`` (the FP32 logits graph; ``fp32_path``
@@ -397,7 +391,7 @@ def write_precisions(
     from dlcv.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
     from dlcv.train.torch_backend import TorchBackend
 
-    reduced = [get_precision(p) for p in config.precisions if p != FP32.name]
+    reduced = [get_precision(p) for p in config.onnx_precisions if p != FP32.name]
     labelled = eval_set.labelled
     source, source_md = fp32_path, metadata
     if config.argmax:
@@ -411,7 +405,7 @@ def write_precisions(
             target = precision.path(config.out, metadata.arch)
             tmp = stack.enter_context(atomic_path(target))
             log(f"writing {target} ({precision.name})")
-            proto = REDUCED_WRITERS[precision.name](source, source_md, config, log)
+            proto = EXPORT_PRECISIONS[precision.name].load_writer()(source, source_md, config, log)
             summary = precision_summary(proto)
             if config.argmax:
                 logits_file = source.with_name(target.name)

@@ -42,14 +42,6 @@ def _producers(proto: onnx.ModelProto) -> dict[str, onnx.NodeProto]:
     return {o: n for n in proto.graph.node for o in n.output}
 
 
-def _consumers(proto: onnx.ModelProto) -> dict[str, list[onnx.NodeProto]]:
-    out: dict[str, list[onnx.NodeProto]] = {}
-    for n in proto.graph.node:
-        for i in n.input:
-            out.setdefault(i, []).append(n)
-    return out
-
-
 def _unique(proto: onnx.ModelProto, stem: str) -> str:
     taken = {t.name for t in proto.graph.initializer} | {o for n in proto.graph.node for o in n.output}
     taken |= {n.name for n in proto.graph.node}

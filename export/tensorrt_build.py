@@ -41,7 +41,7 @@ from dlcv.runtime.atomic import atomic_path, write_bytes_atomic
 from dlcv.runtime.backends.tensorrt_backend import EngineBinding, make_logger, version_tuple
 from dlcv.runtime.errors import DlcvError, MissingDependencyError
 from dlcv.runtime.metadata import ArtifactMetadata, sidecar_path, write_sidecar
-from dlcv.runtime.precision import INT8, get_precision
+from dlcv.runtime.precision import FP16, INT8, get_precision
 from dlcv.runtime.tensorrt.profile import Shape4, graph_dims, natural_size, optimisation_profile
 
 from .config import TIMING_CACHE_NAME, ExportConfig, TensorRTConfig
@@ -51,7 +51,7 @@ from .verify import ExportedArtifact, PrecisionReport, _silent, compare_precisio
 
 Log = Callable[[str], None]
 MIN_TENSORRT = (10,)
-FALLBACK_FLAGS = {"fp16": "FP16", "int8": "INT8"}  # TensorRT < 11 only
+FALLBACK_FLAGS = {FP16.name: "FP16", INT8.name: "INT8"}  # TensorRT < 11 only: the builder flag of each reduced precision
 INSTALL = "TensorRT >= 10 with its builder (pip install 'dlcv[tensorrt]', which also brings cuda-python)"
 
 

@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from dlcv.runtime.backends.base import Backend
-from dlcv.runtime.comparator import Batch, Candidate, Comparison, Step, compare, judge
+from dlcv.runtime.comparator import Batch, Candidate, CandidateResult, Comparison, Step, compare, judge
 from dlcv.runtime.datasets import open_split
 from dlcv.runtime.errors import DlcvError
 from dlcv.runtime.imageio import is_image_file, read_image
@@ -330,26 +330,25 @@ def eval_set_from_shapes(metadata, shapes: Sequence[Shape], *, seed: int = 0, im
 
 
 @dataclass(frozen=True)
-class PrecisionRow:
-    """One candidate (an ONNX precision or an engine) against PyTorch FP32 on the evaluation set."""
+class PrecisionRow(CandidateResult):
+    """One candidate (an ONNX precision or an engine) against PyTorch FP32 on the evaluation set:
+    the comparator's :class:`~dlcv.runtime.comparator.CandidateResult` and the file it ran."""
 
-    label: str  # "fp32", "fp16", "int8", "fp16 engine"
-    artifact: str  # file name
-    stats: dict  # ParityStats.compute()
-    metric: float | None  # mIoU / top-1 with labels
-    reference_metric: float | None
-    gate: Gate
-    failures: tuple[str, ...]
+    artifact: str = ""  # file name
 
-    @property
-    def passed(self) -> bool:
-        return not self.failures
+    @classmethod
+    def of(cls, result: CandidateResult, artifact: str) -> PrecisionRow:
+        return cls(**{f.name: getattr(result, f.name) for f in dataclasses.fields(result)}, artifact=artifact)
 
     @property
-    def metric_delta(self) -> float | None:
-        if self.metric is None or self.reference_metric is None:
-            return None
-        return self.metric - self.reference_metric
+    def label(self) -> str:
+        """The row's name in the table: "fp32", "fp16", "int8", "fp16 engine"."""
+        return self.name
+
+    @property
+    def stats(self) -> dict:
+        """:meth:`ParityStats.compute() <dlcv.runtime.logit_parity.ParityStats.compute>` over the evaluation set."""
+        return self.parity
 
     def to_dict(self) -> dict:
         return {
@@ -424,6 +423,5 @@ def precision_report(comparison: Comparison, artifacts: Sequence[ExportedArtifac
     for artifact, result in zip(artifacts, comparison.candidates):
         if result.error is not None:
             raise result.error
-        rows.append(PrecisionRow(artifact.label, artifact.file, result.parity, result.metric, result.reference_metric,
-                                 result.gate, result.failures))  # fmt: skip
+        rows.append(PrecisionRow.of(result, artifact.file))
     return PrecisionReport(comparison.task, source, tuple(rows))

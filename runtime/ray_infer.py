@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import inspect
 import io
 import logging
 import math
@@ -164,8 +163,7 @@ def _check_device(config: InferConfig, ray_config: RayConfig) -> None:
 def _backend_options(engine: str | Path, threads: int, backend: str | None = None) -> dict[str, Any]:
     """``threads`` for backends that take it (onnxruntime), so an actor uses the CPUs it holds;
     ``backend`` (``--backend NAME``) for :func:`open_backend` when one is named."""
-    init = inspect.signature(resolve_backend(engine, backend).__init__).parameters
-    options: dict[str, Any] = {"threads": threads} if "threads" in init else {}
+    options: dict[str, Any] = {"threads": threads} if "threads" in resolve_backend(engine, backend).options else {}
     return options if backend is None else {**options, "backend": backend}
 
 

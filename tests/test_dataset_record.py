@@ -81,11 +81,11 @@ def test_a_calibration_dataset_that_cannot_be_opened_is_an_error_not_unlabelled_
 
     root = write_camvid(tmp_path / "broken")
     (root / "valannot" / "0001TP_000000.png").unlink()
-    config = ExportConfig(checkpoint=camvid3_run[1], out=tmp_path, int8=True, calib=root)
+    config = ExportConfig(checkpoint=camvid3_run[1], out=tmp_path, precisions=("int8",), calib=root)
     with pytest.raises(DlcvError, match=f"{root / 'valannot'}: no mask for 1 image"):
         build_eval_set(config, metadata, None, None)
     landcover = write_landcover(tmp_path / "landcover")
-    other = ExportConfig(checkpoint=camvid3_run[1], out=tmp_path, int8=True, calib=landcover)
+    other = ExportConfig(checkpoint=camvid3_run[1], out=tmp_path, precisions=("int8",), calib=landcover)
     with pytest.raises(DlcvError, match=f"{landcover}: the model's dataset was read as the camvid layout"):
         build_eval_set(other, metadata, None, None)
 

@@ -20,6 +20,7 @@ class TorchBackend(Backend):
     devices = ("cpu", "cuda")
     extra = "train"
     priority = 50
+    options = ("threads",)
     deployed = False  # the PyTorch source of the deployed models, not one of them
 
     @classmethod

@@ -13,7 +13,6 @@ against this one would mean nothing.
 from __future__ import annotations
 
 import functools
-import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -139,7 +138,7 @@ def artifact_rows(
 def _row(path: Path | str, label: str, backend: str | None, device: str, threads: int | None,
          reference: ArtifactMetadata) -> BenchRow:  # fmt: skip
     cls = backends().get(backend) if backend else None
-    options = {"threads": threads} if threads and cls is not None and "threads" in inspect.signature(cls).parameters else {}
+    options = {"threads": threads} if threads and cls is not None and "threads" in cls.options else {}
 
     def opener() -> Backend:
         opened = open_backend(path, device=device, backend=backend, **options)

@@ -1,6 +1,6 @@
 """Artifacts for a run without explicit ones: export them from the checkpoint with dlcv-export's library.
 
-FP32 ONNX always; FP16 and INT8 when asked for (``ExportConfig.fp16`` / ``.int8``), each at
+FP32 ONNX always; the reduced precisions asked for (``ExportConfig.precisions``), each at
 the file name its precision record gives (``<arch>.fp16.onnx``, ``<arch>.int8.onnx``). The
 export is imported lazily, and anything that is missing or fails becomes a message for that
 precision's row instead of stopping the benchmark.
@@ -14,7 +14,7 @@ from typing import Callable
 
 from dlcv.runtime.errors import first_line
 from dlcv.runtime.metadata import ArtifactMetadata
-from dlcv.runtime.precision import FP32, INT8, get_precision
+from dlcv.runtime.precision import FP32, get_precision
 
 Log = Callable[[str], None]
 
@@ -48,6 +48,7 @@ def export_artifacts(
     try:
         from dlcv.export.config import ExportConfig
         from dlcv.export.onnx_export import export_onnx
+        from dlcv.export.precisions import EXPORT_PRECISIONS
     except ImportError as exc:
         message = f"dlcv.export cannot be imported ({first_line(exc)}); install dlcv[train] or pass ONNX files"
         outcome.errors = dict.fromkeys(precisions, message)
@@ -58,8 +59,8 @@ def export_artifacts(
     # A size fixed by the preprocessing is the export's own; otherwise export and verify at ``shape``.
     base = dict(checkpoint=checkpoint, out=out, strict=False, input_size=None if fixed else tuple(shape))
     wanted = [p for p in precisions if p != FP32.name]
-    extra: dict = {p: True for p in wanted}
-    if INT8.name in wanted:
+    extra: dict = {"precisions": tuple(wanted)}
+    if any(EXPORT_PRECISIONS[p].calibrated for p in wanted):
         extra.update(calib=calibration, calib_count=calib_count)
     if wanted:
         extra["eval_count"] = eval_count
@@ -72,7 +73,7 @@ def export_artifacts(
             outcome.errors.update(dict.fromkeys(precisions, f"export failed: {message}"))
             return outcome
         for p in wanted:
-            outcome.errors[p] = f"export with --{' --'.join(wanted)} failed: {message}"
+            outcome.errors[p] = f"export with --precision {','.join(wanted)} failed: {message}"
         if not FP32.path(out, metadata.arch).is_file():
             log(f"warning: export with {', '.join(wanted)} failed ({message}); exporting FP32 alone")
             try:

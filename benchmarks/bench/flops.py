@@ -121,12 +121,6 @@ def ceiling_fields(seconds: dict[str, list[float]], device: str, size: int | Non
     }
 
 
-def matmul_ceiling(device: str = "cpu", size: int | None = None, reps: int = 8) -> dict:
-    """The ceiling fields of one stand-alone measurement (see :func:`ceiling_fields`)."""
-    probes = ceiling_probes(device, size)
-    return ceiling_fields({p.library: matmul_seconds(p, reps) for p in probes}, device, size)
-
-
 def achieved(flops_per_image: int | None, throughput_img_s: float | None, ceiling_gflop_s: float | None) -> dict:
     """``achieved_gflop_s`` (GOP/s for an INT8 row: the same multiply-adds, in integers) and
     ``ceiling_pct`` of ``ceiling_gflop_s`` (None where an input is missing)."""
@@ -267,11 +261,6 @@ INT8_CEILING_KEYS = (
     "ceiling_int8_gop_s", "ceiling_int8_gop_s_median", "ceiling_int8_probe", "ceiling_int8_probes", "ceiling_int8_types",
 )  # fmt: skip
 
-
-def int8_ceiling(size: int | None = None, reps: int = 8, threads: int | None = None) -> dict:
-    """The INT8 ceiling fields of one stand-alone measurement on the CPU."""
-    probes = int8_probes("cpu", size, threads)
-    return int8_ceiling_fields({p.library: matmul_seconds(p, reps) for p in probes}, probes)
 
 
 def row_ceiling(precision: str, machine: Mapping) -> tuple[float | None, str]:

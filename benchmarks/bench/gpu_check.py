@@ -20,6 +20,8 @@ import platform
 import sys
 from pathlib import Path
 
+from dlcv.runtime.markdown import table
+
 STEPS_TSV = "steps.tsv"
 SUMMARY_MD = "summary.md"
 ONNXRUNTIME_GPU_WHEEL_MB = 250  # onnxruntime-gpu 1.31.1, cp312 manylinux_2_28 x86-64: 255,569,273 bytes
@@ -129,10 +131,8 @@ def summary(out_dir: Path) -> Path:
         f"{counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} skipped "
         f"(steps and benchmark rows; every skip and failure says why).", "",
         "## Machine", "", "```", env, "```", "",
-        "## Steps and rows", "", "| step or row | status | seconds | detail |", "| --- | --- | --- | --- |",
+        "## Steps and rows", "", table(["step or row", "status", "seconds", "detail"], steps),
     ]  # fmt: skip
-    for step, status, seconds, detail in steps:
-        lines.append(f"| {step} | {status} | {seconds} | {detail.replace('|', '/')} |")
     lines += ["", "Files: steps.tsv (the table above), env.txt, nvidia-smi.txt, install.log, pytest-gpu.log/.xml, "
               "cuda_memory.json, bench/<name>/ (dlcv-bench reports), logs/ (each step's output)."]  # fmt: skip
     path = out_dir / SUMMARY_MD

@@ -12,9 +12,11 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from dlcv.runtime.atomic import atomic_path, write_text_atomic
+from dlcv.runtime.jsonable import strict_json
+from dlcv.runtime.markdown import table
 from dlcv.runtime.task import get_task
 
 from .records import E2E_STAGES
@@ -57,12 +59,6 @@ def fmt_delta(value, low, high, scale: float = 100.0) -> str:
     if low is not None and high is not None:
         text += f" [{scale * low:+.2f}, {scale * high:+.2f}]"
     return text
-
-
-def table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def _metric(task: str) -> tuple[str, str, str, str]:
@@ -510,8 +506,7 @@ def write_outputs(result: "BenchResult") -> dict[str, Path]:
     out = result.out_dir
     out.mkdir(parents=True, exist_ok=True)
     files: dict[str, Path] = {}
-    records = [_json_safe(r) for r in result.records]
-    write_text_atomic(out / RESULTS_JSON, json.dumps(records, indent=1, allow_nan=False, default=_json_default) + "\n")
+    write_text_atomic(out / RESULTS_JSON, json.dumps(strict_json(result.records), indent=1, allow_nan=False) + "\n")
     files[RESULTS_JSON] = out / RESULTS_JSON
     title = f"{result.name} ({result.machine['cpu_model'] if not result.machine.get('gpu') else result.machine['gpu']})"
     for name, made in (
@@ -532,23 +527,3 @@ def write_outputs(result: "BenchResult") -> dict[str, Path]:
     files[REPORT_MD] = out / REPORT_MD
     return files
 
-
-def _json_safe(value):
-    """NaN and infinities (not JSON) become None, inside lists too."""
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def _json_default(value):
-    import numpy as np
-
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")

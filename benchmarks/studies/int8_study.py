@@ -42,6 +42,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from dlcv.runtime.markdown import table
+
 DEMO_CHECKPOINT = Path("runs/demo-fcn8s/best.pt")  # what `make demo` trains
 SHAPES = ((256, 1), (256, 4), (512, 1), (512, 4))
 ABLATION_SHAPES = ((256, 1), (512, 1))
@@ -314,7 +316,7 @@ def accuracy(checkpoint: Path, work: Path, calib_count: int, eval_count: int, me
 
 
 def _table(header, rows) -> list[str]:
-    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(map(str, r)) + " |" for r in rows)]
+    return table(header, rows).splitlines()
 
 
 def _pct(v, digits=1) -> str:

@@ -89,6 +89,9 @@ class Backend(ABC):
     #: True when its files are deployed models (what dlcv-export writes); False for the
     #: PyTorch checkpoint backend, whose files are the models' source
     deployed: ClassVar[bool] = True
+    #: the keyword options its constructor takes beyond the target and ``device``, which callers
+    #: pass only to a backend that declares them (``threads``: CPU threads for one model)
+    options: ClassVar[tuple[str, ...]] = ()
     #: where it is the default ahead of the suffix's (by measurement, :class:`Preference`); the
     #: registry takes it only when this backend is installed and runs on the device
     preferred_for: ClassVar[tuple[Preference, ...]] = ()

@@ -85,6 +85,7 @@ class OnnxRuntimeBackend(Backend):
     devices = tuple(DEVICE_PROVIDERS)
     extra = "cpu"
     priority = 10
+    options = ("threads",)
 
     @classmethod
     def install_hint(cls) -> str:

@@ -25,6 +25,7 @@ from typing import Sequence
 
 from ..errors import DlcvError
 from ..metadata import ArtifactMetadata
+from ..precision import FP16, FP32, INT8
 from ..tensorrt.profile import Profile, graph_dims, natural_size, optimisation_profile, shape_text
 
 CPU, CUDA, TENSORRT = "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"
@@ -35,9 +36,9 @@ DEVICE_PROVIDERS = {
 }
 # TensorRT provider options per precision (the graph decides the types; these let TensorRT use them).
 TENSORRT_PRECISION_OPTIONS = {
-    "fp32": {},
-    "fp16": {"trt_fp16_enable": "True"},
-    "int8": {"trt_int8_enable": "True"},
+    FP32.name: {},
+    FP16.name: {"trt_fp16_enable": "True"},
+    INT8.name: {"trt_int8_enable": "True"},
 }
 CACHE_SUFFIX = ".trt-cache"
 

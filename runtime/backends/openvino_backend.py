@@ -62,6 +62,7 @@ class OpenVINOBackend(Backend):
     devices = ("cpu",)
     extra = "openvino"
     priority = 30  # after onnxruntime: an .onnx file runs on onnxruntime unless --backend openvino
+    options = ("threads",)
     # No preferred_for: dlcv's INT8 files once ran 1.5× faster here than on onnxruntime; written in
     # onnxruntime's U8S8 form they run as fast or faster there (benchmarks/results/*-cpu), and
     # OpenVINO's FP32/FP16 leads in those runs are below MIN_PREFERENCE_SPEEDUP.

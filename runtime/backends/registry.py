@@ -8,9 +8,11 @@ module, which must not import its engine library at module level (see
 
 ``open_backend(path)`` picks the backend by the file's suffix (or URL scheme) unless
 ``backend=NAME`` chooses one, or a measured preference (:class:`~.base.Preference`, declared
-by the backend class: OpenVINO for INT8 ``.onnx`` files on the CPU) names another installed
-backend for the file's precision (:func:`choose_backend` says which and why); the device is
-checked against what that backend declares.
+by the backend class and re-checked by a test against the committed benchmark it cites) names
+another installed backend for the file's precision (:func:`choose_backend` says which and why);
+the device is checked against what that backend declares. Today no backend declares one, so
+every ``.onnx`` (INT8 included) opens on onnxruntime unless ``backend="openvino"`` is asked for
+(see :mod:`~dlcv.runtime.backends.openvino_backend` for the measurements).
 Errors are one line: an unknown name lists the registered ones, a backend that does not open
 that kind of file says which kinds it opens, a missing library names the extra to install.
 """

@@ -282,6 +282,7 @@ class TensorRTBackend(Backend):
     needs_gpu = True
     extra = "tensorrt"
     priority = 20
+    options = ("threads", "lean_runtime")
 
     @classmethod
     def read_metadata(cls, path: Path) -> ArtifactMetadata:

@@ -56,6 +56,7 @@ class TritonBackend(Backend):
     devices = ("cpu", "cuda", "tensorrt")  # the server decides where the model runs; the client is the same
     extra = "triton"
     priority = 50
+    options = ("concurrency", "timeout_s")
 
     @classmethod
     def library_version(cls) -> str | None:

@@ -49,7 +49,7 @@ def test_precisions_the_export_does_not_write_become_errors(tmp_path, monkeypatc
     assert set(outcome.paths) == {"fp32"}
     assert "wrote no fcn8s.fp16.onnx" in outcome.errors["fp16"]
     (config,) = fake.configs  # asked for through the export's own option, at the benchmark's size
-    assert config.fp16 is True and config.int8 is False
+    assert config.precisions == ("fp32", "fp16")
     assert config.input_size == (64, 80) and config.strict is False
 
 
@@ -60,12 +60,12 @@ def test_written_reduced_precisions_are_used(tmp_path, monkeypatch):
     assert outcome.paths == {p: tmp_path / "art" / name for p, name in
                              (("fp32", "fcn8s.onnx"), ("fp16", "fcn8s.fp16.onnx"), ("int8", "fcn8s.int8.onnx"))}  # fmt: skip
     (config,) = fake.configs
-    assert config.fp16 and config.int8 and config.calib == tmp_path / "calib" and config.calib_count == 8
+    assert config.precisions == ("fp32", "fp16", "int8") and config.calib == tmp_path / "calib" and config.calib_count == 8
     assert config.eval_count == 4
 
 
 def test_a_failing_reduced_export_keeps_fp32_and_names_the_reason(tmp_path, monkeypatch):
-    fake = FakeExport(writes=("fp32",), fail_if=lambda config: config.int8)
+    fake = FakeExport(writes=("fp32",), fail_if=lambda config: "int8" in config.precisions)
     outcome = export(tmp_path, ("fp32", "int8"), fake, monkeypatch)
     assert set(outcome.paths) == {"fp32"}
     assert "INT8 calibration failed" in outcome.errors["int8"] and "DlcvError" in outcome.errors["int8"]

@@ -8,8 +8,8 @@ import torch
 import torch.nn as nn
 
 from dlcv.bench.flops import (
-    INT8_CEILING_KEYS, Int8Probe, achieved, ceiling_fields, int8_ceiling, int8_ceiling_fields, int8_probes, matmul_ceiling,
-    model_flops_per_image, row_ceiling,
+    INT8_CEILING_KEYS, Int8Probe, achieved, ceiling_fields, ceiling_probes, int8_ceiling_fields, int8_probes,
+    matmul_seconds, model_flops_per_image, row_ceiling,
 )  # fmt: skip
 from dlcv.bench.machine import cpu_isa
 from dlcv.bench import memory
@@ -52,7 +52,7 @@ def test_model_flops_match_a_count_by_hand(arch, shape):
 
 
 def test_ceiling_and_achieved_share():
-    c = matmul_ceiling("cpu", size=128, reps=2)
+    c = ceiling_fields({p.library: matmul_seconds(p, 2) for p in ceiling_probes("cpu", 128)}, "cpu", 128)  # as dlcv-bench measures
     assert c["ceiling_fp32_gflop_s"] >= c["ceiling_fp32_gflop_s_median"] > 0
     assert c["ceiling_library"] in ("torch", "numpy") and c["ceiling_matmul_size"] == 128
     # the fastest library's best call sets the ceiling: 2·1000³ FLOPs in 0.5 s = 4 GFLOP/s
@@ -65,7 +65,8 @@ def test_ceiling_and_achieved_share():
 
 
 def test_int8_ceiling_runs_integer_graphs_and_reports_positive_gop_s():
-    c = int8_ceiling(size=128, reps=2)
+    probes = int8_probes("cpu", 128)
+    c = int8_ceiling_fields({p.library: matmul_seconds(p, 2) for p in probes}, probes)  # as dlcv-bench measures
     assert c["ceiling_int8_gop_s"] >= c["ceiling_int8_gop_s_median"] > 0
     assert "U8S8" in c["ceiling_int8_types"] and c["ceiling_int8_probe"].endswith(("(QLinearMatMul)", "(QLinearConv)"))
     assert c["ceiling_int8_probes"].startswith("matmul ") and "; conv " in c["ceiling_int8_probes"]

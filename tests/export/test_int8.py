@@ -102,7 +102,7 @@ def int8_export(make_checkpoint, tmp_path_factory):
     """A narrow FCN8s exported as FP32 + INT8 (calibrated on a small labelled set), and the set."""
     root = write_dataset(tmp_path_factory.mktemp("data") / "set")
     config = ExportConfig(checkpoint=make_checkpoint("fcn8s"), out=tmp_path_factory.mktemp("int8"), input_size=(48, 48),
-                          int8=True, calib=root, val=root, eval_count=4)  # fmt: skip
+                          precisions=("int8",), calib=root, val=root, eval_count=4)  # fmt: skip
     return config, export_onnx(config), root
 
 
@@ -240,7 +240,7 @@ def test_int8_options_need_int8_and_labels():
     with pytest.raises(DlcvUsageError, match="--int8-fp32 and --int8-sensitivity apply to the INT8 file; add --int8"):
         ExportConfig(checkpoint="x.pt", int8_fp32_layers=("fc6",), int8_sensitivity=True)
     with pytest.raises(DlcvUsageError, match="--int8-sensitivity scores each layer's metric drop on labelled images; add --val"):
-        ExportConfig(checkpoint="x.pt", int8=True, calib="c", int8_sensitivity=True)
+        ExportConfig(checkpoint="x.pt", precisions=("int8",), calib="c", int8_sensitivity=True)
     assert parse_layers(None) is None and parse_layers("none") == () and parse_layers(" fc6, upscore8,fc6") == ("fc6", "upscore8")
     with pytest.raises(DlcvUsageError):
         parse_layers(" , ")

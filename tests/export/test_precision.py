@@ -17,7 +17,8 @@ from dlcv.export import ExportConfig, export_onnx
 from dlcv.export.fp16 import FP32_OPS, convert_to_fp16, precision_summary, topological_order
 from dlcv.export.int8 import calibration_paths, calibration_tensors, int8_scheme
 from dlcv.export.onnx_export import write_precisions
-from dlcv.runtime.comparator import judge
+from dlcv.export.verify import PrecisionRow
+from dlcv.runtime.comparator import CandidateResult, judge
 from dlcv.runtime.precision import FP16, FP32, INT8, Gate
 from dlcv.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
 from dlcv.runtime.errors import DlcvError
@@ -42,7 +43,7 @@ def exported(make_checkpoint, tmp_path_factory):
     ckpt = make_checkpoint("fcn8s")
     messages: list[str] = []
     config = ExportConfig(
-        checkpoint=ckpt, out=tmp_path_factory.mktemp("precisions"), input_size=(48, 48), fp16=True, int8=True,
+        checkpoint=ckpt, out=tmp_path_factory.mktemp("precisions"), input_size=(48, 48), precisions=("fp16", "int8"),
         calib=root / "train", val=root, eval_count=8,
     )  # fmt: skip
     return config, export_onnx(config, log=messages.append), messages
@@ -170,7 +171,7 @@ def test_missed_gate_warns_or_with_strict_writes_nothing(exported, monkeypatch, 
 
     monkeypatch.setattr(OnnxRuntimeBackend, "_run", noisy_fp16)
     out = tmp_path / "out"
-    loose = dataclasses.replace(config, out=out, int8=False)
+    loose = dataclasses.replace(config, out=out, precisions=("fp16",))
     messages: list[str] = []
     paths, report = write_precisions(loose, result.onnx_path, result.checkpoint, result.metadata, result.eval_set, messages.append)
     assert not report.rows[1].passed and "FAIL" in report.table()
@@ -195,6 +196,14 @@ def test_export_gates_are_the_records_with_the_options_in_place():
     assert config.gate("int8", True) == Gate(max_metric_drop=0.05)
     assert config.gate("int8", False) == INT8.default_gate(False)  # no labels: the record's agreement bar stands
     assert default.tie_margin is None  # each precision's own margin
+
+
+def test_a_precision_row_is_the_comparators_result_with_its_file():
+    assert [f.name for f in dataclasses.fields(PrecisionRow)] == [f.name for f in dataclasses.fields(CandidateResult)] + ["artifact"]
+    result = CandidateResult("fp16", {"agreement": 0.99}, None, 0.5, 0.6, Gate(min_agreement=0.995), ("agreement",))
+    row = PrecisionRow.of(result, "m.fp16.onnx")
+    assert (row.label, row.stats, row.artifact, row.passed) == ("fp16", {"agreement": 0.99}, "m.fp16.onnx", False)
+    assert abs(row.metric_delta - -0.1) < 1e-12
 
 
 def test_judge_applies_each_bar_of_a_gate():
@@ -354,7 +363,7 @@ def trained_fcn(tmp_path_factory):
 @pytest.mark.slow
 def test_trained_demo_model_passes_the_fp16_and_int8_gates(trained_fcn, tmp_path):
     root, ckpt = trained_fcn
-    config = ExportConfig(checkpoint=ckpt, out=tmp_path, fp16=True, int8=True, calib=root, val=root, strict=True)
+    config = ExportConfig(checkpoint=ckpt, out=tmp_path, precisions=("fp16", "int8"), calib=root, val=root, strict=True)
     result = export_onnx(config)
     fp32, fp16, int8 = result.precision_report.rows
     assert result.precision_report.rows and all(r.passed for r in result.precision_report.rows)
@@ -373,7 +382,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from dlcv.export.fp16 import convert_to_fp16
-from dlcv.export.int8 import quantize_int8
+from dlcv.export.int8 import quantize_all
 from dlcv.runtime.metadata import ArtifactMetadata
 from dlcv.runtime.preprocess import PreprocessSpec
 
@@ -389,7 +398,7 @@ fp16 = convert_to_fp16(model, md)
 with tempfile.TemporaryDirectory() as tmp:
     path = Path(tmp) / "toy.onnx"
     onnx.save(model, str(path))
-    int8 = quantize_int8(path, md, [np.random.default_rng(1).normal(size=(3, 8, 8)).astype(np.float32)])
+    int8 = quantize_all(path, md, [np.random.default_rng(1).normal(size=(3, 8, 8)).astype(np.float32)]).finish(md)
 loaded = sorted(m for m in sys.modules if m.startswith("dlcv.") or m == "torch")
 precisions = [ArtifactMetadata.from_json({p.key: p.value for p in m.metadata_props}["dlcv"]).precision for m in (fp16, int8)]
 print("precisions:", *precisions)

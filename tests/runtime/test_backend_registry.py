@@ -2,6 +2,7 @@
 any engine library, defaults by suffix, ``backend=NAME`` apart from it, and one-line errors."""
 from __future__ import annotations
 
+import inspect
 import json
 import subprocess
 import sys
@@ -158,3 +159,10 @@ def test_dlcv_infer_takes_a_gpu_index_and_refuses_a_malformed_device(seg_model, 
     indexed = CliRunner().invoke(main, [str(images), "--engine", str(seg_model), "--device", "cuda:1", "--out", str(tmp_path / "o")])
     # accepted as a device: onnxruntime (CPU build) then says it has no CUDA provider, without falling back to the CPU
     assert indexed.exit_code != 0 and "cuda" in indexed.stderr.lower() and "use cpu or cuda[:N]" not in indexed.stderr
+
+
+def test_each_backend_declares_the_options_its_constructor_takes():
+    """Callers pass ``threads`` (and the like) only to a backend whose ``options`` name it."""
+    for cls in backends().values():
+        taken = tuple(inspect.signature(cls.__init__).parameters)[3:]  # after self, the target and device
+        assert taken == cls.options, cls.name

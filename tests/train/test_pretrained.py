@@ -6,7 +6,8 @@ import torchvision
 from dlcv.runtime.errors import DlcvError, DlcvUsageError
 from dlcv.train import create_model, list_models, model_config, model_info
 from dlcv.train.models.deeplab import DeepLabV3Logits
-from dlcv.train.models.fcn import COURSE_CONV_NAMES, FCN, course_key
+from dlcv.train.models.fcn import FCN
+from dlcv.train.models.vgg_weights import COURSE_CONV_NAMES, course_key
 from dlcv.train.models.fcn_deconv import FCNDeconv
 from dlcv.train.models.vgg import VGG16Classifier, vgg16_conv_indices
 from dlcv.train.pretrained import (

@@ -18,8 +18,8 @@ import torch.nn as nn
 from dlcv.runtime.preprocess import PreprocessSpec
 
 from ..registry import ModelConfig, register_model, scaled
-from .fcn import course_pairs
 from .vgg import make_vgg16_features, vgg16_pool_indices, vgg16_stages
+from .vgg_weights import course_pairs
 
 DECODER_CHANNELS = (512, 256, 128, 64, 32)  # outputs of deconv1..deconv5
 
