@@ -211,6 +211,10 @@ class FakeEngine:
     def get_tensor_profile_shape(self, name, index):
         return [self.profile[k] for k in ("min", "opt", "max")]
 
+    @property
+    def device_memory_size_v2(self):  # what a context needs for the profile's largest input: 4 floats per input value
+        return 4 * 4 * int(np.prod(self.profile["max"]))
+
     def create_execution_context(self):
         self.contexts.append(FakeContext(self))
         return self.contexts[-1]

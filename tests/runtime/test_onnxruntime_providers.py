@@ -171,3 +171,67 @@ def test_devices_parse_and_the_cache_moves_out_of_read_only_folders(tmp_path, mo
     cache = tensorrt_cache_dir(folder / "m.onnx")
     assert cache.parent == tmp_path / "cache" / "dlcv" / "trt-cache" and cache.name.startswith("m.onnx-")
     assert tensorrt_cache_dir(tmp_path / "m.onnx") == tmp_path / "m.onnx.trt-cache"
+
+
+def test_pip_installed_tensorrt_is_loaded_before_the_tensorrt_session(seg_model, tmp_path, monkeypatch):
+    """onnxruntime's provider dlopens libnvinfer.so.N, which pip puts in site-packages/tensorrt_libs/
+    (on no loader path): dlcv loads the libraries from there before the session is created."""
+    import sys
+
+    import dlcv.runtime.backends.onnxruntime_backend as ort_backend
+    from dlcv.runtime.tensorrt.libraries import preload_tensorrt_libraries, tensorrt_library_folder
+
+    package = tmp_path / "site" / "tensorrt_libs"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    real_library = Path("/lib/x86_64-linux-gnu/libz.so.1")  # any real shared library stands in for libnvinfer
+    if not real_library.is_file():
+        pytest.skip("no libz.so.1 to stand in for libnvinfer")
+    (package / "libnvinfer.so.10").write_bytes(real_library.read_bytes())
+    (package / "libnvinfer_builder_resource.so.10.13.0").write_bytes(b"not loaded: TensorRT loads it itself")
+    monkeypatch.setattr(sys, "path", [str(tmp_path / "site"), *sys.path])
+    assert tensorrt_library_folder() == package
+    assert preload_tensorrt_libraries() == [package / "libnvinfer.so.10"]
+    assert str(package / "libnvinfer.so.10") in Path("/proc/self/maps").read_text()  # mapped into this process
+    recording = RecordingOrt(monkeypatch)
+    order = []
+    monkeypatch.setattr(ort_backend, "preload_tensorrt_libraries", lambda: order.append(len(recording.calls)) or [])
+    with pytest.raises(MissingDependencyError):
+        OnnxRuntimeBackend(seg_model, device="tensorrt")
+    assert order == [0] and len(recording.calls) == 1  # loaded before the (only) session was created
+
+
+class PartitionedSession:
+    """A real CPU session that answers as onnxruntime-gpu does after partitioning a graph between
+    TensorRT and CUDA: TensorRT listed first, 3 of 4 nodes on it."""
+
+    def __init__(self, session):
+        self.session = session
+
+    def __getattr__(self, name):
+        return getattr(self.session, name)
+
+    def get_providers(self):
+        return ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+
+    def get_provider_graph_assignment_info(self):
+        node = SimpleNamespace(ep_name="TensorrtExecutionProvider", get_nodes=lambda: [1, 2, 3])
+        return [node, SimpleNamespace(ep_name="CUDAExecutionProvider", get_nodes=lambda: [4])]
+
+
+def test_a_tensorrt_run_reports_the_share_of_nodes_each_provider_ran(seg_model, tmp_path, monkeypatch):
+    from dlcv.runtime.imageio import write_png
+    from dlcv.runtime.infer import InferConfig, run_inference
+
+    real = ort.InferenceSession
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(ort, "InferenceSession", lambda path, sess_options=None, providers=None: PartitionedSession(
+        real(path, sess_options=sess_options, providers=["CPUExecutionProvider"])))  # fmt: skip
+    images = tmp_path / "images"
+    write_png(images / "a.png", np.full((64, 64, 3), 200, np.uint8))
+    summary = run_inference(InferConfig(engine=seg_model, images=images, out=tmp_path / "out", device="tensorrt", progress=False))
+    share = "TensorrtExecutionProvider 3/4 nodes (75%), CUDAExecutionProvider 1/4 nodes (25%)"
+    assert share in summary.backend
+    record = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert record["provider_nodes"] == {"TensorrtExecutionProvider": 3, "CUDAExecutionProvider": 1}
+    assert share in record["backend_choice"]

@@ -382,6 +382,13 @@ def test_mixed_image_sizes_do_not_reallocate_on_every_call(tmp_path, simulated):
     assert all(count <= 10 for count in allocations.values()), allocations
 
 
+def test_the_engines_gpu_memory_is_its_activation_memory_and_its_buffers(tmp_path, simulated):
+    with open_fake(tmp_path, PROFILE) as trt_backend:
+        trt_backend.infer(np.zeros((2, 3, 16, 16), np.float32))
+        buffers = sum(pair.capacity for pair in trt_backend.buffers.values())
+        assert buffers > 0 and trt_backend.gpu_memory_bytes() == trt_backend.engine.device_memory_size_v2 + buffers
+
+
 def test_input_outside_the_profile_is_refused_naming_the_profile_and_the_flag_that_widens_it(tmp_path, simulated):
     with open_fake(tmp_path, PROFILE) as trt_backend:
         with pytest.raises(DlcvError) as info:
