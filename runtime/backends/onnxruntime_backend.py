@@ -67,10 +67,11 @@ def _session(path: Path, device: str, threads: int | None, metadata: ArtifactMet
     options.add_session_config_entry(RECORD_ASSIGNMENT, "1")  # read back by node_placement
     profile = None
     source = path
+    preloaded: list[Path] = []
     if base == "tensorrt":
         source = tensorrt_source(path, metadata)
         check_external_data(source)
-        preload_tensorrt_libraries()  # pip's TensorRT is on no loader path (dlcv.runtime.tensorrt.libraries)
+        preloaded = preload_tensorrt_libraries()  # pip's TensorRT is on no loader path (dlcv.runtime.tensorrt.libraries)
         profile = tensorrt_profile(metadata, _graph_input_shape(source, metadata), trt_max_size)
         providers = provider_list(device, metadata, profile, tensorrt_cache_dir(source))
     else:
@@ -81,7 +82,10 @@ def _session(path: Path, device: str, threads: int | None, metadata: ArtifactMet
     if session.get_providers()[0] != first:
         needs = "the CUDA/cuDNN libraries that onnxruntime-gpu needs and the GPU driver"
         if first == TENSORRT:  # onnxruntime-gpu's TensorRT provider links TensorRT 10 (libnvinfer.so.10)
-            needs = "TensorRT 10 (pip install 'tensorrt-cu13>=10.13,<11', or -cu12 for onnxruntime-gpu < 1.27), " + needs
+            found = (f"dlcv loaded {', '.join(p.name for p in preloaded)} from {preloaded[0].parent}" if preloaded else
+                     "dlcv found no pip-installed TensorRT libraries (tensorrt_libs) to load")  # fmt: skip
+            needs = (f"TensorRT 10 (pip install 'tensorrt-cu13>=10.13,<11', or -cu12 for onnxruntime-gpu < 1.27; {found}; "
+                     f"a TensorRT installed elsewhere needs its lib folder on LD_LIBRARY_PATH), " + needs)  # fmt: skip
         raise MissingDependencyError(
             f"{path}: --device {device} asked for onnxruntime's {first}, which failed to start (session "
             f"providers: {', '.join(session.get_providers())}); check {needs} (README, GPU packages), or use --device cpu"
