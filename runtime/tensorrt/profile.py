@@ -24,6 +24,7 @@ from typing import Sequence
 
 from ..errors import DlcvUsageError
 from ..preprocess import PreprocessSpec
+from ..task import get_task
 
 PROFILE_MIN_BATCH, PROFILE_OPT_BATCH, PROFILE_MAX_BATCH = 1, 4, 16
 DEFAULT_NATURAL_SIZE = (128, 128)  # when neither --input-size nor the preprocessing fixes one
@@ -42,8 +43,8 @@ def natural_size(preprocess: PreprocessSpec, input_size: Sequence[int] | None = 
 
 
 def keeps_image_size(task: str, preprocess: PreprocessSpec) -> bool:
-    """True for a segmentation model fed whole images at their own size."""
-    return task == "segmentation" and preprocess.resize == "none"
+    """True for a per-pixel (segmentation) model fed whole images at their own size."""
+    return get_task(task).per_pixel and preprocess.resize == "none"
 
 
 def default_profile(
