@@ -103,7 +103,8 @@ def int8_activations(path: Path) -> str | None:
 def tensorrt_int8_path(path: Path) -> Path:
     """Where dlcv-export writes the signed (TensorRT) form of the INT8 file ``path``."""
     path = Path(path)
-    return path.with_name(path.name[: -len(".onnx")] + TENSORRT_INT8_SUFFIX if path.name.endswith(".onnx") else path.name + TENSORRT_INT8_SUFFIX)
+    stem = path.name[: -len(".onnx")] if path.name.endswith(".onnx") else path.name
+    return path.with_name(stem + TENSORRT_INT8_SUFFIX)
 
 
 def tensorrt_source(path: Path, metadata: ArtifactMetadata) -> Path:
