@@ -140,6 +140,10 @@ def parse_layers(text: str | None) -> tuple[str, ...] | None:
 @click.option("--version-compatible", is_flag=True,
               help="With --trt: an engine the lean runtime of this TensorRT version loads, and later versions load "
                    "through this version's lean runtime library (dlcv-infer --lean-runtime); none is embedded.")  # fmt: skip
+@click.option("--tf32", is_flag=True,
+              help="With --trt: let FP32 layers use TF32 (TensorRT's own default; dlcv builds true FP32 unless asked).")
+@click.option("--device", default="cuda", show_default=True, metavar="cuda[:N]",
+              help="With --trt: the GPU that builds and verifies the engine (the engine is bound to its model).")
 @click.option("--triton", "triton_repo", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Also write a Triton model repository there: the model, Python-backend pre/post-processing "
                    "(dlcv's own) and an image-in ensemble.")  # fmt: skip
@@ -158,13 +162,14 @@ def parse_layers(text: str | None) -> tuple[str, ...] | None:
 def main(checkpoint, out, opset, static, input_size, batch, atol, min_agreement, images, calib,
          calib_count, calib_method, int8_fp32, int8_sensitivity, val, eval_count, fp16_min_agreement, int8_max_drop,
          argmax, strict, trt, precision_list, min_shape, opt_shape, max_shape, workspace, timing_cache,
-         version_compatible, triton_repo, triton_max_batch, triton_instances, triton_kind, triton_model_backend, debug,
-         **precision_flags):  # fmt: skip
+         version_compatible, tf32, device, triton_repo, triton_max_batch, triton_instances, triton_kind,
+         triton_model_backend, debug, **precision_flags):  # fmt: skip
     """Export a dlcv checkpoint (CHECKPOINT.pt) to ONNX (FP32, optionally FP16/INT8) and a TensorRT
     engine, each verified against PyTorch; optionally a Triton model repository."""
     triton = _triton_config(triton_repo, triton_max_batch, triton_instances, triton_kind, triton_model_backend, trt)
     trt_only = {"--min-shape": min_shape, "--opt-shape": opt_shape, "--max-shape": max_shape,
-                "--timing-cache": timing_cache, "--version-compatible": version_compatible or None}  # fmt: skip
+                "--timing-cache": timing_cache, "--version-compatible": version_compatible or None,
+                "--tf32": tf32 or None, "--device": None if device == "cuda" else device}  # fmt: skip
     if not trt and any(v is not None for v in trt_only.values()):
         raise DlcvUsageError(f"{', '.join(k for k, v in trt_only.items() if v is not None)} only apply with --trt")
     precisions = tuple(name for name, on in precision_flags.items() if on)
@@ -178,6 +183,7 @@ def main(checkpoint, out, opset, static, input_size, batch, atol, min_agreement,
             precision=listed[0] if listed else FP16.name, min_shape=parse_shape(min_shape, "--min-shape"),
             opt_shape=parse_shape(opt_shape, "--opt-shape"), max_shape=parse_shape(max_shape, "--max-shape"),
             workspace_mb=workspace, timing_cache=timing_cache, version_compatible=version_compatible,
+            tf32=tf32, device=device,
         )  # fmt: skip
     else:
         precisions += listed

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +51,8 @@ class TensorRTConfig:
     ``version_compatible``: ``VERSION_COMPATIBLE`` + ``EXCLUDE_LEAN_RUNTIME``: an engine the lean
     runtime of the same TensorRT version loads, and later TensorRT versions load through that
     version's lean runtime library (``dlcv-infer --lean-runtime PATH``); no runtime is embedded.
+    ``tf32``: let FP32 layers use TF32 (TensorRT's default; dlcv clears it unless asked, so an
+    fp32 engine is FP32). ``device``: the GPU that builds (and verifies) the engine, ``cuda:N``.
     """.replace("{cache}", TIMING_CACHE_NAME)
 
     precision: str = "fp16"
@@ -59,6 +62,8 @@ class TensorRTConfig:
     workspace_mb: int = DEFAULT_WORKSPACE_MB
     timing_cache: Path | None = None
     version_compatible: bool = False
+    tf32: bool = False
+    device: str = "cuda"
 
     def __post_init__(self) -> None:
         if self.timing_cache is not None:
@@ -68,6 +73,8 @@ class TensorRTConfig:
             problems.append(f"--precision must be one of {', '.join(PRECISION_NAMES)}, not {self.precision!r}")
         if self.workspace_mb < 1:
             problems.append(f"--workspace must be a positive number of MB, got {self.workspace_mb}")
+        if not re.fullmatch(r"cuda(:\d+)?", str(self.device)):
+            problems.append(f"--device must be cuda or cuda:N (the GPU that builds the engine), not {self.device!r}")
         for name in ("min_shape", "opt_shape", "max_shape"):
             shape = getattr(self, name)
             if shape is not None and (len(shape) != 4 or min(shape) < 1):

@@ -58,18 +58,20 @@ import onnx
 from dlcv.runtime.datasets import DatasetRecord, evenly_spread, open_split, recognise_layout
 from dlcv.runtime.errors import DlcvError, first_line
 from dlcv.runtime.imageio import is_image_file, read_image
+from dlcv.runtime.atomic import atomic_path
+from dlcv.runtime.backends.onnxruntime_providers import INT8_SCHEME_KEY, SIGNED_ACTIVATIONS, tensorrt_int8_path
 from dlcv.runtime.metadata import ArtifactMetadata
 from dlcv.runtime.preprocess import preprocess_image
 
 from .config import DEFAULT_CALIBRATION_METHOD
-from .graph import EXTERNAL_DATA_THRESHOLD, finalize_graph, weights_bytes
+from .graph import EXTERNAL_DATA_THRESHOLD, finalize_graph, save_onnx, weights_bytes
 from .qdq import keep_fp32, layer_names, logits_layers, pad_input_channels, tensorrt_qdq
 from .qdq import transposed_as_conv as rewrite_transposed
 
 QUANTIZED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "Relu", "MaxPool", "Add")
 PER_CHANNEL_AXIS = {"Conv": 0, "ConvTranspose": 1, "Gemm": 0, "MatMul": 1}
 PERCENTILE = 99.999
-SCHEME_KEY = "dlcv.int8"
+SCHEME_KEY = INT8_SCHEME_KEY  # "dlcv.int8": the runtime reads it to pick the form it gives TensorRT
 ACTIVATIONS = "uint8, asymmetric, per tensor"
 WEIGHTS = "int8, symmetric, per output channel"
 
@@ -272,3 +274,28 @@ def tensorrt_int8_file(path: str | os.PathLike, log: Log = _silent) -> Iterator[
         onnx.save_model(proto, str(out))
         log(f"{path.name}: {pairs} uint8 Q/DQ pairs rewritten as TensorRT's signed INT8 (same ranges) for the build")
         yield out
+
+
+def write_tensorrt_int8(path: str | os.PathLike, log: Log = _silent) -> Path | None:
+    """Write the signed form of the INT8 file ``path`` beside it (``<arch>.int8.tensorrt.onnx``,
+    :func:`dlcv.export.qdq.tensorrt_qdq`), which onnxruntime's TensorRT provider is given instead
+    of the CPU form (whose uint8 Q/DQ TensorRT would leave to CUDA/CPU). Its quantization record
+    says so. Returns the path, or None when ``path`` is signed already."""
+    path = Path(path)
+    proto = onnx.load(str(path))
+    pairs = tensorrt_qdq(proto)
+    if not pairs:
+        return None
+    scheme = int8_scheme(proto) or {}
+    scheme.update(activations=SIGNED_ACTIVATIONS, form="tensorrt", cpu_form=path.name)
+    for prop in proto.metadata_props:
+        if prop.key == SCHEME_KEY:
+            prop.value = json.dumps(scheme)
+    if SCHEME_KEY not in {p.key for p in proto.metadata_props}:
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = SCHEME_KEY, json.dumps(scheme)
+    target = tensorrt_int8_path(path)
+    with atomic_path(target) as tmp:
+        save_onnx(proto, tmp, final_name=target.name)
+    log(f"wrote {target} (the INT8 graph with TensorRT's signed Q/DQ, {pairs} pairs rewritten; for --device tensorrt)")
+    return target

@@ -40,17 +40,18 @@ from dlcv.runtime.datasets import recognise_layout
 from dlcv.runtime.errors import DlcvError, DlcvUsageError, first_line
 from dlcv.runtime.imageio import read_image
 from dlcv.runtime.metadata import ArtifactMetadata, read_onnx_metadata
-from dlcv.runtime.precision import FP32, get_precision
+from dlcv.runtime.precision import FP32, INT8, get_precision
 from dlcv.runtime.task import get_task
 from dlcv.runtime.tensorrt.profile import DEFAULT_NATURAL_SIZE  # the export sample's size when nothing fixes one
+from dlcv.runtime.tensorrt.profile import default_profile, graph_dims, profile_dict
 from dlcv.train.checkpoint import file_sha256, load_checkpoint, metadata_from_checkpoint, model_from_checkpoint
 
 from .config import ExportConfig
 from .fp16 import precision_summary
-from .graph import default_opset, finalize_graph, graph_io, save_onnx
+from .graph import default_opset, embed_metadata, finalize_graph, graph_io, save_onnx
 from .heads import append_head, check_head
+from .int8 import calibration_paths, write_tensorrt_int8
 from .precisions import EXPORT_PRECISIONS
-from .int8 import calibration_paths
 from .verify import (
     EvalSet, ExportedArtifact, PrecisionReport, Shape, VerificationReport, _silent, compare_precisions,
     eval_set_from_dataset, eval_set_from_images, eval_set_from_shapes, raise_if_failed, read_image_folder,
@@ -255,6 +256,20 @@ def export_fp32(
 # the whole step
 
 
+def with_tensorrt_profile(proto: onnx.ModelProto, md: ArtifactMetadata, input_shape, config: ExportConfig) -> ArtifactMetadata:
+    """Record in the metadata (and ``proto``) the TensorRT optimisation profile of this export:
+    the one ``--trt`` builds the engine with, and onnxruntime's TensorRT provider uses for every
+    file written from it. A static graph needs none."""
+    dims = graph_dims(input_shape)
+    if None not in dims:
+        return md
+    t = config.tensorrt
+    shapes = (t.min_shape, t.opt_shape, t.max_shape) if t is not None else (None, None, None)
+    md = md.with_(tensorrt_profile=profile_dict(default_profile(dims, md.task, md.preprocess, config.input_size, *shapes)))
+    embed_metadata(proto, md)
+    return md
+
+
 def export_onnx(config: ExportConfig, log: Log | None = None) -> ExportResult:
     """Write ``<out>/<arch>.onnx`` from ``config.checkpoint`` (FP32), verified against PyTorch.
 
@@ -280,6 +295,7 @@ def export_onnx(config: ExportConfig, log: Log | None = None) -> ExportResult:
     log(f"exported with the {exporter_label} exporter in {seconds:.1f}s")
     finalize_graph(proto, md)
     input_shape, output_shape = graph_io(proto, md)
+    md = with_tensorrt_profile(proto, md, input_shape, config)
     opset = default_opset(proto)
     if opset != config.opset:
         notes += (f"opset {config.opset} was asked for, the exporter produced opset {opset}",)
@@ -318,6 +334,8 @@ def export_onnx(config: ExportConfig, log: Log | None = None) -> ExportResult:
             more, precision_report = write_precisions(config, target, checkpoint_path, md, eval_set, log,
                                                       logits_fp32=logits_file if work is not None else None, plan=plan)  # fmt: skip
             paths.update(more)
+    if INT8.name in paths:
+        write_tensorrt_int8(paths[INT8.name], log)
     return ExportResult(
         onnx_path=target,
         metadata=md,

@@ -38,11 +38,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from dlcv.runtime.atomic import atomic_path, write_bytes_atomic
-from dlcv.runtime.backends.tensorrt_backend import EngineBinding, make_logger, version_tuple
+from dlcv.runtime.backends.tensorrt_backend import EngineBinding, device_index, make_logger, version_tuple
 from dlcv.runtime.errors import DlcvError, MissingDependencyError
 from dlcv.runtime.metadata import ArtifactMetadata, sidecar_path, write_sidecar
 from dlcv.runtime.precision import FP16, INT8, get_precision
-from dlcv.runtime.tensorrt.profile import Shape4, graph_dims, natural_size, optimisation_profile
+from dlcv.runtime.tensorrt.profile import Shape4, default_profile, graph_dims
 
 from .config import TIMING_CACHE_NAME, ExportConfig, TensorRTConfig
 from .int8 import tensorrt_int8_file
@@ -102,11 +102,12 @@ def load_builder(onnx_path: Path) -> Any:
 
 def profile_shapes(result: ExportResult, config: ExportConfig, trt_config: TensorRTConfig) -> tuple[Shape4, Shape4, Shape4]:
     """(min, opt, max) input shapes of the engine: the shapes given, around the defaults of
-    :func:`dlcv.runtime.tensorrt.profile.optimisation_profile` at the export's natural size
-    (``--input-size``, else the preprocessing size, else 128×128)."""
-    natural = natural_size(result.metadata.preprocess, config.input_size)
-    return optimisation_profile(graph_dims(result.input_shape), natural, trt_config.min_shape, trt_config.opt_shape,
-                                trt_config.max_shape)  # fmt: skip
+    :func:`dlcv.runtime.tensorrt.profile.default_profile` at the export's natural size
+    (``--input-size``, else the preprocessing size, else 128×128; up to 1024×1024 for
+    segmentation models that keep the image size)."""
+    md = result.metadata
+    return default_profile(graph_dims(result.input_shape), md.task, md.preprocess, config.input_size,
+                           trt_config.min_shape, trt_config.opt_shape, trt_config.max_shape)  # fmt: skip
 
 
 def attach_timing_cache(builder_config: Any, data: bytes) -> bool:
@@ -153,6 +154,10 @@ def build_serialized(
         builder_config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, trt_config.workspace_mb << 20)
         if not strongly_typed:
             builder_config.set_flag(getattr(trt.BuilderFlag, flag_name))
+        if not trt_config.tf32:
+            # TF32 is on by default (NvInfer.h, BuilderFlag::kTF32) and rounds FP32 inner products to
+            # 10-bit mantissas: an "fp32" engine computes in FP32 only when it is cleared.
+            builder_config.clear_flag(trt.BuilderFlag.TF32)
         if trt_config.version_compatible:
             builder_config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
             builder_config.set_flag(trt.BuilderFlag.EXCLUDE_LEAN_RUNTIME)
@@ -188,13 +193,14 @@ def build_engine(result: ExportResult, config: ExportConfig, log: Log | None = N
     md = result.metadata
     onnx_path = result.precision_paths[trt_config.precision]
     trt = load_builder(onnx_path)
-    gpu = Cuda(0).gpu()
+    gpu = Cuda(device_index(trt_config.device)).gpu()  # selects the GPU the builder times kernels on
     shapes = profile_shapes(result, config, trt_config)
     cache_path = trt_config.timing_cache or config.out / TIMING_CACHE_NAME
     plan_path = config.out / f"{md.arch}.plan"
     log(f"building {plan_path.name} from {onnx_path.name} with TensorRT {trt.__version__} on {gpu.name}: profile "
         + " / ".join("x".join(map(str, s)) for s in shapes) + f", workspace {trt_config.workspace_mb} MB"
-        + (", version-compatible" if trt_config.version_compatible else ""))  # fmt: skip
+        + (", version-compatible" if trt_config.version_compatible else "")
+        + (", TF32 allowed" if trt_config.tf32 else ""))  # fmt: skip
     t0 = time.perf_counter()
     with contextlib.ExitStack() as stack:
         source = onnx_path  # an INT8 file is written for the CPU runtimes: TensorRT parses its signed form
@@ -207,7 +213,7 @@ def build_engine(result: ExportResult, config: ExportConfig, log: Log | None = N
         precision=trt_config.precision, profile={k: list(s) for k, s in zip(("min", "opt", "max"), shapes)},
         plan_size_bytes=len(plan), plan_sha256=hashlib.sha256(plan).hexdigest(),
         version_compatible=trt_config.version_compatible, strongly_typed=strongly_typed, onnx=onnx_path.name,
-        checkpoint=str(config.checkpoint), workspace_mb=trt_config.workspace_mb,
+        checkpoint=str(config.checkpoint), workspace_mb=trt_config.workspace_mb, tf32=trt_config.tf32,
     )  # fmt: skip
     metadata: ArtifactMetadata = md.with_(precision=trt_config.precision, engine=binding.to_dict())
     log(f"built in {seconds:.1f}s ({len(plan) / 1e6:.1f} MB, {'strongly typed' if strongly_typed else 'builder precision flag'})")
@@ -218,7 +224,8 @@ def build_engine(result: ExportResult, config: ExportConfig, log: Log | None = N
             write_sidecar(tmp, metadata)
             if result.eval_set is not None:
                 precision = get_precision(trt_config.precision)
-                engine = ExportedArtifact(f"{precision.name} engine", plan_path.name, lambda: TensorRTBackend(tmp), precision,
+                engine = ExportedArtifact(f"{precision.name} engine", plan_path.name,
+                                          lambda: TensorRTBackend(tmp, device=trt_config.device), precision,
                                           config.gate(precision, result.eval_set.labelled), config.tie_margin)  # fmt: skip
                 log(f"comparing {plan_path.name} with PyTorch FP32 on {result.eval_set.source} (TensorRT, GPU)")
                 with TorchBackend(result.checkpoint or config.checkpoint) as reference:

@@ -234,7 +234,7 @@ def verify_onnx_file(
     from dlcv.train.torch_backend import TorchBackend
 
     with TorchBackend(checkpoint_path) as reference, OnnxRuntimeBackend(onnx_path) as candidate:
-        same = candidate.metadata.with_(precision=reference.metadata.precision).with_outputs(reference.metadata.outputs)
+        same = candidate.metadata.with_(precision=reference.metadata.precision, tensorrt_profile=None).with_outputs(reference.metadata.outputs)
         if same != reference.metadata:  # the same model, whatever its precision and head
             raise DlcvError(f"{onnx_path}: its dlcv metadata does not match the checkpoint {checkpoint_path}")
         report = verify_backends(

@@ -8,7 +8,7 @@ import click
 import cv2
 
 from .backends import all_devices, backend_names
-from .cli_support import debug_option, handle_errors
+from .cli_support import debug_option, handle_errors, parse_size
 from .errors import DlcvError, DlcvUsageError
 from .imageio import DEFAULT_MAX_PIXELS
 from .infer import InferConfig, run_inference
@@ -36,6 +36,9 @@ DEFAULT_WORKERS = max(1, min(4, os.cpu_count() or 1))
 @click.option("--lean-runtime", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="TensorRT engines: the libnvinfer_lean library of the TensorRT version that built a "
                    "version-compatible engine, needed to run it on a later TensorRT.")
+@click.option("--trt-max-size", metavar="HxW", default=None,
+              help="--device tensorrt on an ONNX model: raise the largest image size of onnxruntime's TensorRT "
+                   "optimisation profile (recorded by dlcv-export) to HxW.")
 @click.option("--workers", type=click.IntRange(min=1), default=DEFAULT_WORKERS, show_default=True,
               help="Threads that decode and preprocess images.")
 @click.option("--recursive", is_flag=True, help="Include nested folders (outputs mirror them).")
@@ -57,7 +60,7 @@ DEFAULT_WORKERS = max(1, min(4, os.cpu_count() or 1))
 @debug_option
 @handle_errors
 def main(images_dir: Path, engine: str, labels: Path | None, out: Path | None, batch_size: int,
-         backend: str | None, device: str, lean_runtime: Path | None, workers: int, recursive: bool, overwrite: bool,
+         backend: str | None, device: str, lean_runtime: Path | None, trt_max_size: str | None, workers: int, recursive: bool, overwrite: bool,
          skip_existing: bool, strict: bool, max_pixels: int, quiet: bool, ray_address: str | None,
          ray_actors: int | None, ray_gpus_per_actor: float, debug: bool) -> None:
     """Run a deployed model over the images in IMAGES_DIR and write masks or predictions.csv.
@@ -77,6 +80,7 @@ def main(images_dir: Path, engine: str, labels: Path | None, out: Path | None, b
         device=device,
         backend=backend,
         lean_runtime=lean_runtime,
+        trt_max_size=parse_size(trt_max_size, "--trt-max-size"),
         workers=workers,
         recursive=recursive,
         overwrite=overwrite,

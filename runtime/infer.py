@@ -113,6 +113,7 @@ class InferConfig:
     max_pixels: int | None = DEFAULT_MAX_PIXELS
     debug: bool = False
     lean_runtime: Path | None = None  # TensorRT engines: the building version's lean runtime library
+    trt_max_size: tuple[int, int] | None = None  # --device tensorrt on ONNX: widen the provider's profile to (H, W)
 
     def __post_init__(self) -> None:
         for name in ("engine", "images", "out", "labels", "lean_runtime"):
@@ -135,6 +136,9 @@ class InferConfig:
         engine_suffixes = get_backend("tensorrt").suffixes
         if self.lean_runtime is not None and Path(str(self.engine)).suffix.lower() not in engine_suffixes:
             problems.append(f"--lean-runtime applies to TensorRT engines ({', '.join(engine_suffixes)}), not {self.engine}")
+        if self.trt_max_size is not None and (not str(self.device).startswith("tensorrt") or str(self.engine).endswith(engine_suffixes)):
+            problems.append(f"--trt-max-size widens onnxruntime's TensorRT profile: it needs an ONNX model and --device tensorrt, "
+                            f"got {self.engine} on {self.device} (an engine's profile is fixed when it is built: dlcv-export --trt --max-shape)")  # fmt: skip
         if self.overwrite and self.skip_existing:
             problems.append("--overwrite and --skip-existing exclude each other: replace all outputs, or keep the finished ones")
         if problems:
@@ -441,7 +445,9 @@ def run_inference(config: InferConfig, *, log: Callable[[str], None] | None = No
     exclude = check_run_paths(config, out_dir)
 
     load_start = time.perf_counter()
-    options = {"lean_runtime": config.lean_runtime} if config.lean_runtime is not None else {}
+    options: dict[str, Any] = {"lean_runtime": config.lean_runtime} if config.lean_runtime is not None else {}
+    if config.trt_max_size is not None:
+        options["trt_max_size"] = config.trt_max_size
     choice = choose_backend(config.engine, config.backend, config.device)
     with open_backend(config.engine, device=config.device, backend=choice.backend.name, **options) as backend:
         model_load_s = time.perf_counter() - load_start
@@ -455,7 +461,11 @@ def run_inference(config: InferConfig, *, log: Callable[[str], None] | None = No
             with ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="dlcv-load") as pool:
                 _stream(pool, run, items, job, window_size(config.workers, config.batch_size))
         timing = run.timing(time.perf_counter() - wall_start, model_load_s)
-        return outputs.finish(run, backend.name, timing, choice.describe(config.engine))
+        described = choice.describe(config.engine)
+        placement = backend.describe_placement()  # a TensorRT session may run part of the graph elsewhere
+        if placement:
+            described += f"; graph nodes: {placement}"
+        return outputs.finish(run, backend.name, timing, described, provider_nodes=backend.placement)
 
 
 def check_run_paths(config: InferConfig, out_dir: Path) -> list[Path]:
@@ -503,9 +513,11 @@ class RunOutputs:
         finally:
             self.bar.close()
 
-    def finish(self, run: "InferRun", backend_name: str, timing: dict[str, Any], backend_choice: str | None = None) -> InferSummary:
+    def finish(self, run: "InferRun", backend_name: str, timing: dict[str, Any], backend_choice: str | None = None,
+               provider_nodes: dict[str, int] | None = None) -> InferSummary:  # fmt: skip
         """Score, write metrics.json and return the summary (after :meth:`committing`).
-        ``backend_choice``: which backend ran and why (:meth:`~dlcv.runtime.backends.Choice.describe`)."""
+        ``backend_choice``: which backend ran and why (:meth:`~dlcv.runtime.backends.Choice.describe`);
+        ``provider_nodes``: graph nodes per onnxruntime execution provider (:attr:`Backend.placement`)."""
         assert self.files is not None, "finish() follows a successful committing()"
         config, metadata, results, stats = self.config, self.metadata, self.results, self.stats
         metrics = report = None
@@ -533,6 +545,7 @@ class RunOutputs:
             "engine": str(config.engine),
             "backend": backend_name,
             "backend_choice": backend_choice or backend_name,
+            "provider_nodes": provider_nodes,
             "outputs": metadata.outputs.kind,
             "device": config.device,
             "precision": metadata.precision,

@@ -33,6 +33,7 @@ from .onnx_proto import Malformed, metadata_props
 from .precision import PRECISION_NAMES
 from .preprocess import PreprocessSpec
 from .task import TASK_NAMES, TASKS
+from .tensorrt.profile import profile_dict, profile_from_dict
 
 METADATA_KEY = "dlcv"
 METADATA_SCHEMA_VERSION = 1
@@ -62,6 +63,9 @@ class ArtifactMetadata:
     dataset: DatasetRecord | None = None
     # What the model returns (None: logits named output_name, set in __post_init__).
     outputs: OutputSpec | None = None
+    # The TensorRT optimisation profile dlcv-export chose for the input ({"min": [N,C,H,W], "opt",
+    # "max"}; None: not recorded, e.g. an older file or a static graph). onnxruntime's TensorRT provider uses it.
+    tensorrt_profile: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.outputs is None:
@@ -130,6 +134,10 @@ class ArtifactMetadata:
         d["engine"] = dict(self.engine)
         d["exclude_classes"] = list(self.exclude_classes)
         d["outputs"] = self.outputs.to_dict()
+        if self.tensorrt_profile is None:
+            del d["tensorrt_profile"]  # files without one stay exactly as before
+        else:
+            d["tensorrt_profile"] = {k: list(v) for k, v in self.tensorrt_profile.items()}
         if self.dataset is None:
             del d["dataset"]  # files without a record stay exactly as before
         else:
@@ -159,6 +167,8 @@ class ArtifactMetadata:
                 kwargs["dataset"] = DatasetRecord.from_dict(kwargs["dataset"], "dlcv metadata")
             if kwargs.get("outputs") is not None:
                 kwargs["outputs"] = OutputSpec.from_dict(kwargs["outputs"])
+            if kwargs.get("tensorrt_profile") is not None:
+                kwargs["tensorrt_profile"] = profile_dict(profile_from_dict(kwargs["tensorrt_profile"]))
             return cls(**kwargs)
         except KeyError as exc:
             raise DlcvError(f"{source}: dlcv metadata lacks the key {exc}") from None

@@ -122,3 +122,86 @@ def metadata_props(path: str | os.PathLike) -> dict[str, str]:
             else:
                 f.seek(skip, os.SEEK_CUR)
     return props
+
+
+# ModelProto.graph -> GraphProto.input -> ValueInfoProto.name / .type -> TypeProto.tensor_type
+# -> TypeProto.Tensor.shape -> TensorShapeProto.dim -> Dimension.dim_value / .dim_param (onnx.proto3)
+MODEL_GRAPH, GRAPH_INPUT, VALUE_NAME, VALUE_TYPE, TYPE_TENSOR, TENSOR_SHAPE, SHAPE_DIM = 7, 11, 1, 2, 1, 2, 1
+DIM_VALUE, DIM_PARAM = 1, 2
+
+
+def _message(value: int | memoryview | None) -> memoryview:
+    if not isinstance(value, memoryview):
+        raise Malformed("a message field is not length-delimited")
+    return value
+
+
+def _dims(value_info: memoryview) -> tuple[str, list[int | str | None]]:
+    """A ValueInfoProto's name and dims (an int, a name for a symbolic dim, None for an unnamed one)."""
+    name, dims = "", []
+    for number, _, value in fields(value_info):
+        if number == VALUE_NAME:
+            name = text(_message(value))
+        elif number == VALUE_TYPE:
+            for n1, _, tensor in fields(_message(value)):
+                if n1 != TYPE_TENSOR:
+                    continue
+                for n2, _, shape in fields(_message(tensor)):
+                    if n2 != TENSOR_SHAPE:
+                        continue
+                    for n3, _, dim in fields(_message(shape)):
+                        if n3 != SHAPE_DIM:
+                            continue
+                        entry: int | str | None = None
+                        for n4, w4, v4 in fields(_message(dim)):
+                            if n4 == DIM_VALUE and w4 == VARINT:
+                                entry = int(v4)  # type: ignore[arg-type]
+                            elif n4 == DIM_PARAM and w4 == LENGTH:
+                                entry = text(_message(v4))
+                        dims.append(entry)
+    return name, dims
+
+
+def _stream_fields(f: BinaryIO, end: int) -> Iterator[tuple[int, int, int]]:
+    """(field number, wire type, length) of each field up to file offset ``end``, the file left at
+    the field's value; a value the caller does not read is seeked past before the next field."""
+    while f.tell() < end:
+        key = _stream_varint(f)
+        if key is None:
+            raise Malformed("field runs past the end")
+        number, wire = key >> 3, key & 7
+        if wire == VARINT:
+            if _stream_varint(f) is None:
+                raise Malformed("varint runs past the end")
+            continue
+        if wire in (FIXED64, FIXED32):
+            length = 8 if wire == FIXED64 else 4
+        elif wire == LENGTH:
+            length = _stream_varint(f)
+            if length is None:
+                raise Malformed("length runs past the end")
+        else:
+            raise Malformed(f"unsupported wire type {wire}")
+        start = f.tell()
+        if start + length > end:
+            raise Malformed("field runs past the end")
+        yield number, wire, length
+        f.seek(start + length)
+
+
+def graph_input_shapes(path: str | os.PathLike) -> dict[str, list[int | str | None]]:
+    """The graph inputs' declared shapes (name -> dims), read from the file's graph; the
+    initialisers and nodes are seeked past, never read."""
+    shapes: dict[str, list[int | str | None]] = {}
+    with open(Path(path), "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size == 0:
+            raise Malformed("the file is empty")
+        for number, wire, length in _stream_fields(f, size):
+            if number != MODEL_GRAPH or wire != LENGTH:
+                continue
+            for n, w, item in _stream_fields(f, f.tell() + length):
+                if n == GRAPH_INPUT and w == LENGTH:
+                    name, dims = _dims(memoryview(f.read(item)))
+                    shapes[name] = dims
+    return shapes

@@ -168,6 +168,12 @@ def check_same_model(backend: Backend, reference: ArtifactMetadata) -> None:
         raise ValueError(f"{name}: not this checkpoint's model: " + "; ".join(problems))
 
 
+def tf32_mark(row: BenchRow) -> str:
+    """``+tf32`` for an FP32 TensorRT engine built with ``--tf32`` (its sidecar says so): not true FP32."""
+    binding = getattr(row.instance, "binding", None)
+    return "+tf32" if row.precision == "fp32" and getattr(binding, "tf32", False) else ""
+
+
 def assign_labels(rows: list[BenchRow]) -> None:
     """Readable, unique row names: ``torch eager fp32``, ``onnxruntime fp16``, ``openvino int8``;
     a file that could not be opened is named by its file (its precision is unknown)."""
@@ -178,7 +184,7 @@ def assign_labels(rows: list[BenchRow]) -> None:
         elif c.precision == UNKNOWN_PRECISION:
             base = f"{c.backend} ({artifact_name(c.artifact)})"
         else:
-            base = f"{c.backend} {c.precision}"
+            base = f"{c.backend} {c.precision}{tf32_mark(c)}"
         if c.artifact is not None and base in seen:
             base = f"{base} ({artifact_name(c.artifact)})"
         seen[base] = seen.get(base, 0) + 1

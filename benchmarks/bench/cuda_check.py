@@ -8,6 +8,9 @@ layer), and the result compared with the original; before the stream is synchron
 of the destination must be refused. The copies are timed (host-to-device and device-to-host
 separately, enqueue to synchronise, best of ``repeats``). Without a usable GPU the JSON holds
 ``skipped`` with the reason and the command exits 0, so a dry run on a CPU machine completes.
+
+The same JSON holds ``stream_check``: the TensorRT backend itself on a real stream with a
+simulated engine that launches PyTorch kernels on it (:mod:`dlcv.bench.stream_check`).
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import numpy as np
 
 from dlcv.runtime.tensorrt.cuda_memory import BufferPair, Cuda, bindings_version
 from dlcv.runtime.errors import DlcvError
+
+from .stream_check import check_stream
 
 DEFAULT_SIZES_MB = (1, 64, 256)
 
@@ -91,10 +96,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sizes = tuple(int(s) for s in args.sizes_mb.split(",") if s.strip())
     report = check_cuda_memory(args.device, sizes, args.repeats)
+    if "skipped" not in report:
+        report["stream_check"] = check_stream(args.device)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps({k: v for k, v in report.items() if k != "sizes"}))
-    return 0 if report.get("passed", "skipped" in report) else 1
+    stream = report.get("stream_check", {})
+    return 0 if report.get("passed", "skipped" in report) and stream.get("passed", True) else 1
 
 
 if __name__ == "__main__":

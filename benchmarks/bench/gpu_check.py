@@ -25,6 +25,7 @@ from dlcv.runtime.markdown import table
 STEPS_TSV = "steps.tsv"
 SUMMARY_MD = "summary.md"
 ONNXRUNTIME_GPU_WHEEL_MB = 250  # onnxruntime-gpu 1.31.1, cp312 manylinux_2_28 x86-64: 255,569,273 bytes
+STREAM_ROW = "real stream, fake engine"  # dlcv.bench.stream_check's row
 CARRY_LIMIT_MB = 64  # what travels to a lent GPU machine with the working tree
 
 
@@ -113,6 +114,25 @@ def bench_rows(results: Path) -> list[tuple[str, str, str]]:
     return rows
 
 
+def cuda_rows(report_path: Path) -> list[tuple[str, str, str]]:
+    """(row, status, detail) for what ``cuda_memory.json`` holds beyond its step: the round trip when
+    it was skipped, and the real-stream check of the TensorRT backend with a simulated engine."""
+    report = json.loads(Path(report_path).read_text())
+    rows = []
+    if "skipped" in report:
+        rows.append(("cuda-memory round trip", "skipped", str(report["skipped"])))
+    stream = report.get("stream_check") or {}
+    why = stream.get("skipped") or report.get("skipped")
+    if why:
+        rows.append((STREAM_ROW, "skipped", str(why)))
+    elif stream:
+        order = "in order" if stream.get("order_ok") else f"OUT OF ORDER: {stream.get('order')}"
+        rows.append((STREAM_ROW, "ok" if stream.get("passed") else "failed",
+                     f"{stream['chunks']} chunks copy-in, execute, copy-out, synchronise {order}; max abs error "
+                     f"{stream['max_abs_error']:.3g}; buffer allocations {stream['buffer_allocations']}"))  # fmt: skip
+    return rows
+
+
 def read_steps(out_dir: Path) -> list[list[str]]:
     path = Path(out_dir) / STEPS_TSV
     if not path.is_file():
@@ -147,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("availability")
     rows = sub.add_parser("rows")
     rows.add_argument("results", type=Path)
+    cuda = sub.add_parser("cuda-rows")
+    cuda.add_argument("report", type=Path)
     summ = sub.add_parser("summary")
     summ.add_argument("out_dir", type=Path)
     args = parser.parse_args(argv)
@@ -157,6 +179,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}\t{reason}")
     elif args.command == "rows":
         for name, status, detail in bench_rows(args.results):
+            print(f"{name}\t{status}\t-\t{detail}")
+    elif args.command == "cuda-rows":
+        for name, status, detail in cuda_rows(args.report):
             print(f"{name}\t{status}\t-\t{detail}")
     else:
         print(summary(args.out_dir))

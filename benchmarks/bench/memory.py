@@ -1,4 +1,6 @@
-"""Process memory: resident set size and its peak (Linux ``/proc``), and PyTorch's GPU peak.
+"""Process memory: resident set size and its peak (Linux ``/proc``), and GPU memory: PyTorch's
+allocator peak for PyTorch rows, the engine's own device memory for TensorRT rows (PyTorch's
+allocator never sees what TensorRT or onnxruntime allocate; :func:`row_gpu_mb`).
 
 The peak resident set size (``VmHWM``) is reset before each measured stretch by writing
 ``5`` to ``/proc/self/clear_refs`` (Linux 4.0+), so a backend's peak is its own stretch's,
@@ -98,3 +100,15 @@ def gpu_peak_mb() -> float | None:
     """
     cuda = _torch_cuda()
     return None if cuda is None else cuda.max_memory_allocated() / 2**20
+
+
+def row_gpu_mb(backend: str, instance: object) -> float | None:
+    """A row's GPU memory in MB: PyTorch's allocator peak for ``torch`` rows; for other rows what
+    the backend reports of its own device memory (:meth:`dlcv.runtime.backends.Backend.gpu_memory_bytes`:
+    a TensorRT engine's activation memory plus dlcv's buffers), None when it cannot say
+    (onnxruntime's CUDA arena is not exposed): never PyTorch's figure for another library."""
+    if backend == "torch":
+        return gpu_peak_mb()
+    read = getattr(instance, "gpu_memory_bytes", None)
+    value = read() if read is not None else None
+    return None if value is None else value / 2**20

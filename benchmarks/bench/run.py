@@ -231,8 +231,12 @@ class BenchmarkRun:
             memory.reset_peak_rss()
             memory.reset_gpu_peak()
 
+        rows = {c.label: c for c in self.rows}
+
         def after(label, outcome: TimingOutcome) -> None:
-            for key, value in (("peak_rss_mb", memory.peak_rss_mb()), ("gpu_peak_mb", memory.gpu_peak_mb())):
+            row = rows.get(label)
+            gpu = memory.gpu_peak_mb() if row is None else memory.row_gpu_mb(row.backend, row.instance)
+            for key, value in (("peak_rss_mb", memory.peak_rss_mb()), ("gpu_peak_mb", gpu)):
                 if value is not None:
                     outcome.extras[key] = max(outcome.extras.get(key, 0.0), value)
 

@@ -124,6 +124,18 @@ class Backend(ABC):
                 f"install it: {cls.install_hint()}"
             ) from None
 
+    # Graph nodes per execution provider after partitioning (onnxruntime on a GPU); None elsewhere.
+    placement: dict[str, int] | None = None
+
+    def gpu_memory_bytes(self) -> int | None:
+        """Device memory this backend holds itself (an engine's activations, its I/O buffers), or
+        None when its library does not say; dlcv-bench reports it for non-PyTorch rows."""
+        return None
+
+    def describe_placement(self) -> str | None:
+        """Where the model's nodes run, when a backend splits a graph between engines (else None)."""
+        return None
+
     def __init__(self, path: Path, metadata: ArtifactMetadata):
         self.path = Path(path)
         self.metadata = metadata

@@ -14,9 +14,14 @@ import numpy as np
 from ..errors import DlcvError, MissingDependencyError, first_line
 from ..external_data import check_external_data
 from ..metadata import ArtifactMetadata, read_onnx_metadata
+from ..onnx_proto import Malformed, graph_input_shapes
+from ..tensorrt.libraries import preload_tensorrt_libraries
 from ..tensorrt.profile import Profile, contains, shape_text
 from .base import Backend, Outputs, concat_outputs
-from .onnxruntime_providers import DEVICE_PROVIDERS, TENSORRT, parse_device, provider_list, tensorrt_cache_dir, tensorrt_profile
+from .onnxruntime_providers import (
+    DEVICE_PROVIDERS, RECORD_ASSIGNMENT, TENSORRT, node_placement, parse_device, placement_text, provider_list,
+    tensorrt_cache_dir, tensorrt_profile, tensorrt_source,
+)  # fmt: skip
 
 if TYPE_CHECKING:
     import onnxruntime as ort
@@ -31,18 +36,20 @@ def _open_session(ort, path: Path, options, providers) -> ort.InferenceSession:
         raise DlcvError(f"{path}: onnxruntime cannot load this model ({first_line(exc)})") from None
 
 
-def _graph_input_shape(ort, path: Path, metadata: ArtifactMetadata) -> list:
-    """The input's dims as the graph declares them (ints, or names for dynamic ones), read by a CPU
-    session that does not optimise the graph."""
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    probe = _open_session(ort, path, options, ["CPUExecutionProvider"])
-    return list({i.name: i.shape for i in probe.get_inputs()}.get(metadata.input_name, ()))
+def _graph_input_shape(path: Path, metadata: ArtifactMetadata) -> list:
+    """The input's dims as the graph declares them (ints, or names for dynamic ones), read from the
+    file's protobuf (no session)."""
+    try:
+        shapes = graph_input_shapes(path)
+    except (OSError, Malformed) as exc:
+        raise DlcvError(f"{path}: cannot read the graph's inputs ({exc}); re-export the model") from None
+    return list(shapes.get(metadata.input_name, ()))
 
 
-def _session(path: Path, device: str, threads: int | None, metadata: ArtifactMetadata) -> tuple[ort.InferenceSession, Profile | None]:
+def _session(path: Path, device: str, threads: int | None, metadata: ArtifactMetadata,
+             trt_max_size: tuple[int, int] | None = None) -> tuple[ort.InferenceSession, Profile | None]:  # fmt: skip
     """The session on ``device``'s providers, with their options, and the TensorRT provider's
-    optimisation profile when that provider is used."""
+    optimisation profile when that provider is used (``trt_max_size`` widens it)."""
     ort = OnnxRuntimeBackend.import_library("onnxruntime")
     base, _ = parse_device(device)
     first = DEVICE_PROVIDERS[base][0]
@@ -57,19 +64,28 @@ def _session(path: Path, device: str, threads: int | None, metadata: ArtifactMet
         options.intra_op_num_threads = threads
     options.log_severity_level = 3
     check_external_data(path)  # untrusted files: no tensor data read from outside the model's folder
+    options.add_session_config_entry(RECORD_ASSIGNMENT, "1")  # read back by node_placement
     profile = None
+    source = path
+    preloaded: list[Path] = []
     if base == "tensorrt":
-        profile = tensorrt_profile(metadata, _graph_input_shape(ort, path, metadata))
-        providers = provider_list(device, metadata, profile, tensorrt_cache_dir(path))
+        source = tensorrt_source(path, metadata)
+        check_external_data(source)
+        preloaded = preload_tensorrt_libraries()  # pip's TensorRT is on no loader path (dlcv.runtime.tensorrt.libraries)
+        profile = tensorrt_profile(metadata, _graph_input_shape(source, metadata), trt_max_size)
+        providers = provider_list(device, metadata, profile, tensorrt_cache_dir(source))
     else:
         providers = provider_list(device)
-    session = _open_session(ort, path, options, providers)
+    session = _open_session(ort, source, options, providers)
     # A provider that is compiled in but cannot start (CUDA or cuDNN libraries missing, no GPU)
     # makes onnxruntime fall back to the CPU with only a warning: refuse that silently slow run.
     if session.get_providers()[0] != first:
         needs = "the CUDA/cuDNN libraries that onnxruntime-gpu needs and the GPU driver"
         if first == TENSORRT:  # onnxruntime-gpu's TensorRT provider links TensorRT 10 (libnvinfer.so.10)
-            needs = "TensorRT 10 (pip install 'tensorrt-cu13>=10.13,<11', or -cu12 for onnxruntime-gpu < 1.27), " + needs
+            found = (f"dlcv loaded {', '.join(p.name for p in preloaded)} from {preloaded[0].parent}" if preloaded else
+                     "dlcv found no pip-installed TensorRT libraries (tensorrt_libs) to load")  # fmt: skip
+            needs = (f"TensorRT 10 (pip install 'tensorrt-cu13>=10.13,<11', or -cu12 for onnxruntime-gpu < 1.27; {found}; "
+                     f"a TensorRT installed elsewhere needs its lib folder on LD_LIBRARY_PATH), " + needs)  # fmt: skip
         raise MissingDependencyError(
             f"{path}: --device {device} asked for onnxruntime's {first}, which failed to start (session "
             f"providers: {', '.join(session.get_providers())}); check {needs} (README, GPU packages), or use --device cpu"
@@ -102,14 +118,17 @@ class OnnxRuntimeBackend(Backend):
         except MissingDependencyError:
             return None
 
-    def __init__(self, path: str | Path, device: str = "cpu", threads: int | None = None):
+    def __init__(self, path: str | Path, device: str = "cpu", threads: int | None = None,
+                 trt_max_size: tuple[int, int] | None = None):  # fmt: skip
         path = Path(path)
         if not path.is_file():
             raise DlcvError(f"{path}: ONNX file not found")
         metadata = read_onnx_metadata(path)
-        self.session, self.trt_profile = _session(path, device, threads, metadata)
+        self.session, self.trt_profile = _session(path, device, threads, metadata, trt_max_size)
         super().__init__(path, metadata)
         self.device = device
+        # nodes per provider after partitioning: a TensorRT session may run part of the graph elsewhere
+        self.placement = node_placement(self.session)
         inputs = {i.name: i for i in self.session.get_inputs()}
         outputs = {o.name for o in self.session.get_outputs()}
         md = self.metadata
@@ -133,11 +152,20 @@ class OnnxRuntimeBackend(Backend):
         profile = self.trt_profile
         if profile is not None and not contains(profile, (min(batch.shape[0], profile[2][0]), *batch.shape[1:])):
             lo, _, hi = profile
+            _, _, h, w = batch.shape
+            fix = (f"widen it with dlcv-infer --trt-max-size {max(h, hi[2])}x{max(w, hi[3])}" if h > hi[2] or w > hi[3]
+                   else "re-export with --trt --min-shape covering it")  # fmt: skip
             raise DlcvError(
                 f"{self.path.name}: input {shape_text(batch.shape[1:])} is outside the optimisation profile given to "
-                f"onnxruntime's {TENSORRT} ({shape_text(lo[1:])} .. {shape_text(hi[1:])}, dlcv-export's default around "
-                "the model's input size); use --device cuda, or build a .plan with --min-shape/--max-shape covering it"
+                f"onnxruntime's {TENSORRT} ({shape_text(lo[1:])} .. {shape_text(hi[1:])}, as dlcv-export recorded it); "
+                f"{fix}, or use --device cuda"
             )
+
+    def describe_placement(self) -> str | None:
+        """Where the graph's nodes run, for a session on a GPU provider (None on the CPU)."""
+        if self.device == "cpu" or str(self.device).startswith("cpu"):
+            return None
+        return placement_text(self.placement)
 
     def _run(self, batch: np.ndarray) -> np.ndarray | Outputs:
         step = self.trt_profile[2][0] if self.trt_profile is not None else batch.shape[0]

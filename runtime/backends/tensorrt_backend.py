@@ -81,6 +81,7 @@ class EngineBinding:
     onnx: str = ""  # the ONNX file the engine was built from (name)
     checkpoint: str = ""  # the checkpoint that ONNX came from (as given to dlcv-export)
     workspace_mb: int = 0
+    tf32: bool = False  # True when built with --tf32 (FP32 layers may use TF32); False: FP32 is FP32
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -167,6 +168,24 @@ def check_runtime_kind(path: Path, binding: EngineBinding, trt: Any) -> None:
         )
 
 
+# The first TensorRT whose lean runtime wheels exist for CUDA 13 (tensorrt-lean-cu13-libs on PyPI).
+FIRST_CU13_LEAN = (10, 13)
+
+
+def lean_runtime_hint(version: str) -> str:
+    """How to get TensorRT ``version``'s lean runtime library without touching the installed
+    TensorRT: pip's ``--target`` puts it in a folder of its own (installed into this environment,
+    it would replace the running version's ``tensorrt_lean_libs``)."""
+    numbers = version_tuple(version)
+    major = numbers[0] if numbers else "N"
+    cuda = "cu13" if numbers[:2] >= FIRST_CU13_LEAN else "cu12"
+    return (
+        f"install it into a folder of its own, never into this environment (that would replace this TensorRT's "
+        f"library): pip install --no-deps --target DIR 'tensorrt-lean-{cuda}-libs=={version}', then pass "
+        f"--lean-runtime DIR/tensorrt_lean_libs/libnvinfer_lean.so.{major}"
+    )
+
+
 def check_tensorrt_version(path: Path, binding: EngineBinding, runtime_version: str, lean_runtime: Path | None = None) -> bool:
     """Refuse an engine this TensorRT cannot run; True when it must be loaded through ``lean_runtime``.
 
@@ -191,9 +210,8 @@ def check_tensorrt_version(path: Path, binding: EngineBinding, runtime_version: 
     if lean_runtime is None:
         raise DlcvError(
             f"{prefix}; this version-compatible engine carries no lean runtime, so a later TensorRT runs it only "
-            f"through TensorRT {binding.tensorrt_version}'s lean runtime: pass --lean-runtime PATH to its "
-            f"libnvinfer_lean.so.{major} (in site-packages/tensorrt_lean_libs/ after pip install "
-            f"'tensorrt-lean-cu13-libs=={binding.tensorrt_version}', or -cu12), or {binding.rebuild_hint()}"
+            f"through TensorRT {binding.tensorrt_version}'s lean runtime: {lean_runtime_hint(binding.tensorrt_version)}, "
+            f"or {binding.rebuild_hint()}"
         )
     if not Path(lean_runtime).is_file():
         raise DlcvError(f"{path}: --lean-runtime {lean_runtime} is not a file; give the path of TensorRT {binding.tensorrt_version}'s libnvinfer_lean.so.{major}")
@@ -385,14 +403,28 @@ class TensorRTBackend(Backend):
 
     def check_input(self, batch: np.ndarray) -> None:
         super().check_input(batch)
-        lo, _, hi = self.profile
+        lo, opt, hi = self.profile
         _, c, h, w = batch.shape
         if not (lo[1] <= c <= hi[1] and lo[2] <= h <= hi[2] and lo[3] <= w <= hi[3]):
+            text = lambda shape: "x".join(map(str, shape))  # noqa: E731
+            if h > hi[2] or w > hi[3]:
+                flag = f"--max-shape {text((hi[0], hi[1], max(h, hi[2]), max(w, hi[3])))}"
+            else:
+                flag = f"--min-shape {text((lo[0], lo[1], min(h, lo[2]), min(w, lo[3])))}"
             raise DlcvError(
-                f"{self.path.name}: input {c}x{h}x{w} is outside the engine's optimisation profile "
-                f"{'x'.join(map(str, lo[1:]))} .. {'x'.join(map(str, hi[1:]))}; rebuild it with --min-shape/--max-shape "
-                "covering this size"
+                f"{self.path.name}: input {c}x{h}x{w} is outside the engine's optimisation profile (min {text(lo)}, "
+                f"opt {text(opt)}, max {text(hi)}); {self.binding.rebuild_hint()} {flag}"
             )
+
+    def gpu_memory_bytes(self) -> int | None:
+        """The engine's activation memory (what its execution context holds) plus dlcv's device buffers."""
+        engine = self.engine
+        if engine is None:
+            return None
+        size = getattr(engine, "device_memory_size_v2", None)  # ICudaEngine::getDeviceMemorySizeV2, TensorRT >= 10.1
+        if size is None:
+            return None
+        return int(size) + sum(pair.capacity for pair in self.buffers.values())
 
     def _run(self, batch: np.ndarray) -> Outputs:
         return concat_outputs([self._run_chunk(batch[i : i + self.max_batch]) for i in range(0, batch.shape[0], self.max_batch)])
@@ -404,6 +436,9 @@ class TensorRTBackend(Backend):
             pad = np.zeros((self.profile[0][0] - count, *chunk.shape[1:]), dtype=np.float32)
             chunk = np.concatenate([chunk, pad])
         md, context, cuda, stream = self.metadata, self.context, self.cuda, self.stream
+        # CUDA's current device is per thread: the thread that opened the engine may not be this one
+        # (dlcv-infer's workers, a Ray actor), and PyTorch may have changed it since.
+        cuda.select()
         self.logger.clear()
         if not context.set_input_shape(md.input_name, chunk.shape):
             detail = self.logger.first_error("no reason given")
@@ -440,6 +475,10 @@ class TensorRTBackend(Backend):
     def close(self) -> None:
         stream = getattr(self, "stream", None)
         if stream is not None:
+            try:
+                self.cuda.select()  # free on the engine's GPU, whichever thread closes
+            except DlcvError as exc:
+                log.warning("%s: %s", self.path.name, exc)
             self._settle()  # let enqueued copies finish before their buffers are freed
         for pair in getattr(self, "buffers", {}).values():
             pair.free()

@@ -4,8 +4,8 @@ Used by the TensorRT backend (which has no framework to allocate memory for it).
 goes through :meth:`Cuda.call`, which turns a CUDA error code into a one-line
 :class:`~dlcv.runtime.errors.DlcvError` naming the call and the error; a driver too old for the
 installed cuda-python (``cudaErrorInsufficientDriver``) is answered with the driver's CUDA
-version and the package to change. Buffers only grow: a :class:`BufferPair` keeps one pinned
-host buffer and one device buffer per tensor and reuses them for every batch that fits.
+version and the package to change. Buffers only grow, geometrically: a :class:`BufferPair` keeps
+one pinned host buffer and one device buffer per tensor and reuses them for every batch that fits.
 
 Asynchronous copies are guarded: a pinned host buffer that an enqueued ``cudaMemcpyAsync``
 reads or writes cannot be viewed (read or filled) until its stream is synchronised, so a
@@ -35,6 +35,7 @@ CUDART_FUNCTIONS = (
     "cudaStreamDestroy", "cudaMalloc", "cudaFree", "cudaMallocHost", "cudaFreeHost", "cudaMemcpyAsync",
 )  # fmt: skip
 INSUFFICIENT_DRIVER = "cudaErrorInsufficientDriver"
+GROWTH = 1.5  # a buffer that must grow takes at least this multiple of its old size
 # The oldest Linux driver branch of each CUDA major (NVIDIA's CUDA and TensorRT install notes:
 # CUDA 13.x needs r580 or later, CUDA 12.x r525 or later).
 MIN_DRIVER_BRANCH = {12: "r525", 13: "r580"}
@@ -137,6 +138,10 @@ class Cuda:
         name = prop.name.split(b"\0", 1)[0].decode(errors="replace") if isinstance(prop.name, bytes) else str(prop.name)
         return GpuInfo(self.device, name.strip(), f"{prop.major}.{prop.minor}", int(prop.totalGlobalMem))
 
+    def select(self) -> None:
+        """Make this device current on the calling thread (``cudaSetDevice`` is per host thread)."""
+        self.call("cudaSetDevice", self.device)
+
     # -- streams and copies ------------------------------------------------------------------
 
     def create_stream(self) -> Any:
@@ -230,12 +235,14 @@ class BufferPair:
         return self.device.nbytes if self.device is not None else 0
 
     def reserve(self, nbytes: int) -> None:
-        """Make room for ``nbytes``; keeps the current buffers when they are large enough."""
+        """Make room for ``nbytes``; keeps the current buffers when they are large enough, and grows
+        by at least :data:`GROWTH` so that mixed image sizes do not reallocate on every call."""
         if nbytes <= self.capacity:
             return
+        size = max(int(nbytes), int(self.capacity * GROWTH))
         self.free()
-        self.host = PinnedBuffer(self.cuda, nbytes)
-        self.device = DeviceBuffer(self.cuda, nbytes)
+        self.host = PinnedBuffer(self.cuda, size)
+        self.device = DeviceBuffer(self.cuda, size)
         self.allocations += 1
 
     def free(self) -> None:

@@ -256,3 +256,19 @@ def test_one_onnx_file_on_two_backends(make_checkpoint, digits, tmp_path):
         assert r["top1_agreement"] == 1.0 and r["max_abs_logit_error"] < 1e-4
     assert ort[0]["backend_version"] == get_backend("onnxruntime").library_version()
     assert any(r["e2e_total_ms_per_image"] for r in ov)
+
+
+def test_an_fp32_engine_built_with_tf32_is_labelled_so():
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from dlcv.bench.candidates import BenchRow, assign_labels
+
+    def engine_row(name: str, tf32: bool) -> BenchRow:
+        row = BenchRow("tensorrt", "plan", "fp32", "cuda", Path(f"/m/{name}.plan"))
+        row.instance = SimpleNamespace(binding=SimpleNamespace(tf32=tf32))
+        return row
+
+    rows = [engine_row("a", False), engine_row("b", True)]
+    assign_labels(rows)
+    assert [r.label for r in rows] == ["tensorrt fp32", "tensorrt fp32+tf32"]

@@ -167,3 +167,17 @@ def test_records_have_every_documented_key():
     assert "top1_agreement" in cls and "pixel_agreement" not in cls and "miou_delta" not in cls
     with pytest.raises(KeyError):
         make_record({"task": "segmentation", "latency_p50": 1.0})  # a key without its unit is a bug
+
+
+def test_gpu_memory_of_a_row_is_its_own_librarys_never_pytorchs_for_another(monkeypatch, tmp_path):
+    from types import SimpleNamespace
+
+    from dlcv.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
+    from tests.runtime.onnx_fixtures import colour_model
+
+    seg_model = colour_model(tmp_path / "seg.onnx")
+    monkeypatch.setattr(memory, "gpu_peak_mb", lambda: 999.0)  # what PyTorch's allocator would say
+    assert memory.row_gpu_mb("torch", None) == 999.0
+    assert memory.row_gpu_mb("tensorrt", SimpleNamespace(gpu_memory_bytes=lambda: 3 << 20)) == 3.0
+    with OnnxRuntimeBackend(seg_model) as backend:  # onnxruntime does not expose its arena: unknown, not PyTorch's
+        assert memory.row_gpu_mb("onnxruntime", backend) is None

@@ -174,6 +174,30 @@ def test_the_tensorrt_build_parses_the_signed_form(int8_export, monkeypatch):
         assert same == result.precision_paths["fp32"]
 
 
+def test_the_export_writes_the_signed_form_that_onnxruntimes_tensorrt_provider_is_given(int8_export, monkeypatch):
+    """TensorRT takes only signed symmetric INT8: beside the CPU form the export writes
+    <arch>.int8.tensorrt.onnx, and --device tensorrt opens that file, not the uint8 one."""
+    import json
+
+    from tests.runtime.test_onnxruntime_providers import RecordingOrt
+
+    from dlcv.runtime.errors import MissingDependencyError
+
+    config, result, root = int8_export
+    cpu_form = result.precision_paths["int8"]
+    signed = config.out / "fcn8s.int8.tensorrt.onnx"
+    proto = onnx.load(str(signed))
+    onnx.checker.check_model(proto, full_check=True)
+    assert set(qdq_types(proto)) == {"INT8"} and "UINT8" in set(qdq_types(onnx.load(str(cpu_form))))
+    scheme = json.loads(next(p.value for p in proto.metadata_props if p.key == "dlcv.int8"))
+    assert scheme["activations"].startswith("int8") and scheme["cpu_form"] == cpu_form.name
+    assert read_onnx_metadata(signed) == read_onnx_metadata(cpu_form)  # the same model, the same metadata
+    recording = RecordingOrt(monkeypatch)
+    with pytest.raises(MissingDependencyError):
+        OnnxRuntimeBackend(cpu_form, device="tensorrt")
+    assert recording.paths == [str(signed)]
+
+
 def test_logits_layers_are_the_last_weighted_layers(int8_export, make_checkpoint, tmp_path):
     _, result, _ = int8_export
     assert logits_layers(onnx.load(str(result.precision_paths["fp32"]))) == ("upscore8",)

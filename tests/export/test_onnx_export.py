@@ -80,7 +80,15 @@ def test_embedded_metadata_equals_the_checkpoints(exported):
     props = {p.key: p.value for p in model.metadata_props}
     embedded = ArtifactMetadata.from_json(props[METADATA_KEY])
     expected = metadata_from_checkpoint(load_checkpoint(ckpt), source_sha256=file_sha256(ckpt))
-    assert embedded == expected == result.metadata
+    assert embedded == result.metadata
+    # what the export adds: the TensorRT optimisation profile it chose (dynamic graphs only)
+    assert embedded.with_(tensorrt_profile=None) == expected
+    profile = embedded.tensorrt_profile
+    assert profile["min"][0] == 1 and profile["opt"][0] == 4  # the batch is dynamic
+    if embedded.task == "segmentation":  # keeps the image size: whole photographs up to 1024x1024
+        assert profile["max"] == [4, 3, 1024, 1024]
+    else:  # the preprocessing fixes the size
+        assert profile["min"][2:] == profile["max"][2:] == list(embedded.preprocess.size)
     assert embedded.precision == "fp32" and embedded.input_name == "input" and embedded.output_name == "logits"
 
 

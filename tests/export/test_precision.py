@@ -63,7 +63,8 @@ def test_all_three_files_written_with_their_precision(exported):
         (inp,), (out,) = model.graph.input, model.graph.output
         assert inp.type.tensor_type.elem_type == out.type.tensor_type.elem_type == TensorProto.FLOAT
         assert dims(inp) == ["batch", 3, "height", "width"] and dims(out) == ["batch", 3, "height", "width"]
-    assert sorted(p.name for p in config.out.iterdir()) == ["fcn8s.fp16.onnx", "fcn8s.int8.onnx", "fcn8s.onnx"]
+    # and the INT8 graph in TensorRT's signed form, for onnxruntime's TensorRT provider
+    assert sorted(p.name for p in config.out.iterdir()) == ["fcn8s.fp16.onnx", "fcn8s.int8.onnx", "fcn8s.int8.tensorrt.onnx", "fcn8s.onnx"]
 
 
 def test_fp16_graph_holds_fp16_weights_and_activations(exported):

@@ -15,7 +15,6 @@ from dlcv.export.cli import main
 from dlcv.export.config import ExportConfig
 from dlcv.export.precisions import EXPORT_PRECISIONS, REDUCED
 from dlcv.export.tensorrt_build import FALLBACK_FLAGS
-from dlcv.runtime.backends.onnxruntime_providers import TENSORRT_PRECISION_OPTIONS
 from dlcv.runtime.precision import FP32, PRECISION_NAMES, PRECISIONS, Gate
 
 
@@ -38,7 +37,6 @@ def test_gate_options_name_real_fields():
 
 
 def test_backend_maps_cover_every_precision():
-    assert set(TENSORRT_PRECISION_OPTIONS) == set(PRECISION_NAMES)
     assert set(FALLBACK_FLAGS) == {r.name for r in REDUCED}
 
 

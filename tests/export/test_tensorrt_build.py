@@ -64,7 +64,11 @@ def _result(task: str, preprocess: PreprocessSpec, input_shape: tuple):
 def test_profile_shapes_default_from_the_input_size_and_follow_the_graph():
     seg = _result("segmentation", PreprocessSpec(), ("batch", 3, "height", "width"))
     config = ExportConfig(checkpoint="x.pt", input_size=(64, 96))
-    assert profile_shapes(seg, config, TensorRTConfig()) == ((1, 3, 32, 48), (4, 3, 64, 96), (16, 3, 128, 192))
+    # a segmentation model that keeps the image size sees whole photographs: up to 1024x1024 (at batch 4)
+    assert profile_shapes(seg, config, TensorRTConfig()) == ((1, 3, 32, 48), (4, 3, 64, 96), (4, 3, 1024, 1024))
+    assert profile_shapes(seg, ExportConfig(checkpoint="x.pt"), TensorRTConfig())[2] == (4, 3, 1024, 1024)
+    resized = _result("segmentation", PreprocessSpec(resize="resize", size=(64, 96)), ("batch", 3, "height", "width"))
+    assert profile_shapes(resized, ExportConfig(checkpoint="x.pt"), TensorRTConfig()) == ((1, 3, 32, 48), (4, 3, 64, 96), (16, 3, 128, 192))
     cls = _result("classification", PreprocessSpec(resize="resize", size=(32, 32)), ("batch", 3, 32, 32))
     assert profile_shapes(cls, ExportConfig(checkpoint="x.pt"), TensorRTConfig()) == ((1, 3, 32, 32), (4, 3, 32, 32), (16, 3, 32, 32))
     static = _result("classification", PreprocessSpec(resize="resize", size=(32, 32)), (2, 3, 32, 32))
@@ -130,6 +134,9 @@ class Recorder:
 
             def set_flag(self, flag):
                 rec.calls.append(("flag", flag))
+
+            def clear_flag(self, flag):
+                rec.calls.append(("clear", flag))
 
             def add_optimization_profile(self, profile):
                 rec.calls.append(("profile", tuple(profile.shapes)))
@@ -219,6 +226,17 @@ def test_strongly_typed_build_with_workspace_profile_cache_and_version_compatibi
     assert not [c for c in trt.calls if c[0] == "flag"]  # no precision flag: the ONNX types decide
 
 
+def test_fp32_engines_clear_tf32_unless_asked(tmp_path):
+    real = lean()
+    assert int(real.BuilderFlag.TF32) == 6  # kTF32 in NvInfer.h, "Enabled by default"
+    for tf32, cleared in ((False, [("clear", real.BuilderFlag.TF32)]), (True, [])):
+        trt = Recorder(real.BuilderFlag, [b"PLAN"])
+        build_serialized(trt, tmp_path / "m.onnx", "input", SHAPES, TensorRTConfig(precision="fp32", tf32=tf32), tmp_path / "c")
+        assert [c for c in trt.calls if c[0] == "clear"] == cleared
+    result = CliRunner().invoke(main, ["x.pt", "--tf32"])
+    assert result.exit_code == 2 and "--tf32 only apply with --trt" in result.stderr
+
+
 @pytest.mark.parametrize("behaviour", ["none", "raise", "refuse"])
 def test_an_unusable_timing_cache_is_replaced_with_one_warning(tmp_path, behaviour):
     """A cache from another TensorRT version or GPU: create_timing_cache returns None or raises, or
@@ -226,7 +244,7 @@ def test_an_unusable_timing_cache_is_replaced_with_one_warning(tmp_path, behavio
     TensorRT < 11 fallback's second attempt), and writes the new cache."""
     cache = tmp_path / "timing.cache"
     cache.write_bytes(b"TRT-10.8-timings")
-    old_flags = SimpleNamespace(FP16="FP16-flag", INT8="INT8-flag", VERSION_COMPATIBLE="vc", EXCLUDE_LEAN_RUNTIME="x")
+    old_flags = SimpleNamespace(FP16="FP16-flag", INT8="INT8-flag", VERSION_COMPATIBLE="vc", EXCLUDE_LEAN_RUNTIME="x", TF32="tf32")
     trt = Recorder(old_flags, [None, b"PLAN"], version="10.3.0.26", network_flag=NetworkFlag10, cache=behaviour)
     messages: list[str] = []
     plan, _ = build_serialized(trt, tmp_path / "m.fp16.onnx", "input", SHAPES, TensorRTConfig(), cache, messages.append)
@@ -238,7 +256,7 @@ def test_an_unusable_timing_cache_is_replaced_with_one_warning(tmp_path, behavio
 
 
 def test_builder_precision_flag_only_as_a_fallback_before_tensorrt_11(tmp_path):
-    old_flags = SimpleNamespace(FP16="FP16-flag", INT8="INT8-flag", VERSION_COMPATIBLE="vc", EXCLUDE_LEAN_RUNTIME="x")
+    old_flags = SimpleNamespace(FP16="FP16-flag", INT8="INT8-flag", VERSION_COMPATIBLE="vc", EXCLUDE_LEAN_RUNTIME="x", TF32="tf32")
     trt = Recorder(old_flags, [None, b"PLAN"], version="10.3.0.26", network_flag=NetworkFlag10)
     messages: list[str] = []
     plan, typed = build_serialized(trt, tmp_path / "m.fp16.onnx", "input", SHAPES, TensorRTConfig(), tmp_path / "c", messages.append)
@@ -252,7 +270,7 @@ def test_builder_precision_flag_only_as_a_fallback_before_tensorrt_11(tmp_path):
 
 
 def test_each_build_attempt_reports_its_own_error(tmp_path):
-    old_flags = SimpleNamespace(FP16="FP16-flag", INT8="INT8-flag", VERSION_COMPATIBLE="vc", EXCLUDE_LEAN_RUNTIME="x")
+    old_flags = SimpleNamespace(FP16="FP16-flag", INT8="INT8-flag", VERSION_COMPATIBLE="vc", EXCLUDE_LEAN_RUNTIME="x", TF32="tf32")
     outcomes = [(None, "strongly typed: no FP16 tactic for Conv_3"), (None, "weakly typed: out of workspace memory")]
     trt = Recorder(old_flags, outcomes, version="10.3.0.26", network_flag=NetworkFlag10)
     messages: list[str] = []
@@ -292,6 +310,7 @@ def test_engine_and_sidecar_are_published_after_verification(exported_vgg, monke
     assert b["profile"] == {"min": [1, 3, 32, 32], "opt": [2, 3, 32, 32], "max": [2, 3, 32, 32]}
     assert b["plan_sha256"] == hashlib.sha256(plan.read_bytes()).hexdigest() and b["onnx"] == "vgg16_bn.onnx"
     assert b["strongly_typed"] and json.loads((config.out / "vgg16_bn.plan.json").read_text())["engine"] == b
+    assert b["tf32"] is False
     assert engine.report.rows[0].label == "fp32 engine" and not engine.report.rows[0].passed
     assert any(m.startswith("warning: vgg16_bn.plan misses its gate") for m in messages)
     assert not [p for p in config.out.iterdir() if p.name.startswith(".")]  # no temporary left
@@ -303,6 +322,70 @@ def test_engine_and_sidecar_are_published_after_verification(exported_vgg, monke
     with pytest.raises(DlcvError, match="vgg16_bn.plan misses its gate.*--strict: not written"):
         build_engine(result, dataclasses.replace(config, strict=True))
     assert not plan.exists() and not (config.out / "vgg16_bn.plan.json").exists()
+
+
+def test_the_engine_is_built_and_verified_on_the_gpu_device_names(exported_vgg, monkeypatch):
+    import dataclasses
+
+    config, result = exported_vgg
+    config = dataclasses.replace(config, out=config.out / "cuda1",
+                                 tensorrt=dataclasses.replace(config.tensorrt, device="cuda:1"))  # fmt: skip
+    config.out.mkdir()
+    profile = {"min": (1, 3, 32, 32), "opt": (2, 3, 32, 32), "max": (2, 3, 32, 32)}
+    cudart = FakeCudart(gpus=2)
+    monkeypatch.setattr(build_module, "load_builder", lambda path: Recorder(lean().BuilderFlag, [fake_plan(profile, 3, classify=True)]))
+    monkeypatch.setattr("dlcv.runtime.tensorrt.cuda_memory.load_cudart", lambda: cudart)
+    monkeypatch.setattr(backend_module, "load_tensorrt", lambda: FakeFullTrt)
+    monkeypatch.setattr(FakeTrt, "__version__", "11.4.0.106")
+    monkeypatch.setattr(FakeTrt, "cudart", cudart)
+    build_engine(result, config)
+    assert cudart.current.device == 1 and cudart.enqueued_on and set(cudart.enqueued_on) == {1}
+    with pytest.raises(DlcvUsageError, match="--device must be cuda or cuda:N"):
+        TensorRTConfig(device="cpu")
+    refused = CliRunner().invoke(main, ["x.pt", "--device", "cuda:1"])
+    assert refused.exit_code == 2 and "--device only apply with --trt" in refused.stderr
+
+
+def test_a_default_segmentation_export_runs_512_images_and_refuses_larger_than_its_profile(make_checkpoint, tmp_path, monkeypatch):
+    """dlcv-export --trt of an FCN (it keeps the image size) with no profile options: the ONNX records
+    the profile, the engine is built with it, and dlcv-infer on the simulated runtime takes a 512x512
+    image and refuses a 1100x1100 one naming the engine's profile and the flag that widens it."""
+    from dlcv.runtime.imageio import write_png
+
+    import numpy as np
+
+    from dlcv.runtime.cli import main as infer_main
+    from dlcv.runtime.metadata import read_onnx_metadata
+
+    config = ExportConfig(checkpoint=make_checkpoint("fcn8s"), out=tmp_path / "out", input_size=(48, 48),
+                          tensorrt=TensorRTConfig(precision="fp32"))  # fmt: skip
+    result = export_onnx(config)
+    shapes = profile_shapes(result, config, config.tensorrt)
+    assert shapes[2] == (4, 3, 1024, 1024)
+    assert read_onnx_metadata(result.onnx_path).tensorrt_profile == {k: list(v) for k, v in zip(("min", "opt", "max"), shapes)}
+    profile = dict(zip(("min", "opt", "max"), shapes))
+    cudart = FakeCudart()
+    trt = Recorder(lean().BuilderFlag, [fake_plan(profile, result.metadata.num_classes)])
+    monkeypatch.setattr(build_module, "load_builder", lambda path: trt)
+    monkeypatch.setattr("dlcv.runtime.tensorrt.cuda_memory.load_cudart", lambda: cudart)
+    monkeypatch.setattr(backend_module, "load_tensorrt", lambda: FakeFullTrt)
+    monkeypatch.setattr(FakeTrt, "__version__", "11.4.0.106")
+    monkeypatch.setattr(FakeTrt, "cudart", cudart)
+    engine = build_engine(result, config)
+    assert ("profile", ("input", *shapes)) in trt.calls
+    images = tmp_path / "images"
+    write_png(images / "land.png", np.full((512, 512, 3), 90, np.uint8))
+    ran = CliRunner().invoke(infer_main, [str(images), "--engine", str(engine.plan_path), "--device", "cuda", "-q",
+                                          "--out", str(tmp_path / "pred")])  # fmt: skip
+    assert ran.exit_code == 0, ran.output
+    assert json.loads((tmp_path / "pred" / "metrics.json").read_text())["counts"]["processed"] == 1
+    write_png(images / "facade.png", np.full((1100, 1100, 3), 90, np.uint8))
+    refused = CliRunner().invoke(infer_main, [str(images), "--engine", str(engine.plan_path), "--device", "cuda", "-q",
+                                              "--out", str(tmp_path / "pred2")])  # fmt: skip
+    assert refused.exit_code == 0 and "1 processed" in refused.output and "1 failed" in refused.output  # the 512 one ran
+    reason = (tmp_path / "pred2" / "errors.csv").read_text()
+    assert "facade.png" in reason and "optimisation profile (min 1x3x24x24, opt 4x3x48x48, max 4x3x1024x1024)" in reason
+    assert "--trt --precision fp32 --max-shape 4x3x1100x1100" in reason
 
 
 # --------------------------------------------------------------------------- real TensorRT on a GPU

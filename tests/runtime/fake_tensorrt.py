@@ -6,12 +6,15 @@ or enqueues its copies on another stream than its execution, gives wrong results
 event log: work enqueued on a stream (``cudaMemcpyAsync``, ``execute_async_v3``) runs only when
 *that* stream is synchronised, freshly allocated pinned memory holds NaNs, and every call is
 appended to ``FakeCudart.events`` as ``(event, stream)``. "Device" pointers are host addresses.
+The current device is per host thread, as ``cudaSetDevice``'s is: ``FakeCudart.enqueued_on``
+records, for each enqueued call, the device current on the thread that enqueued it.
 
 Engine data types are the real lean bindings' ``DataType`` members when those are installed.
 """
 from __future__ import annotations
 
 import ctypes
+import threading
 from types import SimpleNamespace
 
 import numpy as np
@@ -43,7 +46,10 @@ class FakeCudart:
     cudaStreamNonBlocking = 1
     cudaMemcpyKind = SimpleNamespace(cudaMemcpyHostToDevice=1, cudaMemcpyDeviceToHost=2)
 
-    def __init__(self, compute_capability=(8, 6)):
+    def __init__(self, compute_capability=(8, 6), gpus: int = 1):
+        self.gpus = gpus
+        self.current = threading.local()  # .device: this thread's current device (unset: none chosen)
+        self.enqueued_on: list[int | None] = []
         self.blocks: dict[int, ctypes.Array] = {}
         self.mallocs = 0
         self.cc = compute_capability
@@ -54,6 +60,7 @@ class FakeCudart:
     def enqueue(self, stream, event: str, work) -> None:
         """Record ``event`` on ``stream`` and defer ``work`` until that stream is synchronised."""
         self.events.append((event, int(stream)))
+        self.enqueued_on.append(getattr(self.current, "device", None))
         self.queues.setdefault(int(stream), []).append(work)
 
     def _alloc(self, n, fill: int = 0):
@@ -62,9 +69,10 @@ class FakeCudart:
         return ctypes.addressof(buf)
 
     def cudaGetDeviceCount(self):
-        return 0, 1
+        return 0, self.gpus
 
     def cudaSetDevice(self, index):
+        self.current.device = int(index)
         return (0,)
 
     def cudaGetDeviceProperties(self, index):
@@ -202,6 +210,10 @@ class FakeEngine:
 
     def get_tensor_profile_shape(self, name, index):
         return [self.profile[k] for k in ("min", "opt", "max")]
+
+    @property
+    def device_memory_size_v2(self):  # what a context needs for the profile's largest input: 4 floats per input value
+        return 4 * 4 * int(np.prod(self.profile["max"]))
 
     def create_execution_context(self):
         self.contexts.append(FakeContext(self))

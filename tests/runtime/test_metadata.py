@@ -99,3 +99,15 @@ def test_onnx_metadata_of_a_file_that_is_not_onnx_is_one_line(tmp_path, content)
     with pytest.raises(DlcvError) as info:
         read_onnx_metadata(path)
     assert "not a valid ONNX file" in str(info.value) and str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_the_tensorrt_profile_round_trips_and_a_malformed_one_is_refused():
+    profile = {"min": [1, 3, 32, 32], "opt": [4, 3, 128, 128], "max": [4, 3, 1024, 1024]}
+    md = make(tensorrt_profile=profile)
+    again = ArtifactMetadata.from_json(md.to_json())
+    assert again == md and again.tensorrt_profile == profile
+    assert "tensorrt_profile" not in json.loads(make().to_json())  # files without one stay as they were
+    bad = json.loads(md.to_json())
+    bad["tensorrt_profile"]["min"] = [8, 3, 32, 32]  # min batch above max
+    with pytest.raises(DlcvError, match="malformed dlcv metadata.*min <= opt <= max"):
+        ArtifactMetadata.from_json(json.dumps(bad), source="m.onnx")

@@ -224,7 +224,13 @@ def test_version_rules():
         with pytest.raises(DlcvError) as info:
             check_tensorrt_version(here, compatible, later)
         message = str(info.value)
-        assert "--lean-runtime" in message and "libnvinfer_lean.so.10" in message and "tensorrt-lean-cu13-libs==10.8.0.43" in message
+        # a folder of its own (pip --target): installed here it would replace the running TensorRT's library;
+        # 10.8 has no CUDA 13 lean wheel (they start at 10.13)
+        assert "pip install --no-deps --target DIR 'tensorrt-lean-cu12-libs==10.8.0.43'" in message
+        assert "--lean-runtime DIR/tensorrt_lean_libs/libnvinfer_lean.so.10" in message
+    recent = binding_for(b"p", tensorrt_version="10.14.1.48", version_compatible=True)
+    with pytest.raises(DlcvError, match=r"--target DIR 'tensorrt-lean-cu13-libs==10\.14\.1\.48'.*DIR/tensorrt_lean_libs/libnvinfer_lean\.so\.10"):
+        check_tensorrt_version(here, recent, TRT_LEAN_VERSION)
     with pytest.raises(DlcvError, match="is not a file"):
         check_tensorrt_version(here, compatible, "10.9.0.1", Path("/nonexistent/libnvinfer_lean.so.10"))
     assert check_tensorrt_version(here, compatible, "10.9.0.1", Path(__file__)) is True  # load it through the lean runtime
@@ -275,7 +281,7 @@ def simulated(monkeypatch):
 def open_fake(tmp_path, profile, plan_options=None, backend_options=None, **binding_changes):
     plan = fake_plan(profile, **(plan_options or {}))
     binding = binding_for(plan, profile={k: list(v) for k, v in profile.items()}, **binding_changes)
-    return TensorRTBackend(write_engine(tmp_path, plan, binding), device="cuda", **(backend_options or {}))
+    return TensorRTBackend(write_engine(tmp_path, plan, binding), **{"device": "cuda", **(backend_options or {})})
 
 
 PROFILE = {"min": (1, 3, 8, 8), "opt": (2, 3, 16, 16), "max": (2, 3, 32, 32)}
@@ -350,10 +356,47 @@ def test_small_batches_are_padded_to_the_profile_minimum(tmp_path, simulated):
     assert FakeTrt.engines[0].contexts[0].batches == [2]
 
 
-def test_input_outside_the_profile_is_refused(tmp_path, simulated):
-    with open_fake(tmp_path, PROFILE) as trt_backend, pytest.raises(DlcvError) as info:
-        trt_backend.infer(np.zeros((1, 3, 64, 64), np.float32))
-    assert "outside the engine's optimisation profile 3x8x8 .. 3x32x32" in str(info.value)
+def test_every_call_runs_on_the_engines_gpu_whichever_thread_makes_it(tmp_path, simulated):
+    import threading
+
+    simulated.gpus = 2
+    with open_fake(tmp_path, PROFILE, backend_options={"device": "cuda:1"}) as trt_backend:
+        x = np.random.default_rng(0).random((2, 3, 16, 16), dtype=np.float32)
+        results = []
+        worker = threading.Thread(target=lambda: results.append(trt_backend.infer(x)))  # a thread that never chose a GPU
+        worker.start()
+        worker.join()
+        simulated.cudaSetDevice(0)  # as PyTorch does when it works on cuda:0 in this thread
+        results.append(trt_backend.infer(x))
+    assert len(results) == 2 and all(np.array_equal(r, results[0]) for r in results)
+    assert simulated.enqueued_on and set(simulated.enqueued_on) == {1}, simulated.enqueued_on
+
+
+def test_mixed_image_sizes_do_not_reallocate_on_every_call(tmp_path, simulated):
+    profile = {"min": (1, 3, 8, 8), "opt": (2, 3, 16, 16), "max": (2, 3, 64, 64)}
+    with open_fake(tmp_path, profile) as trt_backend:
+        for side in range(9, 41):  # 32 calls, each larger than the last
+            trt_backend.infer(np.zeros((1, 3, side, side), np.float32))
+        allocations = {name: pair.allocations for name, pair in trt_backend.buffers.items()}
+    # exact-size buffers would be reallocated 32 times; growing by half at least, 9x9 -> 40x40 (20x the bytes) takes 9
+    assert all(count <= 10 for count in allocations.values()), allocations
+
+
+def test_the_engines_gpu_memory_is_its_activation_memory_and_its_buffers(tmp_path, simulated):
+    with open_fake(tmp_path, PROFILE) as trt_backend:
+        trt_backend.infer(np.zeros((2, 3, 16, 16), np.float32))
+        buffers = sum(pair.capacity for pair in trt_backend.buffers.values())
+        assert buffers > 0 and trt_backend.gpu_memory_bytes() == trt_backend.engine.device_memory_size_v2 + buffers
+
+
+def test_input_outside_the_profile_is_refused_naming_the_profile_and_the_flag_that_widens_it(tmp_path, simulated):
+    with open_fake(tmp_path, PROFILE) as trt_backend:
+        with pytest.raises(DlcvError) as info:
+            trt_backend.infer(np.zeros((1, 3, 64, 48), np.float32))
+        one_line_error(info, "model.plan", "outside the engine's optimisation profile (min 1x3x8x8, opt 2x3x16x16, max 2x3x32x32)",
+                       "dlcv-export runs/x/best.pt --trt --precision fp16 --max-shape 2x3x64x48")  # fmt: skip
+        with pytest.raises(DlcvError, match=r"--min-shape 1x3x4x8$"):
+            trt_backend.infer(np.zeros((1, 3, 4, 16), np.float32))
 
 
 def test_mismatches_refused_with_a_rebuild_hint(tmp_path, simulated):
@@ -389,7 +432,7 @@ def test_a_later_tensorrt_loads_a_version_compatible_engine_only_through_the_bui
     monkeypatch.setattr(FakeTrt, "__version__", "11.4.0.106")  # the engine says 10.8.0.43
     with pytest.raises(DlcvError) as info:
         open_fake(tmp_path, PROFILE, version_compatible=True)
-    one_line_error(info, tmp_path / "model.plan", "carries no lean runtime", "--lean-runtime PATH", "libnvinfer_lean.so.10")
+    one_line_error(info, tmp_path / "model.plan", "carries no lean runtime", "--lean-runtime DIR/", "libnvinfer_lean.so.10")
     assert FakeTrt.engines == []
     library = tmp_path / "libnvinfer_lean.so.10"
     library.write_bytes(b"\x7fELF")
@@ -425,7 +468,7 @@ def test_dlcv_infer_lean_runtime_option_reaches_the_engine(tmp_path, simulated, 
     library = tmp_path / "libnvinfer_lean.so.10"
     library.write_bytes(b"\x7fELF")
     refused = CliRunner().invoke(main, [str(images), "--engine", str(engine), "--device", "cuda", "-q"])
-    assert refused.exit_code == 1 and "--lean-runtime PATH" in refused.stderr
+    assert refused.exit_code == 1 and "--lean-runtime DIR/tensorrt_lean_libs/libnvinfer_lean.so.10" in refused.stderr
     ran = CliRunner().invoke(main, [str(images), "--engine", str(engine), "--lean-runtime", str(library), "--out",
                                     str(tmp_path / "out"), "-q"])  # fmt: skip
     assert ran.exit_code == 0, ran.output
