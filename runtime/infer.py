@@ -73,6 +73,7 @@ from .infer_files import (
     output_collision,
     segmentation_output_paths,
 )
+from .precision import RUN_PRECISION_NAMES
 from .postprocess import colorize, palette_array, predicted_labels, predicted_topk
 from .preprocess import restore_label_map
 from .label_scoring import TOPK, ClassificationScorer, SegmentationScorer, ranking_scores
@@ -113,6 +114,7 @@ class InferConfig:
     max_pixels: int | None = DEFAULT_MAX_PIXELS
     debug: bool = False
     lean_runtime: Path | None = None  # TensorRT engines: the building version's lean runtime library
+    precision: str | None = None  # a run precision (bf16: the FP32 file in BF16); None: the file's own
 
     def __post_init__(self) -> None:
         for name in ("engine", "images", "out", "labels", "lean_runtime"):
@@ -135,6 +137,9 @@ class InferConfig:
         engine_suffixes = get_backend("tensorrt").suffixes
         if self.lean_runtime is not None and Path(str(self.engine)).suffix.lower() not in engine_suffixes:
             problems.append(f"--lean-runtime applies to TensorRT engines ({', '.join(engine_suffixes)}), not {self.engine}")
+        if self.precision is not None and self.precision not in RUN_PRECISION_NAMES:
+            problems.append(f"--precision takes {', '.join(RUN_PRECISION_NAMES)} (a file's own precision needs no option), "
+                            f"not {self.precision!r}")  # fmt: skip
         if self.overwrite and self.skip_existing:
             problems.append("--overwrite and --skip-existing exclude each other: replace all outputs, or keep the finished ones")
         if problems:
@@ -442,7 +447,9 @@ def run_inference(config: InferConfig, *, log: Callable[[str], None] | None = No
 
     load_start = time.perf_counter()
     options = {"lean_runtime": config.lean_runtime} if config.lean_runtime is not None else {}
-    choice = choose_backend(config.engine, config.backend, config.device)
+    if config.precision is not None:
+        options["precision"] = config.precision
+    choice = choose_backend(config.engine, config.backend, config.device, precision=config.precision)
     with open_backend(config.engine, device=config.device, backend=choice.backend.name, **options) as backend:
         model_load_s = time.perf_counter() - load_start
         metadata = backend.metadata
@@ -535,7 +542,7 @@ class RunOutputs:
             "backend_choice": backend_choice or backend_name,
             "outputs": metadata.outputs.kind,
             "device": config.device,
-            "precision": metadata.precision,
+            "precision": config.precision or metadata.precision,
             "images": str(config.images),
             "labels": None if config.labels is None else str(config.labels),
             "counts": {

@@ -118,13 +118,14 @@ def headline_table(result: "BenchResult") -> str:
     return table(header, rows)
 
 
-def _preference_of(backend: str, precision: str, device: str):
-    """The measured preference that makes ``backend`` the default for ``precision`` files (or None)."""
+def _preference_of(backend: str, precision: str, device: str, cpu_class: str | None):
+    """The measured preference that makes ``backend`` the default for ``precision`` files on this
+    device and CPU class (or None)."""
     from dlcv.runtime.backends import backends
 
     cls = backends().get(backend)
     base = device.split(":", 1)[0]
-    return next((p for p in (cls.preferred_for if cls else ()) if p.precision == precision and p.device == base), None)
+    return next((p for p in (cls.preferred_for if cls else ()) if p.applies(precision, base, cpu_class)), None)
 
 
 def peer_sentences(result: "BenchResult") -> list[str]:
@@ -134,16 +135,16 @@ def peer_sentences(result: "BenchResult") -> list[str]:
     by_file: dict[str, list[dict]] = {}
     for r in result.records:
         if r["artifact"] and r["default_backend"] and r["latency_p50_ms"] is not None and not r["error"]:
-            by_file.setdefault(r["artifact"], []).append(r)
+            by_file.setdefault((r["artifact"], r["precision"]), []).append(r)  # bf16 rows run the fp32 file
     sentences = []
-    for artifact, recs in by_file.items():
+    for (artifact, _), recs in by_file.items():
         name = artifact if "://" in artifact else Path(artifact).name
         default, precision, device = recs[0]["default_backend"], recs[0]["precision"], recs[0]["device"]
         backends_run = {r["backend"] for r in recs}
         if len(backends_run) < 2:
             continue
-        preference = _preference_of(default, precision, device)
-        why = f"dlcv's default for {precision} files on the {device.split(':')[0]}, by measurement" if preference else "dlcv's default"
+        preference = _preference_of(default, precision, device, recs[0].get("cpu_int8_dot"))
+        why = f"dlcv's default for {precision} files on {preference.where()}, by measurement" if preference else "dlcv's default"
         if default not in backends_run:
             sentences.append(f"{name}: dlcv's default backend for it, {default}, was not run (--backends).")
             continue
