@@ -201,6 +201,7 @@ def _parity_table(result: "BenchResult") -> str:
     header = [
         "backend", "images", "truth", "max abs logit err", "mean abs logit err", "agreement", "agreement mIoU",
         "disagreements", "near-tie share (margin)", f"{title} reference", f"{title} backend", f"{title} Δ points [95% CI]",
+        "precision gate",
     ]  # fmt: skip
     rows = []
     for label, recs in _by_label(result.records).items():
@@ -212,8 +213,17 @@ def _parity_table(result: "BenchResult") -> str:
             label, r["parity_images"], r["parity_truth"], fmt(r["max_abs_logit_error"], 3, sci=True),
             fmt(r["mean_abs_logit_error"], 3, sci=True), fmt(r[agree_key], 4, percent=True), fmt(r["agreement_miou"], 4),
             r["disagreements"], near_tie, fmt(r[f"{m}_reference"], 4), fmt(r[f"{m}_candidate"], 4), _delta_cell(r, m),
+            _gate_cell(r),
         ])  # fmt: skip
     return table(header, rows)
+
+
+def _gate_cell(r: dict) -> str:
+    """``passes (agreement >= 99.9%)`` or ``misses: label agreement 99.2% < 99.9% ...``."""
+    if r.get("parity_gate") is None:
+        return "–"
+    failures = r.get("parity_gate_failures") or []
+    return f"misses: {'; '.join(failures)}" if failures else f"passes ({r['parity_gate']})"
 
 
 def _per_class_table(result: "BenchResult") -> str | None:

@@ -230,7 +230,11 @@ class BenchmarkRun:
             except Exception as exc:  # a row's failure, not the run's
                 c.fail("parity", exc)
                 continue
-            self.results[c.label].parity = {**parity, "parity_batch_size": batch_size}
+            self.results[c.label].parity = {
+                **parity, "parity_batch_size": batch_size,
+                "parity_gate": result.gate.describe(comparator.METRIC_NAMES[md.task]),
+                "parity_gate_failures": list(result.failures),
+            }  # fmt: skip
 
     def latency(self, ceiling_probes: list) -> dict[str, list[float]]:
         """All runnable rows timed in interleaved rounds, batch size by batch size, with memory peaks.
