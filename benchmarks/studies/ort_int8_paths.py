@@ -179,6 +179,7 @@ def measure(fp32: Path, int8: Path, shifted: Path, md, flops_per_image: int, sid
             "row": label, "p50_ms": 1000 * p50, "speedup_vs_onnxruntime_fp32": base / p50, "gop_s": gop_s,
             "int8_ceiling_pct": 100 * gop_s / ceiling if "int8" in label else None,
             "label_agreement_vs_default_int8": float((outputs[label].argmax(1) == reference).mean()),
+            "max_abs_logit_diff_vs_default_int8": float(np.abs(outputs[label] - outputs["onnxruntime int8 default"]).max()),
         })  # fmt: skip
         log(f"  {label:40s} {1000 * p50:9.1f} ms  x{base / p50:.2f}")
     return {"shape": side, "batch": bs, "probes_gop_s": probe_gop_s, "int8_ceiling_gop_s": ceiling, "rows": rows}
@@ -198,15 +199,15 @@ def render(results: dict) -> str:
     for part in results["speed"]:
         lines += [f"## {part['shape']}², batch {part['batch']}", "",
                   "INT8 probes: " + "; ".join(f"{k} {v:.1f} GOP/s" for k, v in part["probes_gop_s"].items()), "",
-                  "| row | p50 ms | × onnxruntime FP32 | GOP/s | % of INT8 ceiling | labels = default INT8 |",
-                  "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+                  "| row | p50 ms | × onnxruntime FP32 | GOP/s | % of INT8 ceiling | labels = default INT8 | max abs logit Δ |",
+                  "| --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
         for r in part["rows"]:
             if r.get("error"):
-                lines.append(f"| {r['row']} | error: {r['error']} | | | | |")
+                lines.append(f"| {r['row']} | error: {r['error']} | | | | | |")
                 continue
             pct = f"{r['int8_ceiling_pct']:.0f} %" if r["int8_ceiling_pct"] is not None else "–"
             lines.append(f"| {r['row']} | {r['p50_ms']:.1f} | {r['speedup_vs_onnxruntime_fp32']:.2f}× | {r['gop_s']:.1f} | "
-                         f"{pct} | {100 * r['label_agreement_vs_default_int8']:.3f} % |")  # fmt: skip
+                         f"{pct} | {100 * r['label_agreement_vs_default_int8']:.3f} % | {r['max_abs_logit_diff_vs_default_int8']:.2g} |")  # fmt: skip
         lines.append("")
     lines += ["## Kernel time by operator (onnxruntime profiler)", "",
               "| variant | shape | kernel ms/run | top operators (share of kernel time) |", "| --- | --- | --- | --- |"]  # fmt: skip
