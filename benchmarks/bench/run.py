@@ -232,7 +232,7 @@ class BenchmarkRun:
                 continue
             self.results[c.label].parity = {
                 **parity, "parity_batch_size": batch_size,
-                "parity_gate": result.gate.describe(comparator.METRIC_NAMES[md.task]),
+                "parity_gate": result.gate.describe(get_task(md.task).headline_name),
                 "parity_gate_failures": list(result.failures),
             }  # fmt: skip
 
