@@ -12,6 +12,7 @@ from .cli_support import debug_option, handle_errors, parse_size
 from .errors import DlcvError, DlcvUsageError
 from .imageio import DEFAULT_MAX_PIXELS
 from .infer import InferConfig, run_inference
+from .precision import RUN_PRECISION_NAMES
 
 DEFAULT_WORKERS = max(1, min(4, os.cpu_count() or 1))
 
@@ -33,6 +34,9 @@ DEFAULT_WORKERS = max(1, min(4, os.cpu_count() or 1))
 @click.option("--device", default="cpu", show_default=True, metavar="DEVICE",
               help=f"Where the model runs: {', '.join(d if d == 'cpu' else d + '[:N]' for d in all_devices())} "
                    "(N: the GPU's index).")
+@click.option("--precision", type=click.Choice(RUN_PRECISION_NAMES), default=None,
+              help="Run an FP32 .onnx file in a lower precision: bf16 (OpenVINO, on CPUs with AVX512-BF16 or AMX-BF16; "
+                   "refused elsewhere). Default: the file's own precision.")
 @click.option("--lean-runtime", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="TensorRT engines: the libnvinfer_lean library of the TensorRT version that built a "
                    "version-compatible engine, needed to run it on a later TensorRT.")
@@ -60,7 +64,8 @@ DEFAULT_WORKERS = max(1, min(4, os.cpu_count() or 1))
 @debug_option
 @handle_errors
 def main(images_dir: Path, engine: str, labels: Path | None, out: Path | None, batch_size: int,
-         backend: str | None, device: str, lean_runtime: Path | None, trt_max_size: str | None, workers: int, recursive: bool, overwrite: bool,
+         backend: str | None, device: str, precision: str | None, lean_runtime: Path | None, trt_max_size: str | None,
+         workers: int, recursive: bool, overwrite: bool,
          skip_existing: bool, strict: bool, max_pixels: int, quiet: bool, ray_address: str | None,
          ray_actors: int | None, ray_gpus_per_actor: float, debug: bool) -> None:
     """Run a deployed model over the images in IMAGES_DIR and write masks or predictions.csv.
@@ -79,6 +84,7 @@ def main(images_dir: Path, engine: str, labels: Path | None, out: Path | None, b
         batch_size=batch_size,
         device=device,
         backend=backend,
+        precision=precision,
         lean_runtime=lean_runtime,
         trt_max_size=parse_size(trt_max_size, "--trt-max-size"),
         workers=workers,

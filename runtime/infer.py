@@ -73,6 +73,7 @@ from .infer_files import (
     output_collision,
     segmentation_output_paths,
 )
+from .precision import RUN_PRECISION_NAMES
 from .postprocess import colorize, palette_array, predicted_labels, predicted_topk
 from .preprocess import restore_label_map
 from .label_scoring import TOPK, ClassificationScorer, SegmentationScorer, ranking_scores
@@ -114,6 +115,7 @@ class InferConfig:
     debug: bool = False
     lean_runtime: Path | None = None  # TensorRT engines: the building version's lean runtime library
     trt_max_size: tuple[int, int] | None = None  # --device tensorrt on ONNX: widen the provider's profile to (H, W)
+    precision: str | None = None  # a run precision (bf16: the FP32 file in BF16); None: the file's own
 
     def __post_init__(self) -> None:
         for name in ("engine", "images", "out", "labels", "lean_runtime"):
@@ -139,6 +141,9 @@ class InferConfig:
         if self.trt_max_size is not None and (not str(self.device).startswith("tensorrt") or str(self.engine).endswith(engine_suffixes)):
             problems.append(f"--trt-max-size widens onnxruntime's TensorRT profile: it needs an ONNX model and --device tensorrt, "
                             f"got {self.engine} on {self.device} (an engine's profile is fixed when it is built: dlcv-export --trt --max-shape)")  # fmt: skip
+        if self.precision is not None and self.precision not in RUN_PRECISION_NAMES:
+            problems.append(f"--precision takes {', '.join(RUN_PRECISION_NAMES)} (a file's own precision needs no option), "
+                            f"not {self.precision!r}")  # fmt: skip
         if self.overwrite and self.skip_existing:
             problems.append("--overwrite and --skip-existing exclude each other: replace all outputs, or keep the finished ones")
         if problems:
@@ -448,7 +453,9 @@ def run_inference(config: InferConfig, *, log: Callable[[str], None] | None = No
     options: dict[str, Any] = {"lean_runtime": config.lean_runtime} if config.lean_runtime is not None else {}
     if config.trt_max_size is not None:
         options["trt_max_size"] = config.trt_max_size
-    choice = choose_backend(config.engine, config.backend, config.device)
+    if config.precision is not None:
+        options["precision"] = config.precision
+    choice = choose_backend(config.engine, config.backend, config.device, precision=config.precision)
     with open_backend(config.engine, device=config.device, backend=choice.backend.name, **options) as backend:
         model_load_s = time.perf_counter() - load_start
         metadata = backend.metadata
@@ -548,7 +555,7 @@ class RunOutputs:
             "provider_nodes": provider_nodes,
             "outputs": metadata.outputs.kind,
             "device": config.device,
-            "precision": metadata.precision,
+            "precision": config.precision or metadata.precision,
             "images": str(config.images),
             "labels": None if config.labels is None else str(config.labels),
             "counts": {

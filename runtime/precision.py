@@ -4,6 +4,10 @@ A :class:`Precision` names the file suffix dlcv-export writes it under (``<arch>
 its default passing gate against PyTorch FP32, and the near-tie margin parity uses for it.
 Export, bench, analyze, the metadata and every CLI read these records; nothing else lists
 precisions. The precision of a file is what its metadata says, never guessed from its name.
+
+A *run* precision (:data:`RUN_PRECISIONS`: ``bf16``) has no file of its own: a backend runs the
+file of precision ``runs`` in it (``dlcv-infer --precision bf16`` runs the FP32 file with BF16
+arithmetic). It is judged against PyTorch FP32 like a file precision.
 """
 from __future__ import annotations
 
@@ -69,6 +73,7 @@ class Precision:
     unlabelled_gate: Gate
     tie_margin: float
     description: str
+    runs: str | None = None  # a run precision: the file precision it runs (None: a file of its own)
 
     def default_gate(self, labelled: bool) -> Gate:
         """The bar of this precision when the comparison images have labels, or not."""
@@ -95,13 +100,22 @@ FP16 = Precision("fp16", ".fp16", Gate(min_agreement=0.995), Gate(min_agreement=
 INT8 = Precision("int8", ".int8", Gate(max_metric_drop=0.01), Gate(min_agreement=0.98), 1e-1,
                  "INT8 QDQ graph calibrated on real images")  # fmt: skip
 
+# BF16 (8-bit mantissa, FP32's range) runs the FP32 graph with no calibration; its rounding is
+# ~8x FP16's, yet on a trained model it must answer like FP32: agreement >= 99.9 % and a metric
+# within 0.1 point, else the speed is not worth having.
+BF16 = Precision("bf16", "", Gate(min_agreement=0.999, max_metric_drop=0.001), Gate(min_agreement=0.999), 5e-2,
+                 "the FP32 file run with BF16 arithmetic (AVX512-BF16 or AMX-BF16 CPUs)", runs="fp32")  # fmt: skip
+
 PRECISIONS: dict[str, Precision] = {p.name: p for p in (FP32, FP16, INT8)}
 PRECISION_NAMES: tuple[str, ...] = tuple(PRECISIONS)
+RUN_PRECISIONS: dict[str, Precision] = {p.name: p for p in (BF16,)}
+RUN_PRECISION_NAMES: tuple[str, ...] = tuple(RUN_PRECISIONS)
 
 
 def get_precision(name: str) -> Precision:
-    """The record of ``name``; an unknown name is answered with the valid ones."""
+    """The record of ``name`` (a file or a run precision); an unknown name is answered with the valid ones."""
+    known = {**PRECISIONS, **RUN_PRECISIONS}
     try:
-        return PRECISIONS[name]
+        return known[name]
     except KeyError:
-        raise DlcvError(unknown_choice("precision", name, PRECISIONS)) from None
+        raise DlcvError(unknown_choice("precision", name, known)) from None

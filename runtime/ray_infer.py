@@ -352,8 +352,10 @@ def _run(ray, config: InferConfig, ray_config: RayConfig, out_dir: Path, exclude
     actors = plan_actors(ray.cluster_resources(), ray_config, note=log if ray_config.actors is None else logger.info)
     remote = _absolute(config)
     # chosen once, by the driver: every actor runs the same backend, named to it
-    choice = choose_backend(remote.engine, config.backend, config.device)
+    choice = choose_backend(remote.engine, config.backend, config.device, precision=config.precision)
     options = _backend_options(remote.engine, max(1, math.ceil(ray_config.cpus_per_actor)), choice.backend.name)
+    if config.precision is not None:
+        options["precision"] = config.precision
 
     load_start = time.perf_counter()
     probe = ray.remote(num_cpus=ray_config.cpus_per_actor, num_gpus=ray_config.gpus_per_actor)(describe_model)

@@ -59,8 +59,10 @@ def make_checkpoint(tmp_path_factory):
 
 
 # A preference the tests declare (no backend declares one today: the committed benchmarks measured none).
+# Measured on a CPU class of its own, so it holds whatever CPU runs the tests (they name the class).
+TEST_CPU_CLASS = "AMX-INT8 (tile matrix multiply)"
 INT8_ON_OPENVINO = Preference("int8", "cpu", over="onnxruntime", record="benchmarks/results/example/results.json",
-                              summary="a test's preference")  # fmt: skip
+                              summary="a test's preference", cpu_class=TEST_CPU_CLASS)  # fmt: skip
 
 
 def with_openvino_class(monkeypatch, cls):
@@ -73,10 +75,30 @@ def with_openvino_class(monkeypatch, cls):
     assert backends()["openvino"] is cls
 
 
+# /proc/cpuinfo flag lines of one CPU of each class (what the tests simulate)
+CPU_FLAGS = {
+    "amx": "fpu sse2 avx2 fma avx512f avx512_vnni avx512_bf16 amx_bf16 amx_tile amx_int8",
+    "vnni": "fpu sse2 avx2 fma avx512f avx512_vnni",
+    "avx2": "fpu sse2 avx2 fma",
+}
+
+
+def simulate_cpu(monkeypatch, folder: Path, flags: str) -> None:
+    """dlcv reads a /proc/cpuinfo with these flags (dlcv.runtime.cpu_isa.CPUINFO points at it)."""
+    from dlcv.runtime import cpu_isa
+
+    path = folder / "cpuinfo"
+    path.write_text(f"processor\t: 0\nmodel name\t: simulated CPU\nflags\t\t: {flags}\n")
+    monkeypatch.setattr(cpu_isa, "CPUINFO", path)
+
+
 @pytest.fixture
-def openvino_preferred(monkeypatch):
-    """The registry with OpenVINO declaring a preference for INT8 .onnx files on the CPU."""
+def openvino_preferred(monkeypatch, tmp_path):
+    """The registry with OpenVINO declaring a preference for INT8 .onnx files on the CPU class
+    TEST_CPU_CLASS, on a simulated CPU of that class."""
     from dlcv.runtime.backends.openvino_backend import OpenVINOBackend
+
+    simulate_cpu(monkeypatch, tmp_path, CPU_FLAGS["amx"])
 
     class PreferredOpenVINO(OpenVINOBackend):
         preferred_for = (INT8_ON_OPENVINO,)

@@ -135,10 +135,28 @@ def artifact_rows(
     return rows
 
 
+def run_precision_rows(path: Path, precision: str, selected: tuple[str, ...] | None, device: str, threads: int | None,
+                       reference: ArtifactMetadata) -> list[BenchRow]:  # fmt: skip
+    """The rows of a file run in a run precision (``bf16``: the FP32 file in BF16), one per backend of
+    :func:`row_backends` that runs it (:attr:`~dlcv.runtime.backends.Backend.run_precisions`); a
+    backend that cannot on this machine (a CPU without BF16) fails its opening with the reason."""
+    runs = [cls for cls in row_backends(path, selected, device) if precision in cls.run_precisions]
+    if not runs:
+        return []
+    default = choose_backend(path, None, device, precision=precision).backend.name
+    rows = [_row(path, cls.name, cls.name, row_device(cls, device), threads, reference, precision) for cls in runs]
+    for row in rows:
+        row.default_backend = default
+        row.precision = precision
+    return rows
+
+
 def _row(path: Path | str, label: str, backend: str | None, device: str, threads: int | None,
-         reference: ArtifactMetadata) -> BenchRow:  # fmt: skip
+         reference: ArtifactMetadata, precision: str | None = None) -> BenchRow:  # fmt: skip
     cls = backends().get(backend) if backend else None
     options = {"threads": threads} if threads and cls is not None and "threads" in cls.options else {}
+    if precision is not None:
+        options["precision"] = precision
 
     def opener() -> Backend:
         opened = open_backend(path, device=device, backend=backend, **options)

@@ -14,7 +14,7 @@ import click
 
 from dlcv.runtime.backends import backend_names
 from dlcv.runtime.cli_support import debug_option, handle_errors, parse_size
-from dlcv.runtime.precision import PRECISION_NAMES
+from dlcv.runtime.precision import PRECISION_NAMES, RUN_PRECISION_NAMES
 
 from .config import DEFAULT_RESULTS_DIR, TORCH_VARIANT_NAMES, BenchConfig, parse_int_list, parse_name_list
 
@@ -43,7 +43,8 @@ from .config import DEFAULT_RESULTS_DIR, TORCH_VARIANT_NAMES, BenchConfig, parse
 @click.option("--rounds", type=int, default=5, show_default=True, help="Interleaved rounds the timed calls are split into.")
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda[:N] (GPU baselines: autocast, CUDA graphs).")
 @click.option("--precisions", default=",".join(PRECISION_NAMES), show_default=True, metavar="LIST",
-              help="ONNX precisions to export when no artifact is given.")
+              help="ONNX precisions to export when no artifact is given, and run precisions: bf16 runs the FP32 "
+                   "file in BF16 on each backend that can (OpenVINO, on CPUs with AVX512-BF16 or AMX-BF16).")
 @click.option("--images", type=int, default=32, show_default=True, help="Images compared for parity (and INT8 calibration).")
 @click.option("--e2e-images", type=int, default=16, show_default=True,
               help="Image files run through the end-to-end split (0: skip).")
@@ -77,7 +78,7 @@ def main(checkpoint, artifacts, data, backends, torch_variants, batch_sizes, sha
         torch_variants=parse_name_list(torch_variants, "--torch-variants", TORCH_VARIANT_NAMES) if torch_variants else None,
         batch_sizes=parse_int_list(batch_sizes, "--batch-sizes"), shape=parse_size(shape, "--shape"),
         warmup=warmup, iters=iters, rounds=rounds, device=device,
-        precisions=parse_name_list(precisions, "--precisions", PRECISION_NAMES), images=images, e2e_images=e2e_images,
+        precisions=parse_name_list(precisions, "--precisions", PRECISION_NAMES + RUN_PRECISION_NAMES), images=images, e2e_images=e2e_images,
         bootstrap=bootstrap, tie_margin=tie_margin, seed=seed, threads=threads, ceiling_size=ceiling_size, out=out,
         name=name, note=note,
     )  # fmt: skip

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from dlcv.runtime.backends import backend_names, backends_for, deployed_suffixes
 from dlcv.runtime.errors import DlcvUsageError
-from dlcv.runtime.precision import PRECISION_NAMES
+from dlcv.runtime.precision import PRECISION_NAMES, RUN_PRECISION_NAMES
 
 # The PyTorch baselines besides eager FP32 (dlcv.bench.torch_variants.TORCH_VARIANTS, which imports torch).
 TORCH_VARIANT_NAMES = ("channels_last", "autocast", "cuda_graphs", "compile")
@@ -22,7 +22,8 @@ class BenchConfig:
 
     ``artifacts``: model files any :func:`dlcv.runtime.backends.open_backend` opens (.onnx,
     .plan/.engine), or served models (``triton://HOST:PORT/NAME``, kept as URL strings);
-    empty = export ``precisions`` from the checkpoint into a temporary folder.
+    empty = export ``precisions`` from the checkpoint into a temporary folder; a run precision
+    among them (``bf16``) adds rows of the FP32 file on each backend that runs it in that precision.
     ``data``: None (synthetic images at ``shape``), ``"demo"`` (the built-in demo set) or a
     dataset folder, opened as the checkpoint recorded it (its evaluation split: val, else test,
     else train), or a plain folder of images.
@@ -84,11 +85,10 @@ class BenchConfig:
         devices = reference[0].devices if reference else ("cpu", "cuda")
         if self.device.split(":")[0] not in devices:
             problems.append(f"--device must be {' or '.join(devices)} (cuda:N), not {self.device!r}")
-        unknown = [p for p in self.precisions if p not in PRECISION_NAMES]
+        known = PRECISION_NAMES + RUN_PRECISION_NAMES
+        unknown = [p for p in self.precisions if p not in known]
         if unknown or "fp32" not in self.precisions:
-            problems.append(
-                f"--precisions takes {', '.join(PRECISION_NAMES)} and must include fp32, got {list(self.precisions)}"
-            )
+            problems.append(f"--precisions takes {', '.join(known)} and must include fp32, got {list(self.precisions)}")
         if self.backends is not None:
             bad = [b for b in self.backends if b not in backend_names()]
             if bad or not self.backends:

@@ -4,8 +4,8 @@ library versions, load.
 The instruction sets decide what the CPU can reach, INT8 above all: with AVX512-VNNI (or
 AVX-VNNI, AMX) an 8-bit multiply-add is one instruction step, on AVX2 alone it takes three
 (and risks saturation), so the same INT8 file runs ~1.5x or ~3x FP32 depending on the machine.
-They are read from ``/proc/cpuinfo`` (the x86 ``flags`` line, the Arm ``Features`` line);
-elsewhere they are ``unknown``."""
+They are read from ``/proc/cpuinfo`` by :mod:`dlcv.runtime.cpu_isa` (one reader for records and
+for the runtime's backend choice); elsewhere they are ``unknown``."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ import sys
 from importlib import metadata as _metadata
 from pathlib import Path
 
+from dlcv.runtime.cpu_isa import cpu_isa
 from dlcv.runtime.version import dlcv_version
 
 # distribution names whose versions every record carries (first installed name wins)
@@ -41,43 +42,6 @@ def _cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine() or "unknown"
-
-
-# /proc/cpuinfo flags that decide FP32/BF16/INT8 throughput, in order of appearance in records
-ISA_FLAGS = (
-    "avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8",  # x86-64
-    "asimd", "asimddp", "i8mm", "bf16", "sve", "sve2",  # Arm64 (dot product, int8 matrix multiply)
-)  # fmt: skip
-# The CPU's fastest 8-bit multiply-add, best first: (flag, description)
-INT8_DOT_PRODUCTS = (
-    ("amx_int8", "AMX-INT8 (tile matrix multiply)"),
-    ("avx512_vnni", "AVX512-VNNI (VPDPBUSD, 512-bit)"),
-    ("avx_vnni", "AVX-VNNI (VPDPBUSD, 256-bit)"),
-    ("i8mm", "Arm I8MM (SMMLA)"),
-    ("asimddp", "Arm dot product (SDOT/UDOT)"),
-    ("avx2", "AVX2 only (VPMADDUBSW + VPMADDWD, no VNNI)"),
-)
-UNKNOWN = "unknown"
-
-
-def cpu_isa(cpuinfo: str | None = None) -> dict:
-    """``cpu_isa``: the :data:`ISA_FLAGS` the CPU has, space-separated (``none`` when it has none
-    of them), and ``cpu_int8_dot``: its fastest INT8 multiply-add (:data:`INT8_DOT_PRODUCTS`), from
-    the text of ``/proc/cpuinfo`` (read when None); both ``unknown`` where that text has no flag line."""
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            cpuinfo = ""
-    line = next(
-        (ln for ln in cpuinfo.splitlines() if ln.split(":", 1)[0].strip().lower() in ("flags", "features")), None
-    )
-    if line is None or ":" not in line:
-        return {"cpu_isa": UNKNOWN, "cpu_int8_dot": UNKNOWN}
-    flags = set(line.split(":", 1)[1].split())
-    present = [f for f in ISA_FLAGS if f in flags]
-    dot = next((text for flag, text in INT8_DOT_PRODUCTS if flag in flags), "none of the known ones")
-    return {"cpu_isa": " ".join(present) or "none", "cpu_int8_dot": dot}
 
 
 def _memory_gb() -> float | None:

@@ -30,6 +30,7 @@ PARITY_KEYS = (
     "parity_images", "parity_batch_size", "parity_truth", "tie_margin",
     "max_abs_logit_error", "mean_abs_logit_error", "max_abs_reference_logit", "nonfinite_logits",
     "agreement_miou", "disagreements", "near_tie_disagreements", "near_tie_share", "bootstrap_resamples",
+    "parity_gate", "parity_gate_failures",  # the row's precision gate (dlcv.runtime.precision) and how it missed it
 )  # fmt: skip
 TASK_PARITY_KEYS = {
     "segmentation": (

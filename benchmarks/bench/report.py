@@ -114,13 +114,14 @@ def headline_table(result: "BenchResult") -> str:
     return table(header, rows)
 
 
-def _preference_of(backend: str, precision: str, device: str):
-    """The measured preference that makes ``backend`` the default for ``precision`` files (or None)."""
+def _preference_of(backend: str, precision: str, device: str, cpu_class: str | None):
+    """The measured preference that makes ``backend`` the default for ``precision`` files on this
+    device and CPU class (or None)."""
     from dlcv.runtime.backends import backends
 
     cls = backends().get(backend)
     base = device.split(":", 1)[0]
-    return next((p for p in (cls.preferred_for if cls else ()) if p.precision == precision and p.device == base), None)
+    return next((p for p in (cls.preferred_for if cls else ()) if p.applies(precision, base, cpu_class)), None)
 
 
 def peer_sentences(result: "BenchResult") -> list[str]:
@@ -130,16 +131,16 @@ def peer_sentences(result: "BenchResult") -> list[str]:
     by_file: dict[str, list[dict]] = {}
     for r in result.records:
         if r["artifact"] and r["default_backend"] and r["latency_p50_ms"] is not None and not r["error"]:
-            by_file.setdefault(r["artifact"], []).append(r)
+            by_file.setdefault((r["artifact"], r["precision"]), []).append(r)  # bf16 rows run the fp32 file
     sentences = []
-    for artifact, recs in by_file.items():
+    for (artifact, _), recs in by_file.items():
         name = artifact if "://" in artifact else Path(artifact).name
         default, precision, device = recs[0]["default_backend"], recs[0]["precision"], recs[0]["device"]
         backends_run = {r["backend"] for r in recs}
         if len(backends_run) < 2:
             continue
-        preference = _preference_of(default, precision, device)
-        why = f"dlcv's default for {precision} files on the {device.split(':')[0]}, by measurement" if preference else "dlcv's default"
+        preference = _preference_of(default, precision, device, recs[0].get("cpu_int8_dot"))
+        why = f"dlcv's default for {precision} files on {preference.where()}, by measurement" if preference else "dlcv's default"
         if default not in backends_run:
             sentences.append(f"{name}: dlcv's default backend for it, {default}, was not run (--backends).")
             continue
@@ -196,6 +197,7 @@ def _parity_table(result: "BenchResult") -> str:
     header = [
         "backend", "images", "truth", "max abs logit err", "mean abs logit err", "agreement", "agreement mIoU",
         "disagreements", "near-tie share (margin)", f"{title} reference", f"{title} backend", f"{title} Δ points [95% CI]",
+        "precision gate",
     ]  # fmt: skip
     rows = []
     for label, recs in _by_label(result.records).items():
@@ -207,8 +209,17 @@ def _parity_table(result: "BenchResult") -> str:
             label, r["parity_images"], r["parity_truth"], fmt(r["max_abs_logit_error"], 3, sci=True),
             fmt(r["mean_abs_logit_error"], 3, sci=True), fmt(r[agree_key], 4, percent=True), fmt(r["agreement_miou"], 4),
             r["disagreements"], near_tie, fmt(r[f"{m}_reference"], 4), fmt(r[f"{m}_candidate"], 4), _delta_cell(r, m),
+            _gate_cell(r),
         ])  # fmt: skip
     return table(header, rows)
+
+
+def _gate_cell(r: dict) -> str:
+    """``passes (agreement >= 99.9%)`` or ``misses: label agreement 99.2% < 99.9% ...``."""
+    if r.get("parity_gate") is None:
+        return "–"
+    failures = r.get("parity_gate_failures") or []
+    return f"misses: {'; '.join(failures)}" if failures else f"passes ({r['parity_gate']})"
 
 
 def _per_class_table(result: "BenchResult") -> str | None:

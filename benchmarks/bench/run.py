@@ -27,10 +27,20 @@ from dlcv.runtime import comparator
 from dlcv.runtime.backends import get_backend
 from dlcv.runtime.errors import DlcvError, first_line
 from dlcv.runtime.metadata import ArtifactMetadata
+from dlcv.runtime.precision import PRECISION_NAMES, get_precision
 from dlcv.runtime.task import get_task
 
 from . import memory
-from .candidates import BenchRow, artifact_name, artifact_rows, assign_labels, backend_version, row_backends, row_device
+from .candidates import (
+    BenchRow,
+    artifact_name,
+    artifact_rows,
+    assign_labels,
+    backend_version,
+    row_backends,
+    row_device,
+    run_precision_rows,
+)
 from .config import DEFAULT_SHAPE, BenchConfig
 from .data import BenchImages, latency_batch, load_images, natural_shape, parity_batches
 from .exporting import export_artifacts
@@ -157,8 +167,9 @@ class BenchmarkRun:
     def _exported_candidates(self) -> list[BenchRow]:
         cfg, source = self.config, self.images.calibration_source
         self.log(f"exporting {', '.join(cfg.precisions)} ONNX from {cfg.checkpoint} into a temporary folder")
+        files = tuple(p for p in cfg.precisions if p in PRECISION_NAMES)  # bf16 runs the fp32 file
         outcome = export_artifacts(
-            cfg.checkpoint, self.md, cfg.precisions, out=self.workdir / "artifacts", shape=self.shape,
+            cfg.checkpoint, self.md, files, out=self.workdir / "artifacts", shape=self.shape,
             calibration=source, calib_count=cfg.images, eval_count=min(cfg.images, 16), log=self.log,
         )  # fmt: skip
         written = ", ".join(sorted(outcome.paths)) or "none"
@@ -168,12 +179,18 @@ class BenchmarkRun:
             self.notes.append(f"INT8 calibrated by dlcv-export on up to {cfg.images} images of {where}.")
         rows = []
         for p in cfg.precisions:
-            if p in outcome.paths:
+            runs = get_precision(p).runs
+            if runs is not None and runs in outcome.paths:
+                found = run_precision_rows(outcome.paths[runs], p, cfg.backends, cfg.device, cfg.threads, self.md)
+                if not found:
+                    self.notes.append(f"No {p} rows: no backend of this run runs {p} ({runs} files).")
+                rows.extend(found)
+            elif p in outcome.paths:
                 rows.extend(artifact_rows(outcome.paths[p], cfg.backends, cfg.device, cfg.threads, self.md))
             else:
                 for cls in row_backends(_EXPORTED, cfg.backends, cfg.device):
                     failed = BenchRow(cls.name, "onnx", p, row_device(cls, cfg.device))
-                    failed.fail("export", outcome.errors[p])
+                    failed.fail("export", outcome.errors[runs or p])
                     rows.append(failed)
         return rows
 
@@ -213,7 +230,11 @@ class BenchmarkRun:
             except Exception as exc:  # a row's failure, not the run's
                 c.fail("parity", exc)
                 continue
-            self.results[c.label].parity = {**parity, "parity_batch_size": batch_size}
+            self.results[c.label].parity = {
+                **parity, "parity_batch_size": batch_size,
+                "parity_gate": result.gate.describe(get_task(md.task).headline_name),
+                "parity_gate_failures": list(result.failures),
+            }  # fmt: skip
 
     def latency(self, ceiling_probes: list) -> dict[str, list[float]]:
         """All runnable rows timed in interleaved rounds, batch size by batch size, with memory peaks.

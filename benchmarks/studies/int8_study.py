@@ -233,8 +233,9 @@ def conv_macs(fp32_path: Path, batch: int, side: int) -> dict[str, int]:
     return out
 
 
-def profile(path: Path, fp32: Path, side: int, bs: int, md, runs: int = 3) -> dict:
-    """onnxruntime's profiler on ``path``: share of kernel time by op type, and the top layers."""
+def profile(path: Path, fp32: Path, side: int, bs: int, md, runs: int = 3, configure=None) -> dict:
+    """onnxruntime's profiler on ``path``: share of kernel time by op type, and the top layers.
+    ``configure``: called with the ``SessionOptions`` before the session opens (a study's variant)."""
     import onnxruntime as ort
 
     from dlcv.export.qdq import layer_names
@@ -243,6 +244,8 @@ def profile(path: Path, fp32: Path, side: int, bs: int, md, runs: int = 3) -> di
     macs = conv_macs(fp32, bs, side)
     options = ort.SessionOptions()
     options.enable_profiling, options.log_severity_level = True, 3
+    if configure is not None:
+        configure(options)
     with tempfile.TemporaryDirectory() as tmp:
         options.profile_file_prefix = str(Path(tmp) / "profile")
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

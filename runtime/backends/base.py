@@ -23,28 +23,48 @@ MIN_PREFERENCE_SPEEDUP = 1.10
 @dataclass(frozen=True)
 class Preference:
     """A measured reason for a backend to be the default for files of one precision on one device,
-    ahead of the suffix's default (the backend it beat, ``over``). ``record`` is the committed
-    benchmark (``results.json``, relative to the repository root) whose rows of the two backends
-    on the same file measured it; a test reads it, so the preference follows the measurement
-    (a re-run in which ``over`` wins fails that test). ``summary`` says it in words."""
+    ahead of the suffix's default (the backend it beat, ``over``). On the CPU a preference also
+    names the CPU class it was measured on (``cpu_class``: the ``cpu_int8_dot`` dlcv-bench records,
+    :mod:`dlcv.runtime.cpu_isa`), as the fastest backend differs between AVX2, AVX512-VNNI and AMX
+    machines; it applies only on a CPU of that class. ``record`` is the committed benchmark
+    (``results.json``, relative to the repository root) whose rows of the two backends on the same
+    file measured it; a test reads it, so the preference follows the measurement (a re-run of that
+    class in which ``over`` wins fails that test). ``summary`` says it in words."""
 
     precision: str
     device: str
     over: str
     record: str
     summary: str
+    cpu_class: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.device == "cpu" and not self.cpu_class:
+            raise ValueError(f"a CPU preference names the CPU class it was measured on (cpu_class), for {self.record}")
+
+    def applies(self, precision: str, device: str, cpu_class: str | None) -> bool:
+        """True for files of ``precision`` on ``device`` (its base name: ``cpu``, ``cuda``), on the CPU
+        only where the running CPU's class is the one it was measured on."""
+        return (self.precision == precision and self.device == device
+                and (self.device != "cpu" or self.cpu_class == cpu_class))  # fmt: skip
+
+    def where(self) -> str:
+        """``the cpu (AMX-INT8 (tile matrix multiply))``: the device, with the CPU class."""
+        return f"the {self.device} ({self.cpu_class})" if self.cpu_class else f"the {self.device}"
 
     def unsupported_by(self, backend: str, records: Sequence[Mapping]) -> str | None:
         """Why the benchmark ``records`` (a ``results.json`` list) do not support making ``backend``
         the default over :attr:`over`, or None when they do: rows of both on the same file, of this
-        precision and device, at one or more batch sizes, and at every one of them ``backend``'s p50
-        latency at least :data:`MIN_PREFERENCE_SPEEDUP` times faster. A smaller win is within the
-        run-to-run spread of a shared machine and is no reason to change a default."""
+        precision and device (and CPU class), at one or more batch sizes, and at every one of them
+        ``backend``'s p50 latency at least :data:`MIN_PREFERENCE_SPEEDUP` times faster. A smaller win
+        is within the run-to-run spread of a shared machine and is no reason to change a default.
+        Records of another CPU class say nothing about this one."""
         rows = {(r["backend"], r["batch_size"]): r for r in records
-                if r["precision"] == self.precision and r["device"] == self.device and r["latency_p50_ms"] is not None}  # fmt: skip
+                if r["precision"] == self.precision and r["device"] == self.device and r["latency_p50_ms"] is not None
+                and (self.cpu_class is None or r.get("cpu_int8_dot") == self.cpu_class)}  # fmt: skip
         sizes = sorted({bs for b, bs in rows if b == backend} & {bs for b, bs in rows if b == self.over})
         if not sizes:
-            return f"{self.record} has no {backend} and {self.over} rows of {self.precision} files on the {self.device}"
+            return f"{self.record} has no {backend} and {self.over} rows of {self.precision} files on {self.where()}"
         for bs in sizes:
             mine, theirs = rows[(backend, bs)], rows[(self.over, bs)]
             if mine["artifact"] != theirs["artifact"]:
@@ -95,6 +115,9 @@ class Backend(ABC):
     #: where it is the default ahead of the suffix's (by measurement, :class:`Preference`); the
     #: registry takes it only when this backend is installed and runs on the device
     preferred_for: ClassVar[tuple[Preference, ...]] = ()
+    #: precisions it can run a file in other than the file's own (``precision=`` when opened,
+    #: ``dlcv-infer --precision``): ``bf16`` runs an FP32 file with BF16 arithmetic
+    run_precisions: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def read_metadata(cls, path: Path) -> ArtifactMetadata | None:

@@ -101,7 +101,7 @@ class OnnxRuntimeBackend(Backend):
     devices = tuple(DEVICE_PROVIDERS)
     extra = "cpu"
     priority = 10
-    options = ("threads",)
+    options = ("threads", "trt_max_size")
 
     @classmethod
     def install_hint(cls) -> str:

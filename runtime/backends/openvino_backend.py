@@ -22,10 +22,17 @@ Execution follows OpenVINO's performance hints:
   collection that frees another backend's queue aborts the process ("Resource deadlock
   avoided": a thread pool joining itself); with no Python code on those threads it cannot.
 
-``threads`` sets ``INFERENCE_NUM_THREADS`` for both. ``INFERENCE_PRECISION_HINT`` is fixed
-to f32: on CPUs with AVX512-BF16 or AMX the plugin otherwise runs FP32 (and FP16) graphs in
+``threads`` sets ``INFERENCE_NUM_THREADS`` for both. ``INFERENCE_PRECISION_HINT`` is f32 by
+default: on CPUs with AVX512-BF16 or AMX the plugin otherwise runs FP32 (and FP16) graphs in
 bfloat16 (8-bit mantissa), which would break FP32 parity with PyTorch; INT8 (QDQ) graphs
 still run their quantised layers in INT8.
+
+``precision="bf16"`` (``dlcv-infer --precision bf16``) runs an FP32 file with the hint bf16:
+its convolutions and matrix multiplies in bfloat16 on the CPU's AVX512-BF16 or AMX-BF16 units,
+with no calibration. It is refused in one line on a CPU without those instructions
+(:func:`dlcv.runtime.cpu_isa.bf16_flags`), and, as the plugin falls back to f32 silently,
+the compiled model's own execution precisions are checked (:func:`bf16_layers`): a model
+none of whose compute layers runs in bf16 is refused rather than run as FP32 under a BF16 name.
 
 Only the CPU is declared (``devices = ("cpu",)``): OpenVINO's GPU plugin targets Intel
 GPUs, which ``--device cuda`` does not name, and it is untested here.
@@ -38,13 +45,29 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DlcvError, MissingDependencyError
+from ..cpu_isa import BF16_FLAGS, bf16_flags, cpu_isa
+from ..errors import DlcvError, DlcvUsageError, MissingDependencyError
 from ..external_data import check_external_data
 from ..metadata import ArtifactMetadata, read_onnx_metadata
 from .base import Backend, Outputs, concat_outputs
 
 _LATENCY, _THROUGHPUT = "LATENCY", "THROUGHPUT"
+BF16 = "bf16"
+# layer types of the compiled (runtime) model that do a model's arithmetic
+COMPUTE_LAYERS = frozenset({"Convolution", "Deconvolution", "MatMul", "FullyConnected", "GroupConvolution"})
 _LOCATION = re.compile(r"^(Exception from |Check '.*' failed at ).*:\d+:?$")
+
+
+def bf16_layers(compiled: Any) -> tuple[int, int]:
+    """(compute layers running in bf16, compute layers) of an OpenVINO compiled model, read from
+    its runtime model (each layer's ``layerType`` and ``runtimePrecision``): what the CPU plugin
+    actually executes, whatever precision was asked for."""
+    kinds = []
+    for op in compiled.get_runtime_model().get_ordered_ops():
+        info = op.get_rt_info()
+        if "layerType" in info and info["layerType"].astype(str) in COMPUTE_LAYERS:
+            kinds.append(info["runtimePrecision"].astype(str) if "runtimePrecision" in info else "")
+    return sum(k == BF16 for k in kinds), len(kinds)
 
 
 def _message(exc: BaseException) -> str:
@@ -61,8 +84,9 @@ class OpenVINOBackend(Backend):
     suffixes = (".onnx",)
     devices = ("cpu",)
     extra = "openvino"
+    run_precisions = (BF16,)
     priority = 30  # after onnxruntime: an .onnx file runs on onnxruntime unless --backend openvino
-    options = ("threads",)
+    options = ("threads", "precision")
     # No preferred_for: dlcv's INT8 files once ran 1.5× faster here than on onnxruntime; written in
     # onnxruntime's U8S8 form they run as fast or faster there (benchmarks/results/*-cpu), and
     # OpenVINO's FP32/FP16 leads in those runs are below MIN_PREFERENCE_SPEEDUP.
@@ -78,7 +102,7 @@ class OpenVINOBackend(Backend):
         except MissingDependencyError:
             return None
 
-    def __init__(self, path: str | Path, device: str = "cpu", threads: int | None = None):
+    def __init__(self, path: str | Path, device: str = "cpu", threads: int | None = None, precision: str | None = None):
         path = Path(path)
         if not path.is_file():
             raise DlcvError(f"{path}: ONNX file not found")
@@ -86,6 +110,8 @@ class OpenVINOBackend(Backend):
             raise DlcvError(f"unknown device {device!r} for openvino; it runs on the cpu")
         if threads is not None and threads < 1:
             raise DlcvError(f"threads must be positive, got {threads}")
+        if precision not in (None, BF16):
+            raise DlcvUsageError(f"--precision {precision}: the openvino backend runs a file in its own precision or in {BF16}")
         ov = self.import_library("openvino")
         check_external_data(path)  # untrusted files: no tensor data read from outside the model's folder
         super().__init__(path, read_onnx_metadata(path))
@@ -94,11 +120,32 @@ class OpenVINOBackend(Backend):
         self._core = ov.Core()
         self._model = self._read(self.import_library("openvino.frontend"))
         self.input_shape = self._check_graph()
-        self._config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": "f32"}
+        self.run_precision = precision
+        if precision == BF16:
+            if self.metadata.precision != "fp32":
+                raise DlcvUsageError(f"--precision {BF16} runs FP32 files; {path.name} is {self.metadata.precision}: "
+                                     f"run the FP32 file ({self.metadata.arch}.onnx) instead")  # fmt: skip
+            _check_bf16_cpu()
+        self._config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": precision or "f32"}
         if threads:
             self._config["INFERENCE_NUM_THREADS"] = int(threads)
-        self._latency = self._compile(_LATENCY).create_infer_request()
+        latency = self._compile(_LATENCY)
+        if precision == BF16:
+            self._check_bf16(latency)
+        self._latency = latency.create_infer_request()
         self._requests: list[Any] | None = None  # the THROUGHPUT model's requests, made on the first larger batch
+
+    @property
+    def precision(self) -> str:
+        """The precision it runs in: ``bf16`` when asked for, else the file's."""
+        return self.run_precision or self.metadata.precision
+
+    def _check_bf16(self, compiled: Any) -> None:
+        """Refuse a model the plugin compiled without bf16 layers (its silent fall back to f32)."""
+        in_bf16, total = bf16_layers(compiled)
+        if total and in_bf16 == 0:
+            raise DlcvError(f"{self.path.name}: OpenVINO compiled none of its {total} convolution/matmul layers in {BF16} "
+                            f"(it fell back to f32 on this CPU: {cpu_isa()['cpu_isa']}); run without --precision {BF16}")  # fmt: skip
 
     def _read(self, frontends) -> Any:
         """The ONNX file through OpenVINO's ONNX frontend (never another framework's reader)."""
@@ -151,6 +198,8 @@ class OpenVINOBackend(Backend):
         """The batch in parts, one per infer request of the THROUGHPUT model, run concurrently."""
         if self._requests is None:
             compiled = self._compile(_THROUGHPUT)
+            if self.run_precision == BF16:
+                self._check_bf16(compiled)
             count = max(1, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
             self._requests = [compiled.create_infer_request() for _ in range(count)]
         parts = np.array_split(batch, min(len(batch), len(self._requests)))
@@ -170,3 +219,10 @@ class OpenVINOBackend(Backend):
 
     def close(self) -> None:
         self._requests = self._latency = self._model = None
+
+
+def _check_bf16_cpu() -> None:
+    """A one-line refusal on a CPU without BF16 instructions (OpenVINO would run f32 silently)."""
+    if not bf16_flags():
+        raise DlcvUsageError(f"--precision {BF16} needs a CPU with {' or '.join(BF16_FLAGS)} instructions; this CPU has "
+                             f"{cpu_isa()['cpu_isa']}: run the FP32 file without --precision, or the INT8 file")  # fmt: skip

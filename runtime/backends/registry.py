@@ -8,11 +8,12 @@ module, which must not import its engine library at module level (see
 
 ``open_backend(path)`` picks the backend by the file's suffix (or URL scheme) unless
 ``backend=NAME`` chooses one, or a measured preference (:class:`~.base.Preference`, declared
-by the backend class and re-checked by a test against the committed benchmark it cites) names
-another installed backend for the file's precision (:func:`choose_backend` says which and why);
-the device is checked against what that backend declares. Today no backend declares one, so
-every ``.onnx`` (INT8 included) opens on onnxruntime unless ``backend="openvino"`` is asked for
-(see :mod:`~dlcv.runtime.backends.openvino_backend` for the measurements).
+by the backend class and re-checked by a test against the committed benchmark it cites, for
+files of one precision on CPUs of one instruction-set class) names another installed backend for
+the file's precision on the running CPU's class (:mod:`dlcv.runtime.cpu_isa`; :func:`choose_backend`
+says which and why, and when nothing was measured on that class); the device is checked against
+what that backend declares. Today no backend declares one, so every ``.onnx`` (INT8 included)
+opens on onnxruntime unless ``backend="openvino"`` is asked for.
 Errors are one line: an unknown name lists the registered ones, a backend that does not open
 that kind of file says which kinds it opens, a missing library names the extra to install.
 """
@@ -23,8 +24,10 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
 
+from ..cpu_isa import running_cpu_class
 from ..errors import DlcvError, DlcvUsageError, MissingDependencyError, first_line, unknown_choice
-from .base import Backend, Preference
+from .base import MIN_PREFERENCE_SPEEDUP, Backend, Preference
+from .cpu_records import MEASURED_CPU_CLASSES
 
 ENTRY_POINT_GROUP = "dlcv.backends"
 
@@ -142,23 +145,40 @@ def check_device(cls: type[Backend], device: str) -> None:
 @dataclass(frozen=True)
 class Choice:
     """The backend a model runs on, and why: ``named`` (``--backend``), ``suffix`` (the suffix's
-    or scheme's default) or ``preferred`` (a measured :class:`~.base.Preference`, in ``preference``)."""
+    or scheme's default), ``preferred`` (a measured :class:`~.base.Preference`, in ``preference``)
+    or ``precision`` (the backend that runs the ``--precision`` asked for). ``cpu_class``: the
+    running CPU's class where the choice depended on it (a CPU file with several backends)."""
 
     backend: type[Backend]
     reason: str
     preference: Preference | None = None
+    cpu_class: str | None = None
+    precision: str | None = None
 
     def describe(self, target: str | Path) -> str:
         """One line for dlcv-infer's summary: which backend, and why."""
         kind = _kind(target) or "model"
         if self.reason == "named":
             return f"{self.backend.name} (--backend)"
+        if self.reason == "precision":
+            return f"{self.backend.name} (it runs {kind} models in {self.precision}; --precision {self.precision})"
         if self.reason == "suffix":
-            return f"{self.backend.name} (the default for {kind} models)"
+            return f"{self.backend.name} (the default for {kind} models){self._class_note()}"
         p = self.preference
         assert p is not None
-        return (f"{self.backend.name} (the default for {p.precision} {kind} files on the {p.device} where it is installed: "
+        return (f"{self.backend.name} (the default for {p.precision} {kind} files on {p.where()} where it is installed: "
                 f"{p.summary}; {p.record}; --backend {p.over} runs it on {p.over})")  # fmt: skip
+
+    def _class_note(self) -> str:
+        """Whether the suffix's default on this CPU class is measured or merely the default."""
+        if self.cpu_class is None:
+            return ""
+        records = MEASURED_CPU_CLASSES.get(self.cpu_class)
+        if not records:
+            return (f"; no committed benchmark was measured on this CPU's class, {self.cpu_class}: "
+                    "dlcv-bench on this machine measures its backends")  # fmt: skip
+        return (f"; the committed benchmarks of this CPU's class, {self.cpu_class}, measured no backend "
+                f"{MIN_PREFERENCE_SPEEDUP:.2f}× faster for this precision ({len(records)} records)")  # fmt: skip
 
 
 def _installed(cls: type[Backend]) -> bool:
@@ -168,10 +188,10 @@ def _installed(cls: type[Backend]) -> bool:
         return False
 
 
-def _preferred(found: list[type[Backend]], target: str | Path, device: str) -> Choice | None:
-    """The first backend (in priority order) whose preference matches this file's precision and
-    ``device``, and which is installed; None when none does (or the file cannot be read: opening
-    it then says why)."""
+def _preferred(found: list[type[Backend]], target: str | Path, device: str, cpu_class: str | None) -> Choice | None:
+    """The first backend (in priority order) whose preference matches this file's precision,
+    ``device`` and the CPU's class, and which is installed; None when none does (or the file
+    cannot be read: opening it then says why)."""
     base = device.split(":", 1)[0].lower()
     candidates = [c for c in found if any(p.device == base for p in c.preferred_for) and base in c.devices]
     if not candidates or scheme_of(target) is not None:
@@ -184,16 +204,44 @@ def _preferred(found: list[type[Backend]], target: str | Path, device: str) -> C
         return None
     for cls in candidates:
         for p in cls.preferred_for:
-            if p.precision == metadata.precision and p.device == base and _installed(cls):
-                return Choice(cls, "preferred", p)
+            if p.applies(metadata.precision, base, cpu_class) and _installed(cls):
+                return Choice(cls, "preferred", p, cpu_class)
     return None
 
 
-def choose_backend(target: str | Path, backend: str | None = None, device: str = "cpu") -> Choice:
-    """The backend for ``target`` and why: ``backend`` when named (it must claim the suffix or
-    scheme); else a backend that a measurement prefers for this file's precision on ``device``
-    (:attr:`Backend.preferred_for`), when it is installed; else the default for the suffix or
-    scheme. Never a preferred backend that is not installed: the suffix's default then."""
+def _for_precision(target: str | Path, backend: str | None, device: str, precision: str) -> Choice:
+    """The backend that runs ``target`` in ``precision`` (:attr:`Backend.run_precisions`): the one
+    named, which must run it, else the first installed one that opens the file on ``device``."""
+    base = device.split(":", 1)[0].lower()
+    found = [c for c in backends_for(target) if precision in c.run_precisions]
+    if backend is not None:
+        cls = get_backend(backend)
+        if cls not in found:
+            others = ", ".join(c.name for c in found) or "none"
+            raise DlcvUsageError(f"--precision {precision}: the {cls.name} backend does not run {_kind(target) or 'these'} "
+                                 f"models in {precision}; backends that do: {others}")  # fmt: skip
+        return Choice(cls, "named", precision=precision)
+    usable = [c for c in found if base in c.devices]
+    ready = [c for c in usable if _installed(c)]
+    if ready:
+        return Choice(ready[0], "precision", precision=precision)
+    if usable:  # opening it names the extra to install
+        return Choice(usable[0], "precision", precision=precision)
+    raise DlcvUsageError(f"--precision {precision}: no backend runs {_kind(target) or 'these'} models in {precision} "
+                         f"on the {base}")  # fmt: skip
+
+
+def choose_backend(target: str | Path, backend: str | None = None, device: str = "cpu", *,
+                   precision: str | None = None, cpu_class: str | None = None) -> Choice:
+    """The backend for ``target`` and why: with ``precision`` (a run precision such as ``bf16``,
+    not the file's own) the backend that runs it; else ``backend`` when named (it must claim the
+    suffix or scheme); else a backend that a measurement prefers for this file's precision on
+    ``device`` and, on the CPU, on this CPU's class (:attr:`Backend.preferred_for`), when it is
+    installed; else the default for the suffix or scheme. Never a preferred backend that is not
+    installed: the suffix's default then. ``cpu_class``: the CPU's class (default: the running
+    CPU's, :func:`dlcv.runtime.cpu_isa.running_cpu_class`)."""
+    if precision is not None:
+        return _for_precision(target, backend, device, precision)
     if backend is not None:
         cls = get_backend(backend)
         if not opens(cls, target):
@@ -207,7 +255,13 @@ def choose_backend(target: str | Path, backend: str | None = None, device: str =
         known = sorted({k for c in _registry().classes.values() for k in _kinds(c)})
         kind = _kind(target) or "(no suffix)"
         raise DlcvError(f"{target}: unknown model file type {kind!r}; expected one of {', '.join(known)}")
-    return _preferred(found, target, device) or Choice(found[0], "suffix")
+    base = device.split(":", 1)[0].lower()
+    on_cpu = [c for c in found if base == "cpu" and base in c.devices]
+    if len(on_cpu) > 1 and scheme_of(target) is None:  # a choice between CPU backends: the CPU's class decides
+        cpu_class = cpu_class or running_cpu_class()
+    else:
+        cpu_class = None
+    return _preferred(found, target, device, cpu_class) or Choice(found[0], "suffix", cpu_class=cpu_class)
 
 
 def resolve_backend(target: str | Path, backend: str | None = None, device: str = "cpu") -> type[Backend]:
@@ -216,8 +270,9 @@ def resolve_backend(target: str | Path, backend: str | None = None, device: str 
 
 
 def open_backend(target: str | Path, device: str = "cpu", *, backend: str | None = None, **options) -> Backend:
-    """Open a model file (or URL) with ``backend``, or the default :func:`choose_backend` picks."""
-    cls = resolve_backend(target, backend, device)
+    """Open a model file (or URL) with ``backend``, or the default :func:`choose_backend` picks
+    (for the ``precision`` option, when given, the backend that runs it)."""
+    cls = choose_backend(target, backend, device, precision=options.get("precision")).backend
     if not cls.needs_gpu:
         check_device(cls, device)
     path = target if scheme_of(target) is not None else Path(target)

@@ -15,6 +15,7 @@ from dlcv.bench.cli import main
 from dlcv.bench.report import REPORT_MD, RESULTS_JSON, peer_sentences
 from dlcv.bench.run import BenchmarkRun, _RowResults
 from dlcv.bench.candidates import BenchRow
+from ..conftest import TEST_CPU_CLASS
 
 FAST = ["--shape", "32x32", "--batch-sizes", "1,2", "--images", "4", "--iters", "2", "--warmup", "0", "--rounds", "2",
         "--bootstrap", "20", "--e2e-images", "2", "--ceiling-size", "128"]  # fmt: skip
@@ -88,7 +89,7 @@ def test_compilation_happens_before_the_timed_calls_even_without_warm_up(tmp_pat
 
 def _record(backend, artifact, bs, p50, default="onnxruntime", precision="fp32"):
     return {"artifact": artifact, "default_backend": default, "backend": backend, "batch_size": bs, "latency_p50_ms": p50,
-            "error": None, "precision": precision, "device": "cpu"}  # fmt: skip
+            "error": None, "precision": precision, "device": "cpu", "cpu_int8_dot": TEST_CPU_CLASS}  # fmt: skip
 
 
 def test_the_report_says_where_a_peer_beats_dlcvs_default(openvino_preferred):
@@ -104,7 +105,7 @@ def test_the_report_says_where_a_peer_beats_dlcvs_default(openvino_preferred):
     assert sentences == [
         "onnxruntime (dlcv's default) runs fcn8s.onnx fastest of its backends: 1.25× openvino at batch 1; "
         "1.11× openvino at batch 2 (p50 latency).",
-        "openvino (dlcv's default for int8 files on the cpu, by measurement) runs fcn8s.int8.onnx fastest of its "
+        f"openvino (dlcv's default for int8 files on the cpu ({TEST_CPU_CLASS}), by measurement) runs fcn8s.int8.onnx fastest of its "
         "backends: 1.30× onnxruntime at batch 1 (p50 latency).",
         "openvino runs fcn8s.fp16.onnx faster than onnxruntime (dlcv's default): 1.50× at batch 1 (p50 latency).",
     ]

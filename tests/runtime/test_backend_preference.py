@@ -1,9 +1,10 @@
 """The default backend follows the measurement: a backend's declared preference (e.g. OpenVINO for
-INT8 .onnx files on the CPU) wins over the suffix's default only where that backend is installed and
-on its device, the committed benchmark it cites must measure it faster by MIN_PREFERENCE_SPEEDUP,
-``--backend`` overrides it, and dlcv-infer says which backend ran and why. No backend declares a
+INT8 .onnx files on AMX CPUs) wins over the suffix's default only where that backend is installed,
+on its device and on a CPU of the class it was measured on; the committed benchmarks of that class
+must measure it faster by MIN_PREFERENCE_SPEEDUP, ``--backend`` overrides it, and dlcv-infer says
+which backend ran and why, or that nothing was measured on this CPU's class. No backend declares a
 preference today (the re-run benchmarks measured none), so the mechanism is tested with one the
-tests declare."""
+tests declare, on simulated CPUs."""
 from __future__ import annotations
 
 import json
@@ -14,13 +15,14 @@ import onnx
 import pytest
 from click.testing import CliRunner
 
-from dlcv.runtime.backends import backends, choose_backend, get_backend, open_backend, registry, resolve_backend
+from dlcv.runtime.backends import Preference, backends, choose_backend, get_backend, open_backend, registry, resolve_backend
 from dlcv.runtime.backends.base import MIN_PREFERENCE_SPEEDUP
+from dlcv.runtime.backends.cpu_records import MEASURED_CPU_CLASSES
 from dlcv.runtime.backends.openvino_backend import OpenVINOBackend
 from dlcv.runtime.cli import main
 from dlcv.runtime.metadata import METADATA_KEY, read_onnx_metadata
 
-from ..conftest import INT8_ON_OPENVINO, with_openvino_class
+from ..conftest import CPU_FLAGS, INT8_ON_OPENVINO, TEST_CPU_CLASS, simulate_cpu, with_openvino_class
 from .onnx_fixtures import colour_model, save_image
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,10 +64,15 @@ def openvino_preferred_not_installed(monkeypatch):
     with_openvino_class(monkeypatch, AbsentOpenVINO)
 
 
+VNNI = "AVX512-VNNI (VPDPBUSD, 512-bit)"
+AVX2 = "AVX2 only (VPMADDUBSW + VPMADDWD, no VNNI)"
+
+
 def test_without_a_preference_every_onnx_runs_on_onnxruntime(files):
     models, _ = files
     for precision, path in models.items():
-        assert choose_backend(path) == registry.Choice(get_backend("onnxruntime"), "suffix"), precision
+        choice = choose_backend(path)
+        assert (choice.backend, choice.reason, choice.preference) == (get_backend("onnxruntime"), "suffix", None), precision
 
 
 def test_a_preferred_backend_is_the_default_for_its_precision(files, openvino_preferred):
@@ -73,7 +80,7 @@ def test_a_preferred_backend_is_the_default_for_its_precision(files, openvino_pr
     choice = choose_backend(models["int8"])
     assert choice.backend is openvino_preferred and choice.reason == "preferred" and choice.preference is INT8_ON_OPENVINO
     for precision in ("fp32", "fp16"):  # no preference for these: the suffix's default
-        assert choose_backend(models[precision]) == registry.Choice(get_backend("onnxruntime"), "suffix")
+        assert choose_backend(models[precision]) == registry.Choice(get_backend("onnxruntime"), "suffix", cpu_class=TEST_CPU_CLASS)
     with open_backend(models["int8"]) as opened:
         assert opened.name == "openvino"
 
@@ -101,7 +108,7 @@ def test_dlcv_infer_says_which_backend_ran_and_why_and_backend_overrides(files, 
     ran = CliRunner().invoke(main, [str(images), "--engine", str(models["int8"]), "--out", str(tmp_path / "default"), "-q"])
     assert ran.exit_code == 0, ran.output
     line = next(ln for ln in ran.stdout.splitlines() if ln.startswith("backend: "))
-    assert line.startswith("backend: openvino (the default for int8 .onnx files on the cpu where it is installed")
+    assert line.startswith(f"backend: openvino (the default for int8 .onnx files on the cpu ({TEST_CPU_CLASS}) where it is installed")
     assert "--backend onnxruntime runs it on onnxruntime" in line and "benchmarks/results/example" in line
     record = json.loads((tmp_path / "default" / "metrics.json").read_text())
     assert record["backend"] == "openvino" and record["backend_choice"] == line[len("backend: "):]
@@ -115,9 +122,9 @@ def test_dlcv_infer_says_which_backend_ran_and_why_and_backend_overrides(files, 
         assert (tmp_path / "named" / name).read_bytes() == (tmp_path / "default" / name).read_bytes()
 
 
-def _row(backend, batch, ms, *, precision="int8", artifact="m.int8.onnx", device="cpu"):
+def _row(backend, batch, ms, *, precision="int8", artifact="m.int8.onnx", device="cpu", cpu_class=TEST_CPU_CLASS):
     return {"backend": backend, "batch_size": batch, "latency_p50_ms": ms, "precision": precision,
-            "artifact": artifact, "device": device}  # fmt: skip
+            "artifact": artifact, "device": device, "cpu_int8_dot": cpu_class}  # fmt: skip
 
 
 def test_a_preference_needs_a_clear_win_at_every_batch_size():
@@ -156,3 +163,71 @@ def test_every_declared_preference_is_what_the_committed_benchmarks_measured():
             for record, rows in committed.items():
                 why = p.unsupported_by(cls.name, rows)
                 assert why is None or "has no" in why, f"{cls.__name__}.preferred_for is contradicted: {why}"
+
+
+# --- choices by CPU instruction-set class (synthetic record sets, simulated CPUs) ---
+
+
+def test_a_preference_holds_only_on_the_cpu_class_it_was_measured_on(files, openvino_preferred):
+    models, _ = files
+    assert choose_backend(models["int8"], cpu_class=TEST_CPU_CLASS).backend is openvino_preferred
+    for other in (VNNI, AVX2):
+        choice = choose_backend(models["int8"], cpu_class=other)
+        assert (choice.backend.name, choice.reason, choice.cpu_class) == ("onnxruntime", "suffix", other)
+
+
+def test_the_summary_says_whether_this_cpus_class_was_measured(files):
+    models, _ = files
+    measured = choose_backend(models["int8"], cpu_class=VNNI).describe(models["int8"])
+    assert measured.startswith("onnxruntime (the default for .onnx models); the committed benchmarks of this CPU's class, "
+                               f"{VNNI}, measured no backend 1.10× faster")  # fmt: skip
+    unmeasured = choose_backend(models["int8"], cpu_class=AVX2).describe(models["int8"])
+    assert unmeasured.startswith(f"onnxruntime (the default for .onnx models); no committed benchmark was measured on "
+                                 f"this CPU's class, {AVX2}")  # fmt: skip
+    assert choose_backend(models["int8"], device="cuda").describe(models["int8"]) == "onnxruntime (the default for .onnx models)"
+
+
+@pytest.mark.parametrize("cpu, backend, says", [
+    ("amx", "openvino", f"on the cpu ({TEST_CPU_CLASS}) where it is installed: a test's preference"),
+    ("vnni", "onnxruntime", f"the committed benchmarks of this CPU's class, {VNNI}, measured no backend"),
+    ("avx2", "onnxruntime", f"no committed benchmark was measured on this CPU's class, {AVX2}"),
+])  # fmt: skip
+def test_dlcv_infer_reads_the_running_cpus_class(files, tmp_path, monkeypatch, openvino_preferred, cpu, backend, says):
+    models, images = files
+    simulate_cpu(monkeypatch, tmp_path, CPU_FLAGS[cpu])
+    ran = CliRunner().invoke(main, [str(images), "--engine", str(models["int8"]), "--out", str(tmp_path / "o"), "-q"])
+    assert ran.exit_code == 0, ran.output
+    line = next(ln for ln in ran.stdout.splitlines() if ln.startswith("backend: "))
+    assert line.startswith(f"backend: {backend} (") and says in line, line
+    assert json.loads((tmp_path / "o" / "metrics.json").read_text())["backend"] == backend
+
+
+def test_records_of_another_cpu_class_neither_support_nor_contradict_a_preference():
+    amx_win = [_row("openvino", 1, 50.0), _row("onnxruntime", 1, 100.0)]
+    vnni_loss = [_row("openvino", 1, 120.0, cpu_class=VNNI), _row("onnxruntime", 1, 100.0, cpu_class=VNNI)]
+    assert INT8_ON_OPENVINO.unsupported_by("openvino", amx_win + vnni_loss) is None
+    assert "has no openvino and onnxruntime rows" in INT8_ON_OPENVINO.unsupported_by("openvino", vnni_loss)
+    amx_loss = [_row("openvino", 2, 120.0), _row("onnxruntime", 2, 100.0)]
+    assert "0.83× onnxruntime at batch 2" in INT8_ON_OPENVINO.unsupported_by("openvino", amx_win + amx_loss)
+
+
+def test_a_cpu_preference_names_its_class():
+    with pytest.raises(ValueError, match="names the CPU class"):
+        Preference("int8", "cpu", over="onnxruntime", record="r.json", summary="s")
+    gpu = Preference("fp16", "cuda", over="onnxruntime", record="r.json", summary="s")
+    assert gpu.applies("fp16", "cuda", None) and gpu.applies("fp16", "cuda", VNNI)
+
+
+def test_the_measured_cpu_classes_are_those_of_the_committed_records():
+    """MEASURED_CPU_CLASSES (what the summary says was measured) lists exactly the classes and
+    records of the committed CPU benchmarks, and each CPU preference's class has records."""
+    found: dict[str, set[str]] = {}
+    for path in sorted((ROOT / "benchmarks" / "results").glob("*/results.json")):
+        rows = json.loads(path.read_text())
+        for r in rows if isinstance(rows, list) else ():
+            if r.get("device") == "cpu" and r.get("cpu_int8_dot"):
+                found.setdefault(r["cpu_int8_dot"], set()).add(path.relative_to(ROOT).as_posix())
+    assert found and {c: set(records) for c, records in MEASURED_CPU_CLASSES.items()} == found
+    for cls in backends().values():
+        for p in cls.preferred_for:
+            assert p.device != "cpu" or p.record in MEASURED_CPU_CLASSES.get(p.cpu_class, ()), p
