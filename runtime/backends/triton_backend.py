@@ -14,11 +14,12 @@ from __future__ import annotations
 import importlib.metadata
 import math
 import re
+import time
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import DlcvError, MissingDependencyError, first_line
+from ..errors import BackendLostError, DlcvError, MissingDependencyError, first_line
 from ..metadata import ArtifactMetadata
 from ..triton import METADATA_PARAMETER
 from .base import Backend, Outputs, concat_outputs
@@ -26,6 +27,8 @@ from .base import Backend, Outputs, concat_outputs
 _URL = re.compile(r"^triton://(?P<host>\[[^\]]+\]|[^/:]+)(?::(?P<port>\d+))?/(?P<model>[^/]+)(?:/(?P<version>\d+))?/?$")
 DEFAULT_PORT = 8000
 DEFAULT_CONCURRENCY = 4
+RETRIES = 3  # a batch whose connection fails is sent again this many times, waiting BACKOFF_S, 2x, 4x between
+BACKOFF_S = 0.5
 
 
 def parse_url(url: str) -> tuple[str, str, str]:
@@ -46,6 +49,25 @@ def _tritonclient_http():
             "install it: pip install 'dlcv[triton]'"
         ) from None
     return http, InferenceServerException
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """What a dropped or refused connection raises in tritonclient's HTTP client (geventhttpclient)."""
+    errors: tuple[type[BaseException], ...] = (OSError,)
+    try:
+        from geventhttpclient.response import HTTPParseError  # HTTPConnectionClosed: the server went away mid-reply
+    except ImportError:
+        return errors
+    return errors + (HTTPParseError,)
+
+
+def _quiet_request_greenlets(errors: tuple[type[BaseException], ...]) -> None:
+    """A failed async request is reported to us by ``get_result``; gevent's hub would also print
+    its traceback to stderr (one per request: hundreds when a server dies)."""
+    import gevent
+
+    hub = gevent.get_hub()
+    hub.NOT_ERROR = tuple(dict.fromkeys((*hub.NOT_ERROR, *errors)))
 
 
 class TritonBackend(Backend):
@@ -70,6 +92,9 @@ class TritonBackend(Backend):
         address, model, version = parse_url(self.url)
         http, self._error = _tritonclient_http()
         self._http = http
+        self._transport = _transport_errors()
+        _quiet_request_greenlets((*self._transport, self._error))
+        self.address = address
         self.model, self.version = model, version
         self.concurrency = max(1, concurrency)
         self.client = http.InferenceServerClient(address, concurrency=self.concurrency, connection_timeout=timeout_s,
@@ -121,6 +146,37 @@ class TritonBackend(Backend):
                 raise DlcvError(f"{self.url}: input axis {axis} is fixed at {want} in the served model, got {got}")
 
     def _run(self, batch: np.ndarray) -> Outputs:
+        """Send the batch; a connection error is retried :data:`RETRIES` times with back-off, then
+        the server counts as lost (:class:`BackendLostError`), as does a model it no longer serves."""
+        delay, waited = BACKOFF_S, 0.0
+        for attempt in range(RETRIES + 1):
+            try:
+                return self._send(batch)
+            except self._transport as exc:
+                error: BaseException = exc
+            except DlcvError as exc:
+                if self._model_gone():
+                    raise BackendLostError(
+                        f"{self.url}: the server no longer serves model {self.model!r} ({first_line(exc)})"
+                    ) from None
+                raise
+            if attempt < RETRIES:
+                time.sleep(delay)
+                waited += delay
+                delay *= 2
+        raise BackendLostError(
+            f"{self.url}: lost the Triton server at {self.address} ({type(error).__name__}: {first_line(error)}; "
+            f"{RETRIES + 1} tries over {waited:.1f} s)"
+        )
+
+    def _model_gone(self) -> bool:
+        """After a refused request: is the model (or the whole server) gone, rather than this request bad?"""
+        try:
+            return not self.client.is_model_ready(self.model, self.version)
+        except (self._error, *self._transport):
+            return True
+
+    def _send(self, batch: np.ndarray) -> Outputs:
         # up to ``concurrency`` requests at once; a model without a batch axis takes one image per request
         per_request = min(math.ceil(len(batch) / self.concurrency), self.max_batch) if self.max_batch else 1
         names = self.metadata.output_names
@@ -131,12 +187,16 @@ class TritonBackend(Backend):
             x.set_data_from_numpy(np.ascontiguousarray(part), binary_data=True)
             outputs = [self._http.InferRequestedOutput(name, binary_data=True) for name in names]
             pending.append(self.client.async_infer(self.model, [x], model_version=self.version, outputs=outputs))
-        try:
-            results = [request.get_result() for request in pending]
-        except self._error as exc:
-            raise DlcvError(f"{self.url}: the server failed the request ({first_line(exc)})") from None
-        except (OSError, ConnectionError) as exc:
-            raise DlcvError(f"{self.url}: the connection to the server failed ({first_line(exc)})") from None
+        results, failure = [], None
+        for request in pending:  # wait for every request in flight, then report the first failure
+            try:
+                results.append(request.get_result())
+            except (self._error, *self._transport) as exc:
+                failure = failure or exc
+        if isinstance(failure, self._error):
+            raise DlcvError(f"{self.url}: the server failed the request ({first_line(failure)})")
+        if failure is not None:
+            raise failure
         return concat_outputs([{name: result.as_numpy(name) for name in names} for result in results])
 
     def close(self) -> None:
