@@ -94,18 +94,48 @@ def test_a_server_killed_mid_run_stops_the_run_and_skip_existing_resumes_it(repo
     assert record["counts"]["processed"] + record["counts"]["kept_from_earlier_run"] == IMAGES
 
 
-def test_a_model_that_failed_to_load_is_reported_with_the_servers_reason(repository, tmp_path):
+def _broken_repository(source: Path, target: Path) -> Path:
+    """A copy of the repository with three model steps that cannot load: ``ort`` on the onnxruntime
+    backend (this server has only the Python one), ``syntax`` with a config.pbtxt Triton cannot
+    parse, ``badjson`` whose dlcv parameter is not JSON."""
     import shutil
 
-    repo = tmp_path / "repo"
-    shutil.copytree(repository / "repo", repo)
-    config = repo / "seg_postprocess" / "config.pbtxt"
-    config.write_text(config.read_text().replace("max_batch_size", "max_batch_size: : ", 1))
-    broken = repo / "seg" / "config.pbtxt"
-    broken.write_text(broken.read_text().replace('string_value: "{', 'string_value: "{broken', 1))
-    with LocalTritonServer(repo, strict=False) as server:
-        with pytest.raises(DlcvError, match=r"model 'seg' is UNAVAILABLE on the server: .*") as caught:
-            from dlcv.runtime.backends import open_backend
+    shutil.copytree(source / "repo", target)
+    model = source / "seg.onnx"
+    write_repository(TritonConfig(target, name="ort", model_backend="onnxruntime"), model)
+    for name in ("syntax", "badjson"):
+        write_repository(TritonConfig(target, name=name, model_backend="python"), model)
+    for name in ("ort", "syntax", "badjson"):
+        for suffix in ("_preprocess", "_postprocess", "_ensemble"):
+            shutil.rmtree(target / (name + suffix))
+    config = target / "syntax" / "config.pbtxt"
+    config.write_text(config.read_text().replace("max_batch_size", "max_batch_size: :", 1))
+    config = target / "badjson" / "config.pbtxt"
+    config.write_text(config.read_text().replace('string_value: "{', 'string_value: "{broken', 1))
+    return target
 
-            open_backend(f"triton://{server.url}/seg")
-    assert "check the name" not in str(caught.value)
+
+def test_why_a_model_is_unavailable_comes_from_the_repository_index(repository, tmp_path):
+    from dlcv.runtime.backends import open_backend
+
+    repo = _broken_repository(repository, tmp_path / "repo")
+    with LocalTritonServer(repo, exit_on_error=False) as server:
+        url = f"triton://{server.url}"
+        with pytest.raises(DlcvError, match=r"'ort' is UNAVAILABLE on the server: .*backend 'onnxruntime'.*"
+                                            r"no onnxruntime backend: export with --triton-model-backend python"):
+            open_backend(f"{url}/ort")
+        with pytest.raises(DlcvError, match=r"'badjson' is UNAVAILABLE on the server: .*dlcv metadata is not valid JSON"):
+            open_backend(f"{url}/badjson")
+        with pytest.raises(DlcvError, match=r"'syntax' is in the server's repository but was not loaded .*config\.pbtxt"):
+            open_backend(f"{url}/syntax")
+        with open_backend(f"{url}/seg") as backend:  # the models that load are served
+            assert backend.metadata.task == "segmentation"
+
+
+def test_a_server_that_cannot_load_a_model_shows_the_cause_line_of_its_log(repository, tmp_path):
+    repo = _broken_repository(repository, tmp_path / "repo")
+    with pytest.raises(DlcvError, match="tritonserver exited") as caught:
+        LocalTritonServer(repo).start()
+    message = str(caught.value)
+    assert "failed to load 'badjson'" in message and "dlcv metadata is not valid JSON" in message
+    assert "failed to read text proto" in message and "syntax" in message

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import BackendLostError, DlcvError, MissingDependencyError, first_line
 from ..metadata import ArtifactMetadata
-from ..triton import METADATA_PARAMETER
+from ..triton import ENSEMBLE_SUFFIX, METADATA_PARAMETER, POSTPROCESS_SUFFIX, PREPROCESS_SUFFIX
 from .base import Backend, Outputs, concat_outputs
 
 _URL = re.compile(r"^triton://(?P<host>\[[^\]]+\]|[^/:]+)(?::(?P<port>\d+))?/(?P<model>[^/]+)(?:/(?P<version>\d+))?/?$")
@@ -112,7 +112,7 @@ class TritonBackend(Backend):
         if md.input_name not in inputs or not set(md.output_names) <= {o["name"] for o in config.get("output", [])}:
             raise DlcvError(
                 f"{self.url}: the served model's inputs {sorted(inputs)} do not include {md.input_name!r} (or its outputs "
-                f"{list(md.output_names)}); give the model that takes the preprocessed tensor, not the ensemble"
+                f"{list(md.output_names)}); {_model_step_hint(model)}"
             )
         dims = [int(d) for d in inputs[md.input_name].get("dims", [])]
         self.input_dims = dims if self.max_batch else dims[1:]  # without the batch axis
@@ -122,12 +122,7 @@ class TritonBackend(Backend):
             if not self.client.is_server_live():
                 raise DlcvError(f"{self.url}: the Triton server at {address} is not live")
             if not self.client.is_model_ready(self.model, self.version):
-                index = self.client.get_model_repository_index()
-                ready = sorted(m["name"] for m in index if m.get("state") == "READY")
-                raise DlcvError(
-                    f"{self.url}: model {self.model!r} is not ready on the server (ready: {', '.join(ready) or 'none'}); "
-                    "check the name (the model step is <arch>, the image-in ensemble <arch>_ensemble)"
-                )
+                raise DlcvError(self._unavailable(self.client.get_model_repository_index()))
             return self.client.get_model_config(self.model, self.version)
         except DlcvError:
             raise
@@ -138,6 +133,29 @@ class TritonBackend(Backend):
                 f"{self.url}: cannot reach a Triton server at {address} ({first_line(exc)}); start it, or check the "
                 "host and the HTTP port (8000 by default)"
             ) from None
+
+    def _unavailable(self, index: list[dict]) -> str:
+        """Why the model is not ready, from the server's repository index (``POST v2/repository/index``:
+        each model's state and the reason it failed to load)."""
+        ready = sorted({m["name"] for m in index if m.get("state") == "READY"})
+        entries = [m for m in index if m.get("name") == self.model and (not self.version or m.get("version") == self.version)]
+        if not entries:
+            return (
+                f"{self.url}: the server has no model {self.model!r} in its repository (ready: {', '.join(ready) or 'none'}); "
+                "check the name (the model step is <arch>, the image-in ensemble <arch>_ensemble)"
+            )
+        entry = entries[-1]
+        state, reason = entry.get("state"), (entry.get("reason") or "").strip()
+        if not state:  # found in the repository but never loaded: Triton could not read its config.pbtxt
+            return (
+                f"{self.url}: model {self.model!r} is in the server's repository but was not loaded (no state, no reason: "
+                f"Triton could not read its config.pbtxt, e.g. a syntax error); the server's log names the cause"
+            )
+        reason = reason.splitlines()[0].strip() if reason else "the server gives no reason"
+        hint = _load_failure_hint(reason)
+        return f"{self.url}: model {self.model!r} is {state} on the server: {reason}" + (
+            f"; {hint}" if hint else "; the server's log has the details"
+        )
 
     def check_input(self, batch: np.ndarray) -> None:
         super().check_input(batch)
@@ -203,6 +221,28 @@ class TritonBackend(Backend):
         client, self.client = getattr(self, "client", None), None
         if client is not None:
             client.close()
+
+
+def _model_step_hint(model: str) -> str:
+    """Which model of a dlcv repository to name instead of ``model``."""
+    for suffix, role in ((ENSEMBLE_SUFFIX, "the image-in ensemble"), (PREPROCESS_SUFFIX, "the preprocessing model"),
+                         (POSTPROCESS_SUFFIX, "the postprocessing model")):  # fmt: skip
+        if model.endswith(suffix) and len(model) > len(suffix):
+            return f"{model!r} is {role}: name the model step, {model[: -len(suffix)]!r}, which takes the preprocessed tensor"
+    return "name the model step (<arch>), which takes the preprocessed tensor"
+
+
+def _load_failure_hint(reason: str) -> str:
+    """What to do about a load failure Triton reports, where the cause is one dlcv knows."""
+    backend = re.search(r"backend library for backend '([\w-]+)'", reason)
+    if backend:
+        return (
+            f"this server has no {backend[1]} backend: export with --triton-model-backend python (the model step on "
+            "dlcv's onnxruntime inside Triton's Python backend), or serve on a Triton build that has the backend"
+        )
+    if "dlcv metadata" in reason:
+        return "the dlcv parameter in its config.pbtxt is not valid dlcv metadata: write the repository again with dlcv-export --triton"
+    return ""
 
 
 def _metadata(config: dict, url: str) -> ArtifactMetadata:

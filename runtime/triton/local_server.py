@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -42,6 +43,7 @@ from pathlib import Path
 from ..errors import DlcvError, MissingDependencyError
 
 HOME_ENV = "DLCV_TRITON_HOME"
+_ERROR_LINE = re.compile(r"^E\d{4} ")  # Triton's log lines: <severity><MMDD> <time> ...
 EXIT_TIMEOUT_S = 5  # a client's open keep-alive connection holds a stopping server this long (30 s by default)
 
 
@@ -91,18 +93,23 @@ class LocalTritonServer:
     """``with LocalTritonServer(repo) as server: server.url`` -> ``"127.0.0.1:<port>"``."""
 
     def __init__(self, repository: str | os.PathLike, *, home: str | os.PathLike | None = None,
-                 ready_timeout_s: float = 120.0, log_verbose: int = 0):  # fmt: skip
-        self.repository = Path(repository)
+                 ready_timeout_s: float = 120.0, log_verbose: int = 0, http_port: int | None = None,
+                 http_address: str = "127.0.0.1", exit_on_error: bool = True):  # fmt: skip
+        self.repository = Path(os.path.abspath(repository))  # the server runs in a folder of its own
         self.distribution = find_distribution(home)
         self.ready_timeout_s = ready_timeout_s
         self.log_verbose = log_verbose
+        self.http_port = http_port  # None: a free port
+        self.http_address = http_address
+        self.exit_on_error = exit_on_error  # False: serve the models that load, report the others
         self.process: subprocess.Popen | None = None
         self.workdir: Path | None = None
         self.port: int | None = None
 
     @property
     def url(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        host = "127.0.0.1" if self.http_address in ("0.0.0.0", "::") else self.http_address
+        return f"{host}:{self.port}"
 
     @property
     def log_path(self) -> Path:
@@ -110,11 +117,15 @@ class LocalTritonServer:
         return self.workdir / "tritonserver.log"
 
     def log_tail(self, lines: int = 30) -> str:
+        """The log's error lines (Triton starts them with ``E``: a model's load failure names its
+        cause there, often far above the end) and then its last ``lines`` lines."""
         try:
-            text = self.log_path.read_text(errors="replace")
+            text = self.log_path.read_text(errors="replace").splitlines()
         except OSError:
             return ""
-        return "\n".join(text.splitlines()[-lines:])
+        tail = text[-lines:]
+        errors = [line for line in text[:-lines] if _ERROR_LINE.match(line)]
+        return "\n".join(errors + (["..."] if errors else []) + tail)
 
     # -- the environment the server and its stubs run in
 
@@ -157,12 +168,13 @@ class LocalTritonServer:
         self.workdir = Path(tempfile.mkdtemp(prefix="dlcv-triton-"))
         backends = self._backends(self.workdir)
         env = self._environment(self.workdir)
-        self.port = free_port()
+        self.port = self.http_port or free_port()
+        strict = "true" if self.exit_on_error else "false"
         command = [
             str(self.distribution.binary), f"--model-repository={self.repository}", f"--backend-directory={backends}",
-            "--http-address=127.0.0.1", f"--http-port={self.port}", "--allow-grpc=false", "--allow-metrics=false",
-            "--exit-on-error=true", "--strict-readiness=true", f"--log-verbose={self.log_verbose}",
-            f"--exit-timeout-secs={EXIT_TIMEOUT_S}",
+            f"--http-address={self.http_address}", f"--http-port={self.port}", "--allow-grpc=false",
+            "--allow-metrics=false", f"--exit-on-error={strict}", f"--strict-readiness={strict}",
+            f"--log-verbose={self.log_verbose}", f"--exit-timeout-secs={EXIT_TIMEOUT_S}",
         ]  # fmt: skip
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
