@@ -89,8 +89,51 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# Triton's platform names -> the backend that runs them (a config names one or the other)
+_PLATFORMS = {"onnxruntime_onnx": "onnxruntime", "tensorrt_plan": "tensorrt", "pytorch_libtorch": "pytorch",
+              "tensorflow_savedmodel": "tensorflow", "tensorflow_graphdef": "tensorflow", "ensemble": "ensemble"}  # fmt: skip
+_BACKEND_LINE = re.compile(r'^(backend|platform)\s*:\s*"([^"]+)"', re.MULTILINE)  # top level: not indented
+
+
+def repository_backends(repository: str | os.PathLike) -> dict[str, str | None]:
+    """Each model of a Triton repository (a folder with a ``config.pbtxt``) -> the backend it
+    needs (``ensemble`` for an ensemble; None when its config names neither)."""
+    models = {}
+    for config in sorted(Path(repository).glob("*/config.pbtxt")):
+        found = dict((key, value) for key, value in _BACKEND_LINE.findall(config.read_text(errors="replace")))
+        backend = found.get("backend") or _PLATFORMS.get(found.get("platform", ""), found.get("platform"))
+        models[config.parent.name] = backend
+    return models
+
+
+def check_repository(repository: str | os.PathLike, backends: tuple[str, ...]) -> dict[str, str | None]:
+    """The repository's models and backends (:func:`repository_backends`), refused when it has
+    none or when one needs a backend that is not in ``backends`` (the server would not start)."""
+    repo = Path(repository)
+    if not repo.is_dir():
+        raise DlcvError(f"{repo}: no such folder; write a model repository with dlcv-export CKPT --triton {repo}")
+    models = repository_backends(repo)
+    if not models:
+        raise DlcvError(f"{repo}: no models (folders with a config.pbtxt); write one with dlcv-export CKPT --triton {repo}")
+    missing = {name: backend for name, backend in models.items() if backend not in (*backends, "ensemble", None)}
+    if missing:
+        listed = ", ".join(f"{name} ({backend})" for name, backend in sorted(missing.items()))
+        fix = (
+            f"export it again with dlcv-export CKPT --triton {repo} --triton-model-backend python (the model step "
+            "on dlcv's onnxruntime inside Triton's Python backend)"
+        )
+        if set(missing.values()) - {"onnxruntime"}:
+            fix += "; a TensorRT or other native backend needs a full Triton build (the NGC container, see the README)"
+        raise MissingDependencyError(
+            f"{repo}: this tritonserver has only the {', '.join(backends)} backend and cannot load {listed}: {fix}"
+        )
+    return models
+
+
 class LocalTritonServer:
     """``with LocalTritonServer(repo) as server: server.url`` -> ``"127.0.0.1:<port>"``."""
+
+    BACKENDS = ("python",)  # what the nvidia-pytriton build carries (ensembles are built in)
 
     def __init__(self, repository: str | os.PathLike, *, home: str | os.PathLike | None = None,
                  ready_timeout_s: float = 120.0, log_verbose: int = 0, http_port: int | None = None,
@@ -201,6 +244,11 @@ class LocalTritonServer:
             if time.monotonic() > deadline:
                 raise DlcvError(f"tritonserver was not ready after {self.ready_timeout_s:.0f} s:\n{self.log_tail()}")
             time.sleep(0.25)
+
+    def wait(self) -> int:
+        """Block until the server exits on its own; its exit code."""
+        assert self.process is not None, "start() first"
+        return self.process.wait()
 
     def stop(self, grace_s: float = 30.0) -> None:
         """Stop the server by its process id (SIGTERM: it unloads the models and ends its stubs),
