@@ -48,6 +48,7 @@ from .config import ExportConfig
 from .fp16 import precision_summary, write_fp16
 from .graph import default_opset, finalize_graph, graph_io, save_onnx
 from .heads import append_head, check_head
+from .inputs import resolve_inputs
 from .int8 import calibration_paths, write_int8
 from .verify import (
     EvalSet, ExportedArtifact, PrecisionReport, Shape, VerificationReport, _silent, compare_precisions,
@@ -264,6 +265,7 @@ def export_onnx(config: ExportConfig, log: Log | None = None) -> ExportResult:
     log(f"loading checkpoint {config.checkpoint}")
     source = load_source(config.checkpoint)
     md = source.metadata
+    config = resolve_inputs(config, md)  # --calib/--val/--images demo, and every input folder checked before the export
     images = read_image_folder(config.images) if config.images is not None else None
     plan = plan_inputs(md, config)
     target = FP32.path(config.out, md.arch)
