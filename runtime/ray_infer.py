@@ -134,14 +134,19 @@ def plan_actors(resources: dict[str, float], config: RayConfig, note: Callable[[
         if by_gpu < limit:
             limit, why = by_gpu, f"{gpus:g} GPUs, {config.gpus_per_actor:g} per actor"
     if config.actors is None:
-        note(f"Ray: {limit} actors ({why})")
+        note(f"Ray: {_count(limit, 'actor')} ({why})")
         return limit
     if config.actors > limit:
         raise DlcvUsageError(
-            f"--ray-actors {config.actors} does not fit the Ray cluster ({why}): at most {limit} actors leave room for "
-            f"Ray's read tasks; use --ray-actors {limit} or fewer"
+            f"--ray-actors {config.actors} does not fit the Ray cluster ({why}): at most {_count(limit, 'actor')} "
+            f"{'leaves' if limit == 1 else 'leave'} room for Ray's read tasks; use --ray-actors {limit}"
+            f"{'' if limit == 1 else ' or fewer'}"
         )
     return config.actors
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _check_device(config: InferConfig, ray_config: RayConfig) -> None:
@@ -186,7 +191,10 @@ def _connect(ray, address: str | None) -> bool:
     try:
         ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise DlcvError(f"--ray {address or ''}: cannot connect to the Ray cluster ({first_line(exc)})".replace("  ", " ")) from None
+        raise DlcvError(
+            f"{'--ray ' + address if address else '--ray'}: cannot connect to the Ray cluster ({first_line(exc)}); check the address, and for "
+            "a cluster started with token authentication set RAY_AUTH_MODE=token (with its token) in this environment"
+        ) from None
     return True
 
 
