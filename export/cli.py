@@ -103,7 +103,7 @@ def parse_layers(text: str | None) -> tuple[str, ...] | None:
               help="Folder of real images to verify with (default: synthetic images).")  # fmt: skip
 @precision_flags
 @click.option("--calib", type=click.Path(path_type=Path), default=None,
-              help="Calibration images for INT8: a folder of images, or a dataset in the checkpoint's recorded layout (its train split).")  # fmt: skip
+              help="Calibration images for INT8: a folder of images, a dataset in the checkpoint's recorded layout (its train split), or demo (the built-in demo data).")  # fmt: skip
 @click.option("--calib-count", type=int, default=DEFAULT_CALIB_COUNT, show_default=True,
               help="Calibration images used (an even spread over the folder).")  # fmt: skip
 @click.option("--calib-method", type=click.Choice(CALIBRATION_METHODS), default=DEFAULT_CALIBRATION_METHOD,
@@ -115,7 +115,7 @@ def parse_layers(text: str | None) -> tuple[str, ...] | None:
               help="INT8: first measure each layer's share of the mIoU/top-1 drop on --val (every layer INT8, then each "
                    "one alone in FP32); prints it and writes <arch>.int8.sensitivity.json.")  # fmt: skip
 @click.option("--val", type=click.Path(path_type=Path), default=None,
-              help="Labelled dataset, opened as the checkpoint recorded it (its val split; else test, train), on which every precision's mIoU/top-1 is compared.")  # fmt: skip
+              help="Labelled dataset, opened as the checkpoint recorded it (its val split; else test, train), or demo, on which every precision's mIoU/top-1 is compared.")  # fmt: skip
 @click.option("--eval-count", type=int, default=DEFAULT_EVAL_COUNT, show_default=True,
               help="Images in the precision comparison.")  # fmt: skip
 @click.option("--fp16-min-agreement", type=float, default=FP16.gate.min_agreement, show_default=True,

@@ -50,6 +50,7 @@ from .config import ExportConfig
 from .fp16 import precision_summary
 from .graph import default_opset, embed_metadata, finalize_graph, graph_io, save_onnx
 from .heads import append_head, check_head
+from .inputs import resolve_inputs
 from .int8 import calibration_paths, write_tensorrt_int8
 from .precisions import EXPORT_PRECISIONS
 from .verify import (
@@ -281,6 +282,7 @@ def export_onnx(config: ExportConfig, log: Log | None = None) -> ExportResult:
     log(f"loading checkpoint {config.checkpoint}")
     source = load_source(config.checkpoint)
     md = source.metadata
+    config = resolve_inputs(config, md)  # --calib/--val/--images demo, and every input folder checked before the export
     images = read_image_folder(config.images) if config.images is not None else None
     plan = plan_inputs(md, config)
     target = FP32.path(config.out, md.arch)

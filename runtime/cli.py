@@ -17,6 +17,21 @@ from .precision import RUN_PRECISION_NAMES
 DEFAULT_WORKERS = max(1, min(4, os.cpu_count() or 1))
 
 
+def _ray_address(value: str | None) -> str | None:
+    """``--ray`` takes an optional ADDRESS, so ``--ray images/`` would read the folder as one (and
+    then miss IMAGES_DIR): a value that is a path, not a Ray address, is refused with the fix."""
+    if not value or "://" in value or value == "auto":
+        return value
+    if os.path.exists(value) or "/" in value or os.sep in value:
+        raise click.BadParameter(
+            f"{value!r} is a path, not a Ray address (--ray takes an optional ADDRESS: host:port, ray://host:10001, "
+            f"auto): put the images folder before --ray (dlcv-infer {value} --engine MODEL --ray), or give the address "
+            "as --ray=ADDRESS",
+            param_hint="--ray",
+        )
+    return value
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("images_dir", type=click.Path(path_type=Path))
 @click.option("--engine", required=True, type=str,
@@ -55,6 +70,7 @@ DEFAULT_WORKERS = max(1, min(4, os.cpu_count() or 1))
               help="Refuse images larger than this many pixels (read from the header, before decoding).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no per-file warnings.")
 @click.option("--ray", "ray_address", is_flag=False, flag_value="", default=None, metavar="[ADDRESS]",
+              callback=lambda ctx, param, value: _ray_address(value),
               help="Run on a Ray cluster: ADDRESS (host:port, ray://host:10001, auto), or none for the cluster "
                    "RAY_ADDRESS names or a new local one. Writes the same files plus manifest.csv.")
 @click.option("--ray-actors", type=click.IntRange(min=1), default=None,

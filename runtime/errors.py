@@ -24,6 +24,12 @@ class MissingDependencyError(DlcvError):
     exit_code = 2
 
 
+class BackendLostError(DlcvError):
+    """The model's server, cluster or device went away during a run (a served model gone, a
+    connection that stays refused): a failure of the run, not of the images it was given.
+    ``dlcv-infer`` stops after the requests in flight and keeps what it wrote."""
+
+
 def first_line(exc: BaseException, limit: int = 300) -> str:
     """The first non-empty line of an exception's message (its type name when it has none)."""
     for line in str(exc).splitlines():

@@ -30,7 +30,9 @@ large), whose outputs would collide with another image's, that the model refuses
 static model or an engine profile does not take), or whose outputs cannot be written is
 listed in ``errors.csv`` and the run goes on. A model whose answer to the first batch is
 wrong for its metadata (e.g. a different class count) stops the run before anything is
-written. :attr:`InferSummary.exit_code` is 0 when at least one image has its outputs, 1 when
+written. A backend that is lost during the run (:class:`~dlcv.runtime.errors.BackendLostError`:
+a served model whose server stays unreachable after bounded retries) stops it too: what was
+written stays, the journals stay for ``--skip-existing``, and no metrics.json is written. :attr:`InferSummary.exit_code` is 0 when at least one image has its outputs, 1 when
 none does or (``strict``) when any failed.
 
 Resuming (``skip_existing``): images whose outputs all exist are not run again. With labels
@@ -60,7 +62,7 @@ from .atomic import remove_stale_temporaries, write_text_atomic
 from .backends import Backend, choose_backend, get_backend, open_backend, parse_device
 from .batching import Loaded, LoadJob, ShapeBatcher, load_job, window_size
 from .datasets.ground_truth import ClassificationLabels
-from .errors import DlcvError, DlcvUsageError, first_line
+from .errors import BackendLostError, DlcvError, DlcvUsageError, first_line
 from .imageio import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, write_png
 from .jsonable import strict_json
 from .listing import ImageFile, ListingStats, has_subfolders, iter_image_files
@@ -259,6 +261,12 @@ class InferRun:
         start = time.perf_counter()
         try:
             outputs = self.backend.infer_outputs(stacked)
+        except BackendLostError as exc:  # the run's failure, not these images': stop, keep what is written
+            raise BackendLostError(
+                f"{first_line(exc)}; the run stopped after {self.processed} images (from {batch[0].item.name} on, nothing "
+                "was run); the outputs written so far are kept and no metrics.json was written: bring the model back and "
+                "resume with --skip-existing"
+            ) from exc
         except DlcvError as exc:
             if not self.answered:
                 raise DlcvError(

@@ -41,7 +41,10 @@ import math
 import os
 import pickle
 import socket
+import sys
+import threading
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable
@@ -49,7 +52,7 @@ from typing import Any, Callable
 from .atomic import Journal, journal_path
 from .backends import choose_backend, open_backend, resolve_backend
 from .batching import LoadJob, load_job
-from .errors import DlcvError, DlcvUsageError, MissingDependencyError, first_line
+from .errors import BackendLostError, DlcvError, DlcvUsageError, MissingDependencyError, first_line
 from .imageio import read_image
 from .infer import InferConfig, InferRun, check_run_paths, open_outputs
 from .label_scoring import ClassificationScorer, SegmentationScorer, ranking_scores
@@ -134,14 +137,19 @@ def plan_actors(resources: dict[str, float], config: RayConfig, note: Callable[[
         if by_gpu < limit:
             limit, why = by_gpu, f"{gpus:g} GPUs, {config.gpus_per_actor:g} per actor"
     if config.actors is None:
-        note(f"Ray: {limit} actors ({why})")
+        note(f"Ray: {_count(limit, 'actor')} ({why})")
         return limit
     if config.actors > limit:
         raise DlcvUsageError(
-            f"--ray-actors {config.actors} does not fit the Ray cluster ({why}): at most {limit} actors leave room for "
-            f"Ray's read tasks; use --ray-actors {limit} or fewer"
+            f"--ray-actors {config.actors} does not fit the Ray cluster ({why}): at most {_count(limit, 'actor')} "
+            f"{'leaves' if limit == 1 else 'leave'} room for Ray's read tasks; use --ray-actors {limit}"
+            f"{'' if limit == 1 else ' or fewer'}"
         )
     return config.actors
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _check_device(config: InferConfig, ray_config: RayConfig) -> None:
@@ -185,7 +193,10 @@ def _connect(ray, address: str | None) -> bool:
     try:
         ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise DlcvError(f"--ray {address or ''}: cannot connect to the Ray cluster ({first_line(exc)})".replace("  ", " ")) from None
+        raise DlcvError(
+            f"{'--ray ' + address if address else '--ray'}: cannot connect to the Ray cluster ({first_line(exc)}); check the address, and for "
+            "a cluster started with token authentication set RAY_AUTH_MODE=token (with its token) in this environment"
+        ) from None
     return True
 
 
@@ -341,10 +352,60 @@ def run_ray_inference(config: InferConfig, ray_config: RayConfig = RayConfig(), 
     _check_device(config, ray_config)
     owned = _connect(ray, ray_config.address)
     try:
-        return _run(ray, config, ray_config, out_dir, exclude, warn_log)
+        with _ClusterWatch(ray):
+            return _run(ray, config, ray_config, out_dir, exclude, warn_log)
     finally:
         if owned:
             ray.shutdown()
+
+
+class _ClusterWatch:
+    """Watches the cluster's GCS while a run goes. When it stops answering (connection attempts
+    with back-off, :data:`BACKOFF_S`) the run is lost: Ray's own calls then block for a minute and
+    end the process with its own log line, and even an interrupted driver blocks in Ray's
+    clean-up, so this ends the process at once with one line (exit code 1). What the run wrote
+    stays: masks are written atomically and the journals (errors, predictions, manifest) are
+    flushed after each batch, so ``--skip-existing`` resumes from them."""
+
+    BACKOFF_S = (0.5, 1.0, 2.0)  # waits between the attempts after the first failure
+
+    def __init__(self, ray):
+        self.address: str = ray.get_runtime_context().gcs_address
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="dlcv-ray-watch", daemon=True)
+
+    def _answers(self) -> bool:
+        host, port = self.address.rsplit(":", 1)
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=2).close()
+            return True
+        except OSError:
+            return False
+
+    def _watch(self) -> None:
+        while not self._stop.wait(1.0):
+            if self._answers():
+                continue
+            if all(not self._stop.wait(wait) and not self._answers() for wait in self.BACKOFF_S):
+                if not self._stop.is_set():
+                    self._lost()
+
+    def _lost(self) -> None:
+        error = BackendLostError(
+            f"lost the Ray cluster (its GCS at {self.address} stopped answering); the run stopped and the outputs "
+            "written so far are kept: restart the cluster and resume with --skip-existing"
+        )
+        sys.stdout.flush()
+        sys.stderr.write(f"error: {error}\n")
+        sys.stderr.flush()
+        os._exit(error.exit_code)
+
+    def __enter__(self) -> "_ClusterWatch":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
 
 
 def _run(ray, config: InferConfig, ray_config: RayConfig, out_dir: Path, exclude: list[Path],
@@ -437,7 +498,7 @@ def _admit_all(run: InferRun, config: InferConfig, outputs, manifest: _Manifest,
 def _execute(ray, run: InferRun, spec: _ActorSpec, sent: _Sent, outputs, manifest: _Manifest, actors: int,
              ray_config: RayConfig) -> None:  # fmt: skip
     """Run the images through the actor pool and record each outcome as it arrives."""
-    from ray.data import ActorPoolStrategy, DataContext
+    from ray.data import DataContext
 
     config = spec.config
     per_call = ray_config.images_per_call or IMAGES_PER_CALL * config.batch_size
@@ -449,15 +510,9 @@ def _execute(ray, run: InferRun, spec: _ActorSpec, sent: _Sent, outputs, manifes
     logging.getLogger("ray.data").setLevel(logging.ERROR)  # not "progress bars disabled"
     try:
         dataset = ray.data.read_binary_files(sent.paths, include_paths=True, ignore_missing_paths=True)
-        predicted = dataset.map_batches(
-            _InferActor,
-            fn_constructor_kwargs={"spec": spec},
-            batch_size=per_call,
-            compute=ActorPoolStrategy(size=actors),
-            num_cpus=ray_config.cpus_per_actor,
-            num_gpus=ray_config.gpus_per_actor or None,
-            batch_format="numpy",
-        )
+        with warnings.catch_warnings():  # max_restarts has no named parameter yet (Ray 2.60): the generic one warns
+            warnings.filterwarnings("ignore", message=".*ray_remote_args. is deprecated")
+            predicted = _map_batches(dataset, spec, per_call, actors, ray_config)
         _collect(run, spec, sent, predicted.iter_batches(batch_size=None, batch_format="numpy"), outputs, manifest)
     except DlcvError:
         raise
@@ -470,6 +525,25 @@ def _execute(ray, run: InferRun, spec: _ActorSpec, sent: _Sent, outputs, manifes
     finally:
         (context.execution_options.preserve_order, context.enable_progress_bars,
          context.print_on_execution_start) = saved  # fmt: skip
+
+
+def _map_batches(dataset, spec: _ActorSpec, per_call: int, actors: int, ray_config: RayConfig):
+    """The actor pool stage: decode, preprocess, infer and write, fused in :class:`_InferActor`."""
+    from ray.data import ActorPoolStrategy
+
+    return dataset.map_batches(
+        _InferActor,
+        fn_constructor_kwargs={"spec": spec},
+        batch_size=per_call,
+        compute=ActorPoolStrategy(size=actors),
+        num_cpus=ray_config.cpus_per_actor,
+        num_gpus=ray_config.gpus_per_actor or None,
+        batch_format="numpy",
+        # an actor that dies ends the run (resumed with --skip-existing) instead of being restarted: Ray cannot
+        # restart an actor whose constructor arguments are in the object store (ray-project/ray#53727) and says
+        # so in an error line on every run when restarts are on
+        max_restarts=0,
+    )
 
 
 def _collect(run: InferRun, spec: _ActorSpec, sent: _Sent, batches, outputs, manifest: _Manifest) -> None:

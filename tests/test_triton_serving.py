@@ -210,10 +210,12 @@ def test_a_bad_image_gets_an_error_response_naming_the_reason(served, images, cl
 
 def test_client_errors_say_what_to_do(served):
     url = served["server"].url
-    with pytest.raises(DlcvError, match=r"model 'nope' is not ready.*ready: cls, cls_ensemble"):
+    with pytest.raises(DlcvError, match=r"no model 'nope' in its repository \(ready: cls, cls_ensemble"):
         open_backend(f"triton://{url}/nope")
-    with pytest.raises(DlcvError, match="give the model that takes the preprocessed tensor"):
+    with pytest.raises(DlcvError, match="'seg_ensemble' is the image-in ensemble: name the model step, 'seg'"):
         open_backend(f"triton://{url}/seg_ensemble")
+    with pytest.raises(DlcvError, match="'seg_preprocess' is the preprocessing model: name the model step, 'seg'"):
+        open_backend(f"triton://{url}/seg_preprocess")
     with pytest.raises(DlcvError, match="cannot reach a Triton server"):
         open_backend(f"triton://127.0.0.1:{free_port()}/seg")
     with pytest.raises(DlcvError, match="triton://HOST:PORT/MODEL"):

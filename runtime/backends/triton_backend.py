@@ -14,18 +14,21 @@ from __future__ import annotations
 import importlib.metadata
 import math
 import re
+import time
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import DlcvError, MissingDependencyError, first_line
+from ..errors import BackendLostError, DlcvError, MissingDependencyError, first_line
 from ..metadata import ArtifactMetadata
-from ..triton import METADATA_PARAMETER
+from ..triton import ENSEMBLE_SUFFIX, METADATA_PARAMETER, POSTPROCESS_SUFFIX, PREPROCESS_SUFFIX
 from .base import Backend, Outputs, concat_outputs
 
 _URL = re.compile(r"^triton://(?P<host>\[[^\]]+\]|[^/:]+)(?::(?P<port>\d+))?/(?P<model>[^/]+)(?:/(?P<version>\d+))?/?$")
 DEFAULT_PORT = 8000
 DEFAULT_CONCURRENCY = 4
+RETRIES = 3  # a batch whose connection fails is sent again this many times, waiting BACKOFF_S, 2x, 4x between
+BACKOFF_S = 0.5
 
 
 def parse_url(url: str) -> tuple[str, str, str]:
@@ -46,6 +49,25 @@ def _tritonclient_http():
             "install it: pip install 'dlcv[triton]'"
         ) from None
     return http, InferenceServerException
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """What a dropped or refused connection raises in tritonclient's HTTP client (geventhttpclient)."""
+    errors: tuple[type[BaseException], ...] = (OSError,)
+    try:
+        from geventhttpclient.response import HTTPParseError  # HTTPConnectionClosed: the server went away mid-reply
+    except ImportError:
+        return errors
+    return errors + (HTTPParseError,)
+
+
+def _quiet_request_greenlets(errors: tuple[type[BaseException], ...]) -> None:
+    """A failed async request is reported to us by ``get_result``; gevent's hub would also print
+    its traceback to stderr (one per request: hundreds when a server dies)."""
+    import gevent
+
+    hub = gevent.get_hub()
+    hub.NOT_ERROR = tuple(dict.fromkeys((*hub.NOT_ERROR, *errors)))
 
 
 class TritonBackend(Backend):
@@ -71,6 +93,9 @@ class TritonBackend(Backend):
         address, model, version = parse_url(self.url)
         http, self._error = _tritonclient_http()
         self._http = http
+        self._transport = _transport_errors()
+        _quiet_request_greenlets((*self._transport, self._error))
+        self.address = address
         self.model, self.version = model, version
         self.concurrency = max(1, concurrency)
         self.client = http.InferenceServerClient(address, concurrency=self.concurrency, connection_timeout=timeout_s,
@@ -88,7 +113,7 @@ class TritonBackend(Backend):
         if md.input_name not in inputs or not set(md.output_names) <= {o["name"] for o in config.get("output", [])}:
             raise DlcvError(
                 f"{self.url}: the served model's inputs {sorted(inputs)} do not include {md.input_name!r} (or its outputs "
-                f"{list(md.output_names)}); give the model that takes the preprocessed tensor, not the ensemble"
+                f"{list(md.output_names)}); {_model_step_hint(model)}"
             )
         dims = [int(d) for d in inputs[md.input_name].get("dims", [])]
         self.input_dims = dims if self.max_batch else dims[1:]  # without the batch axis
@@ -98,12 +123,7 @@ class TritonBackend(Backend):
             if not self.client.is_server_live():
                 raise DlcvError(f"{self.url}: the Triton server at {address} is not live")
             if not self.client.is_model_ready(self.model, self.version):
-                index = self.client.get_model_repository_index()
-                ready = sorted(m["name"] for m in index if m.get("state") == "READY")
-                raise DlcvError(
-                    f"{self.url}: model {self.model!r} is not ready on the server (ready: {', '.join(ready) or 'none'}); "
-                    "check the name (the model step is <arch>, the image-in ensemble <arch>_ensemble)"
-                )
+                raise DlcvError(self._unavailable(self.client.get_model_repository_index()))
             return self.client.get_model_config(self.model, self.version)
         except DlcvError:
             raise
@@ -115,6 +135,29 @@ class TritonBackend(Backend):
                 "host and the HTTP port (8000 by default)"
             ) from None
 
+    def _unavailable(self, index: list[dict]) -> str:
+        """Why the model is not ready, from the server's repository index (``POST v2/repository/index``:
+        each model's state and the reason it failed to load)."""
+        ready = sorted({m["name"] for m in index if m.get("state") == "READY"})
+        entries = [m for m in index if m.get("name") == self.model and (not self.version or m.get("version") == self.version)]
+        if not entries:
+            return (
+                f"{self.url}: the server has no model {self.model!r} in its repository (ready: {', '.join(ready) or 'none'}); "
+                "check the name (the model step is <arch>, the image-in ensemble <arch>_ensemble)"
+            )
+        entry = entries[-1]
+        state, reason = entry.get("state"), (entry.get("reason") or "").strip()
+        if not state:  # found in the repository but never loaded: Triton could not read its config.pbtxt
+            return (
+                f"{self.url}: model {self.model!r} is in the server's repository but was not loaded (no state, no reason: "
+                f"Triton could not read its config.pbtxt, e.g. a syntax error); the server's log names the cause"
+            )
+        reason = reason.splitlines()[0].strip() if reason else "the server gives no reason"
+        hint = _load_failure_hint(reason)
+        return f"{self.url}: model {self.model!r} is {state} on the server: {reason}" + (
+            f"; {hint}" if hint else "; the server's log has the details"
+        )
+
     def check_input(self, batch: np.ndarray) -> None:
         super().check_input(batch)
         for axis, (want, got) in enumerate(zip(self.input_dims, batch.shape[1:]), start=1):
@@ -122,6 +165,37 @@ class TritonBackend(Backend):
                 raise DlcvError(f"{self.url}: input axis {axis} is fixed at {want} in the served model, got {got}")
 
     def _run(self, batch: np.ndarray) -> Outputs:
+        """Send the batch; a connection error is retried :data:`RETRIES` times with back-off, then
+        the server counts as lost (:class:`BackendLostError`), as does a model it no longer serves."""
+        delay, waited = BACKOFF_S, 0.0
+        for attempt in range(RETRIES + 1):
+            try:
+                return self._send(batch)
+            except self._transport as exc:
+                error: BaseException = exc
+            except DlcvError as exc:
+                if self._model_gone():
+                    raise BackendLostError(
+                        f"{self.url}: the server no longer serves model {self.model!r} ({first_line(exc)})"
+                    ) from None
+                raise
+            if attempt < RETRIES:
+                time.sleep(delay)
+                waited += delay
+                delay *= 2
+        raise BackendLostError(
+            f"{self.url}: lost the Triton server at {self.address} ({type(error).__name__}: {first_line(error)}; "
+            f"{RETRIES + 1} tries over {waited:.1f} s)"
+        )
+
+    def _model_gone(self) -> bool:
+        """After a refused request: is the model (or the whole server) gone, rather than this request bad?"""
+        try:
+            return not self.client.is_model_ready(self.model, self.version)
+        except (self._error, *self._transport):
+            return True
+
+    def _send(self, batch: np.ndarray) -> Outputs:
         # up to ``concurrency`` requests at once; a model without a batch axis takes one image per request
         per_request = min(math.ceil(len(batch) / self.concurrency), self.max_batch) if self.max_batch else 1
         names = self.metadata.output_names
@@ -132,18 +206,44 @@ class TritonBackend(Backend):
             x.set_data_from_numpy(np.ascontiguousarray(part), binary_data=True)
             outputs = [self._http.InferRequestedOutput(name, binary_data=True) for name in names]
             pending.append(self.client.async_infer(self.model, [x], model_version=self.version, outputs=outputs))
-        try:
-            results = [request.get_result() for request in pending]
-        except self._error as exc:
-            raise DlcvError(f"{self.url}: the server failed the request ({first_line(exc)})") from None
-        except (OSError, ConnectionError) as exc:
-            raise DlcvError(f"{self.url}: the connection to the server failed ({first_line(exc)})") from None
+        results, failure = [], None
+        for request in pending:  # wait for every request in flight, then report the first failure
+            try:
+                results.append(request.get_result())
+            except (self._error, *self._transport) as exc:
+                failure = failure or exc
+        if isinstance(failure, self._error):
+            raise DlcvError(f"{self.url}: the server failed the request ({first_line(failure)})")
+        if failure is not None:
+            raise failure
         return concat_outputs([{name: result.as_numpy(name) for name in names} for result in results])
 
     def close(self) -> None:
         client, self.client = getattr(self, "client", None), None
         if client is not None:
             client.close()
+
+
+def _model_step_hint(model: str) -> str:
+    """Which model of a dlcv repository to name instead of ``model``."""
+    for suffix, role in ((ENSEMBLE_SUFFIX, "the image-in ensemble"), (PREPROCESS_SUFFIX, "the preprocessing model"),
+                         (POSTPROCESS_SUFFIX, "the postprocessing model")):  # fmt: skip
+        if model.endswith(suffix) and len(model) > len(suffix):
+            return f"{model!r} is {role}: name the model step, {model[: -len(suffix)]!r}, which takes the preprocessed tensor"
+    return "name the model step (<arch>), which takes the preprocessed tensor"
+
+
+def _load_failure_hint(reason: str) -> str:
+    """What to do about a load failure Triton reports, where the cause is one dlcv knows."""
+    backend = re.search(r"backend library for backend '([\w-]+)'", reason)
+    if backend:
+        return (
+            f"this server has no {backend[1]} backend: export with --triton-model-backend python (the model step on "
+            "dlcv's onnxruntime inside Triton's Python backend), or serve on a Triton build that has the backend"
+        )
+    if "dlcv metadata" in reason:
+        return "the dlcv parameter in its config.pbtxt is not valid dlcv metadata: write the repository again with dlcv-export --triton"
+    return ""
 
 
 def _metadata(config: dict, url: str) -> ArtifactMetadata:

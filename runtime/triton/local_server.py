@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -42,6 +43,7 @@ from pathlib import Path
 from ..errors import DlcvError, MissingDependencyError
 
 HOME_ENV = "DLCV_TRITON_HOME"
+_ERROR_LINE = re.compile(r"^E\d{4} ")  # Triton's log lines: <severity><MMDD> <time> ...
 EXIT_TIMEOUT_S = 5  # a client's open keep-alive connection holds a stopping server this long (30 s by default)
 
 
@@ -87,22 +89,70 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# Triton's platform names -> the backend that runs them (a config names one or the other)
+_PLATFORMS = {"onnxruntime_onnx": "onnxruntime", "tensorrt_plan": "tensorrt", "pytorch_libtorch": "pytorch",
+              "tensorflow_savedmodel": "tensorflow", "tensorflow_graphdef": "tensorflow", "ensemble": "ensemble"}  # fmt: skip
+_BACKEND_LINE = re.compile(r'^(backend|platform)\s*:\s*"([^"]+)"', re.MULTILINE)  # top level: not indented
+
+
+def repository_backends(repository: str | os.PathLike) -> dict[str, str | None]:
+    """Each model of a Triton repository (a folder with a ``config.pbtxt``) -> the backend it
+    needs (``ensemble`` for an ensemble; None when its config names neither)."""
+    models = {}
+    for config in sorted(Path(repository).glob("*/config.pbtxt")):
+        found = dict((key, value) for key, value in _BACKEND_LINE.findall(config.read_text(errors="replace")))
+        backend = found.get("backend") or _PLATFORMS.get(found.get("platform", ""), found.get("platform"))
+        models[config.parent.name] = backend
+    return models
+
+
+def check_repository(repository: str | os.PathLike, backends: tuple[str, ...]) -> dict[str, str | None]:
+    """The repository's models and backends (:func:`repository_backends`), refused when it has
+    none or when one needs a backend that is not in ``backends`` (the server would not start)."""
+    repo = Path(repository)
+    if not repo.is_dir():
+        raise DlcvError(f"{repo}: no such folder; write a model repository with dlcv-export CKPT --triton {repo}")
+    models = repository_backends(repo)
+    if not models:
+        raise DlcvError(f"{repo}: no models (folders with a config.pbtxt); write one with dlcv-export CKPT --triton {repo}")
+    missing = {name: backend for name, backend in models.items() if backend not in (*backends, "ensemble", None)}
+    if missing:
+        listed = ", ".join(f"{name} ({backend})" for name, backend in sorted(missing.items()))
+        fix = (
+            f"export it again with dlcv-export CKPT --triton {repo} --triton-model-backend python (the model step "
+            "on dlcv's onnxruntime inside Triton's Python backend)"
+        )
+        if set(missing.values()) - {"onnxruntime"}:
+            fix += "; a TensorRT or other native backend needs a full Triton build (the NGC container, see the README)"
+        raise MissingDependencyError(
+            f"{repo}: this tritonserver has only the {', '.join(backends)} backend and cannot load {listed}: {fix}"
+        )
+    return models
+
+
 class LocalTritonServer:
     """``with LocalTritonServer(repo) as server: server.url`` -> ``"127.0.0.1:<port>"``."""
 
+    BACKENDS = ("python",)  # what the nvidia-pytriton build carries (ensembles are built in)
+
     def __init__(self, repository: str | os.PathLike, *, home: str | os.PathLike | None = None,
-                 ready_timeout_s: float = 120.0, log_verbose: int = 0):  # fmt: skip
-        self.repository = Path(repository)
+                 ready_timeout_s: float = 120.0, log_verbose: int = 0, http_port: int | None = None,
+                 http_address: str = "127.0.0.1", exit_on_error: bool = True):  # fmt: skip
+        self.repository = Path(os.path.abspath(repository))  # the server runs in a folder of its own
         self.distribution = find_distribution(home)
         self.ready_timeout_s = ready_timeout_s
         self.log_verbose = log_verbose
+        self.http_port = http_port  # None: a free port
+        self.http_address = http_address
+        self.exit_on_error = exit_on_error  # False: serve the models that load, report the others
         self.process: subprocess.Popen | None = None
         self.workdir: Path | None = None
         self.port: int | None = None
 
     @property
     def url(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        host = "127.0.0.1" if self.http_address in ("0.0.0.0", "::") else self.http_address
+        return f"{host}:{self.port}"
 
     @property
     def log_path(self) -> Path:
@@ -110,11 +160,15 @@ class LocalTritonServer:
         return self.workdir / "tritonserver.log"
 
     def log_tail(self, lines: int = 30) -> str:
+        """The log's error lines (Triton starts them with ``E``: a model's load failure names its
+        cause there, often far above the end) and then its last ``lines`` lines."""
         try:
-            text = self.log_path.read_text(errors="replace")
+            text = self.log_path.read_text(errors="replace").splitlines()
         except OSError:
             return ""
-        return "\n".join(text.splitlines()[-lines:])
+        tail = text[-lines:]
+        errors = [line for line in text[:-lines] if _ERROR_LINE.match(line)]
+        return "\n".join(errors + (["..."] if errors else []) + tail)
 
     # -- the environment the server and its stubs run in
 
@@ -157,12 +211,13 @@ class LocalTritonServer:
         self.workdir = Path(tempfile.mkdtemp(prefix="dlcv-triton-"))
         backends = self._backends(self.workdir)
         env = self._environment(self.workdir)
-        self.port = free_port()
+        self.port = self.http_port or free_port()
+        strict = "true" if self.exit_on_error else "false"
         command = [
             str(self.distribution.binary), f"--model-repository={self.repository}", f"--backend-directory={backends}",
-            "--http-address=127.0.0.1", f"--http-port={self.port}", "--allow-grpc=false", "--allow-metrics=false",
-            "--exit-on-error=true", "--strict-readiness=true", f"--log-verbose={self.log_verbose}",
-            f"--exit-timeout-secs={EXIT_TIMEOUT_S}",
+            f"--http-address={self.http_address}", f"--http-port={self.port}", "--allow-grpc=false",
+            "--allow-metrics=false", f"--exit-on-error={strict}", f"--strict-readiness={strict}",
+            f"--log-verbose={self.log_verbose}", f"--exit-timeout-secs={EXIT_TIMEOUT_S}",
         ]  # fmt: skip
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
@@ -189,6 +244,11 @@ class LocalTritonServer:
             if time.monotonic() > deadline:
                 raise DlcvError(f"tritonserver was not ready after {self.ready_timeout_s:.0f} s:\n{self.log_tail()}")
             time.sleep(0.25)
+
+    def wait(self) -> int:
+        """Block until the server exits on its own; its exit code."""
+        assert self.process is not None, "start() first"
+        return self.process.wait()
 
     def stop(self, grace_s: float = 30.0) -> None:
         """Stop the server by its process id (SIGTERM: it unloads the models and ends its stubs),

@@ -41,6 +41,40 @@ def test_plan_actors_refuses_actors_that_starve_the_readers():
         plan_actors({"CPU": 1.0}, RayConfig())
 
 
+def test_plan_actors_counts_in_words():
+    with pytest.raises(DlcvUsageError, match=r"at most 1 actor leaves room for Ray's read tasks; use --ray-actors 1$"):
+        plan_actors({"CPU": 2.0}, RayConfig(actors=2))
+    notes = []
+    plan_actors({"CPU": 2.0}, RayConfig(), note=notes.append)
+    assert notes[0].startswith("Ray: 1 actor (")
+
+
+def test_a_path_given_as_the_ray_address_is_refused_with_the_fix(seg_model, tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    for args in (["--engine", str(seg_model), "--ray", str(images)], ["--engine", str(seg_model), "--ray", "images/"]):
+        result = CliRunner().invoke(infer_main, args)
+        assert result.exit_code == 2, result.output
+        assert "is a path, not a Ray address" in result.output and "Missing argument" not in result.output
+        assert "put the images folder before --ray" in result.output
+
+
+def test_a_cluster_that_refuses_the_connection_names_token_authentication():
+    from dlcv.runtime.ray_infer import _connect
+
+    class Unreachable:  # ray's two calls _connect makes, the second failing as ray.init does on an unreachable GCS
+        @staticmethod
+        def is_initialized():
+            return False
+
+        @staticmethod
+        def init(**kwargs):
+            raise ConnectionError(f"Failed to connect to GCS at address {kwargs['address']} within 5 seconds")
+
+    with pytest.raises(DlcvError, match=r"^--ray 10\.0\.0\.9:6379: cannot connect to the Ray cluster \(Failed.*RAY_AUTH_MODE=token"):
+        _connect(Unreachable, "10.0.0.9:6379")
+
+
 def test_plan_actors_gpus_must_exist():
     with pytest.raises(DlcvError, match="has no GPUs"):
         plan_actors({"CPU": 8.0}, RayConfig(gpus_per_actor=1))
