@@ -6,17 +6,24 @@ from .errors import DlcvError, DlcvUsageError, MissingDependencyError
 from .metadata import ArtifactMetadata
 from .task_metrics import ClassificationMetrics, ConfusionMatrix
 from .preprocess import Geometry, PreprocessSpec, preprocess_image
+from .predictor import ClassificationResult, ModelInfo, Predictor, SegmentationResult, TopClass, load
 from .version import dlcv_version
 
 __all__ = [
     "ArtifactMetadata",
     "ClassificationMetrics",
+    "ClassificationResult",
     "ConfusionMatrix",
     "DlcvError",
     "DlcvUsageError",
     "Geometry",
     "MissingDependencyError",
+    "ModelInfo",
+    "Predictor",
     "PreprocessSpec",
+    "SegmentationResult",
+    "TopClass",
     "dlcv_version",
+    "load",
     "preprocess_image",
 ]
