@@ -115,7 +115,7 @@ Result = Union[SegmentationResult, ClassificationResult]
 
 
 @dataclass(frozen=True)
-class ModelInfo:
+class PredictorMetadata:
     """What :attr:`Predictor.metadata` says: the model (task, classes, palette as RGB triples,
     preprocessing, precision, the artifact's full ``artifact`` metadata) and where it runs
     (``backend``, ``device``, and ``backend_choice``: which backend and why)."""
@@ -186,7 +186,7 @@ def postprocess_outputs(outputs: Mapping[str, np.ndarray], geometries: Sequence[
         pal = palette if palette is not None else palette_array(metadata.palette, metadata.num_classes)
         labels = predicted_labels(outputs, metadata)
         probs = None
-        if scores and not metadata.outputs.is_head:
+        if scores and not _is_head(metadata):
             probs = softmax(outputs[metadata.output_name], axis=1).max(axis=1).astype(np.float32)
         results: list[Result] = []
         for i, (pred, g) in enumerate(zip(labels, geometries)):
@@ -195,7 +195,7 @@ def postprocess_outputs(outputs: Mapping[str, np.ndarray], geometries: Sequence[
             results.append(SegmentationResult(restore_label_map(pred, g), metadata.class_names, pal, rgb, score, image))
         return results
     order, probs = predicted_topk(outputs, metadata, TOPK)
-    logits = None if metadata.outputs.is_head else outputs[metadata.output_name]
+    logits = None if _is_head(metadata) else outputs[metadata.output_name]
     names = metadata.class_names
     return [
         ClassificationResult(
@@ -205,6 +205,12 @@ def postprocess_outputs(outputs: Mapping[str, np.ndarray], geometries: Sequence[
         )
         for i in range(len(order))
     ]
+
+
+def _is_head(metadata: ArtifactMetadata) -> bool:
+    """True when the model returns an in-graph head's answers rather than logits."""
+    assert metadata.outputs is not None  # set by ArtifactMetadata.__post_init__
+    return metadata.outputs.is_head
 
 
 # --------------------------------------------------------------------------- the predictor
@@ -231,10 +237,10 @@ class Predictor:
         self.max_pixels = max_pixels
         self.artifact = artifact = backend.metadata  # the file's dlcv metadata (ArtifactMetadata)
         self.palette = palette_array(artifact.palette, artifact.num_classes)
-        self.metadata = ModelInfo(
+        self.metadata = PredictorMetadata(
             task=artifact.task,
             class_names=artifact.class_names,
-            palette=tuple(tuple(int(v) for v in c) for c in self.palette),
+            palette=tuple((int(r), int(g), int(b)) for r, g, b in self.palette),
             preprocess=artifact.preprocess,
             precision=artifact.precision,
             backend=backend.name,
@@ -376,7 +382,7 @@ def load(model: str | os.PathLike, *, backend: str | None = None, device: str = 
     ``threads`` for onnxruntime, ``lean_runtime`` for TensorRT).
     """
     device = parse_device(device)
-    target = model if "://" in str(model) else Path(model)
+    target: str | Path = str(model) if "://" in str(model) else Path(model)
     choice = choose_backend(target, backend, device)
     opened = open_backend(target, device=device, backend=choice.backend.name, **options)
     try:

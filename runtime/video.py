@@ -262,7 +262,7 @@ class _Writer:
         if self.video is None:
             assert self.overlay_tmp is not None
             h, w = image.shape[:2]
-            self.video = cv2.VideoWriter(str(self.overlay_tmp), cv2.VideoWriter_fourcc(*OVERLAY_FOURCC), self.fps, (w, h))
+            self.video = cv2.VideoWriter(str(self.overlay_tmp), cv2.VideoWriter.fourcc(*OVERLAY_FOURCC), self.fps, (w, h))
             if not self.video.isOpened():
                 raise DlcvError(f"{self.out_dir / OVERLAY_VIDEO}: OpenCV cannot write an {OVERLAY_FOURCC} video here; drop --overlay")
         self.video.write(image)
@@ -319,7 +319,7 @@ def run_video(config: VideoConfig, *, log: Callable[[str], None] | None = None) 
     capture, expected, fps = open_capture(config)
     try:
         load_start = time.perf_counter()
-        options = {"lean_runtime": config.lean_runtime} if config.lean_runtime is not None else {}
+        options: dict[str, Any] = {"lean_runtime": config.lean_runtime} if config.lean_runtime is not None else {}
         predictor = load(config.engine, backend=config.backend, device=config.device, batch_size=config.batch_size,
                          max_pixels=None, **options)  # fmt: skip
     except BaseException:
@@ -350,7 +350,8 @@ def run_video(config: VideoConfig, *, log: Callable[[str], None] | None = None) 
         with atomic_path(out_dir / OVERLAY_VIDEO) if config.overlay else _no_path() as overlay_tmp:
             writer.overlay_tmp = overlay_tmp
             try:
-                pipeline = _Pipeline(predictor, reader, writer, bar, config.batch_size)
+                pipeline = _Pipeline(predictor, reader, writer, bar, config.batch_size,
+                                     interrupt_ends=isinstance(config.source, int))  # fmt: skip
                 wall_start = time.perf_counter()
                 end = pipeline.run()
                 wall_s = time.perf_counter() - wall_start
@@ -389,8 +390,10 @@ class _no_path:
 class _Pipeline:
     """The main thread's loop: frames from the reader, batches through the model, results to the writer."""
 
-    def __init__(self, predictor: Predictor, reader: FrameReader, writer: _Writer, bar: tqdm, batch_size: int):
+    def __init__(self, predictor: Predictor, reader: FrameReader, writer: _Writer, bar: tqdm, batch_size: int,
+                 interrupt_ends: bool = False):  # fmt: skip
         self.predictor, self.reader, self.writer, self.bar, self.batch_size = predictor, reader, writer, bar, batch_size
+        self.interrupt_ends = interrupt_ends  # a camera: Ctrl-C is how it stops, and what was read is kept
         self.t = {"inference_s": 0.0, "postprocess_s": 0.0, "frame_wait_s": 0.0, "write_wait_s": 0.0}
 
     def run(self) -> _End:
@@ -399,23 +402,16 @@ class _Pipeline:
         batch: list[Frame] = []
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dlcv-video-writer") as pool:
             try:
-                while True:
-                    start = time.perf_counter()
-                    item = self.reader.frames.get()
-                    self.t["frame_wait_s"] += time.perf_counter() - start
-                    if isinstance(item, BaseException):
-                        raise item
-                    if isinstance(item, _End):
-                        break
-                    if batch and batch[0].tensor.shape != item.tensor.shape:  # a camera that changed resolution
-                        self._submit(pool, pending, batch)
-                        batch = []
-                    batch.append(item)
-                    if len(batch) >= self.batch_size:
-                        self._submit(pool, pending, batch)
-                        batch = []
+                try:
+                    end = self._loop(pool, pending, batch)
+                except KeyboardInterrupt:
+                    if not self.interrupt_ends:
+                        raise
+                    self.reader.stop()
+                    batch.clear()  # dropped: the batch Ctrl-C cut may be queued for writing already
+                    end = _End(-1)
                 if batch:
-                    self._submit(pool, pending, batch)
+                    self._submit(pool, pending, batch[:])
                 while pending:
                     self._drain(pending)
             except BaseException:
@@ -424,7 +420,25 @@ class _Pipeline:
                     f.cancel()
                 raise
         self.reader.join()
-        return item
+        return _End(self.writer.written) if end.frames < 0 else end
+
+    def _loop(self, pool: ThreadPoolExecutor, pending: deque[Future], batch: list[Frame]) -> _End:
+        """Frames into batches until the reader's end; ``batch`` keeps the frames not yet run."""
+        while True:
+            start = time.perf_counter()
+            item = self.reader.frames.get()
+            self.t["frame_wait_s"] += time.perf_counter() - start
+            if isinstance(item, BaseException):
+                raise item
+            if isinstance(item, _End):
+                return item
+            if batch and batch[0].tensor.shape != item.tensor.shape:  # a camera that changed resolution
+                self._submit(pool, pending, batch[:])
+                batch.clear()
+            batch.append(item)
+            if len(batch) >= self.batch_size:
+                self._submit(pool, pending, batch[:])
+                batch.clear()
 
     def _submit(self, pool: ThreadPoolExecutor, pending: deque[Future], frames: list[Frame]) -> None:
         start = time.perf_counter()

@@ -147,3 +147,41 @@ def test_video_option_mistakes_are_usage_errors(seg_model, clip, tmp_path):
     assert invoke("--engine", seg_model, clip, "--skip-existing").exit_code == 2
     assert invoke("--engine", seg_model, tmp_path, "--overlay").exit_code == 2
     assert invoke("--engine", seg_model).exit_code == 2
+
+
+@pytest.fixture
+def camera(clip, monkeypatch):
+    """Camera 0 is the clip: OpenCV's own capture of it, opened as cv2.VideoCapture(0) is."""
+    real = cv2.VideoCapture
+    monkeypatch.setattr(cv2, "VideoCapture", lambda source, *a: real(str(clip)) if isinstance(source, int) else real(source, *a))
+
+
+def test_a_camera_runs_to_max_frames(seg_model, camera, clip, tmp_path):
+    result = invoke("--engine", seg_model, "--camera", "0", "--max-frames", "20", "--out", tmp_path / "out", "-q")
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "out" / "camera0"
+    assert len(list(out.glob("frame_*.png"))) == 20
+    record = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    assert record["counts"] == {"frames": 20, "frames_in_header": None} and record["stopped_early"] is None
+
+
+def test_ctrl_c_ends_a_camera_run_and_keeps_what_was_written(seg_model, camera, clip, tmp_path, monkeypatch):
+    from dlcv.runtime import video
+
+    real, calls = video._Writer.write, []
+
+    def interrupted(self, frames, results):
+        calls.append(len(frames))
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # as Ctrl-C arrives while the third batch waits for the writer
+        real(self, frames, results)
+
+    monkeypatch.setattr(video._Writer, "write", interrupted)
+    result = invoke("--engine", seg_model, "--camera", "0", "--overlay", "--out", tmp_path / "out", "-q")
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "out" / "camera0"
+    rows = (out / "frames.csv").read_text(encoding="utf-8").splitlines()[1:]
+    written = sorted(p.name for p in out.glob("frame_*.png"))
+    assert 0 < len(rows) == len(written) < FRAMES and [r.split(",")[2] for r in rows] == written
+    overlay, _ = decode(out / "overlay.mp4")
+    assert len(overlay) == len(written)
