@@ -1,7 +1,7 @@
 """Video throughput end to end: ``dlcv-infer`` on a video against the same pipeline written by hand.
 
     python benchmarks/studies/video_fps.py --name video-fps-512 \\
-        --model demo=artifacts/demo-fcn8s/fcn8s.onnx --fcn8s 1.0 --size 512x512 --frames 300   # after make demo
+        --model demo=artifacts/demo-fcn8s/fcn8s.onnx --fcn8s 1.0 --size 512x512 --frames 300 --batch-sizes 1,4 --rounds 3   # after make demo
 
 Writes an MJPG test clip (``--frames`` frames of moving coloured blocks at ``--size``; or takes
 ``--video``), then for every model, in interleaved rounds (each pipeline takes its turn in every
@@ -41,7 +41,7 @@ def write_clip(path: Path, frames: int, size: tuple[int, int], fps: float = 25.0
     """Moving coloured blocks (a new layout every 10 frames), MJPG in an AVI."""
     h, w = size
     rng = np.random.default_rng(0)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), fps, (w, h))
     colours = rng.integers(0, 256, (8, 3), dtype=np.uint8)
     grid = None
     for i in range(frames):
@@ -81,7 +81,10 @@ def run_by_hand(model: Path, clip: Path, out: Path) -> dict:
     from dlcv.runtime.metadata import read_onnx_metadata
     from dlcv.runtime.postprocess import palette_array
 
-    md = read_onnx_metadata(model)  # mean/std and palette; the steps themselves are written out here
+    md = read_onnx_metadata(model)  # mean/std, size and palette; the steps themselves are written out here
+    spec = md.preprocess
+    if spec.resize not in ("none", "resize") or spec.color_order != "rgb":
+        raise SystemExit(f"{model}: the hand-written loop does plain resizing of RGB input only, not {spec.resize}/{spec.color_order}")
     mean, std = np.array(md.preprocess.mean, np.float32), np.array(md.preprocess.std, np.float32)
     palette_bgr = palette_array(md.palette, md.num_classes)[:, ::-1].copy()
     session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
@@ -101,16 +104,20 @@ def run_by_hand(model: Path, clip: Path, out: Path) -> dict:
         if not ok:
             break
         rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+        if spec.resize == "resize":
+            rgb = cv2.resize(rgb, (spec.size[1], spec.size[0]), interpolation=cv2.INTER_LINEAR)
         x = ((rgb.astype(np.float32) / 255.0 - mean) / std).transpose(2, 0, 1)[None]
         t2 = time.perf_counter()
         logits = session.run(None, {input_name: np.ascontiguousarray(x)})[0]
         t3 = time.perf_counter()
         labels = logits[0].argmax(axis=0).astype(np.uint8)
+        if labels.shape != frame.shape[:2]:
+            labels = cv2.resize(labels, (frame.shape[1], frame.shape[0]), interpolation=cv2.INTER_NEAREST)
         overlay = cv2.addWeighted(palette_bgr[labels], 0.5, frame, 0.5, 0.0)
         t4 = time.perf_counter()
         cv2.imwrite(str(out / f"frame_{frames:06d}.png"), labels)
         if writer is None:
-            writer = cv2.VideoWriter(str(out / "overlay.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), fps, (frame.shape[1], frame.shape[0]))
+            writer = cv2.VideoWriter(str(out / "overlay.mp4"), cv2.VideoWriter.fourcc(*"mp4v"), fps, (frame.shape[1], frame.shape[0]))
         writer.write(overlay)
         t5 = time.perf_counter()
         spent["preprocess"] += t2 - t1
@@ -138,7 +145,7 @@ def report(result: dict) -> str:
     m = result["machine"]
     flags = ", ".join(f for f, on in m["isa"].items() if on) or "none read"
     lines = [
-        f"# Video throughput end to end ({result['size']}, {result['frames']} frames, batch {result['batch_size']})",
+        f"# Video throughput end to end ({result['size']}, {result['frames']} frames)",
         "",
         f"Measured {result['measured_at_utc']} on {m['cpu_model']} ({m['cpus']} CPUs; ISA flags: {flags}); load average "
         f"{m['load_average_start']:.2f} at the start, {result['load_average_end']:.2f} at the end. Decode + preprocess + "
@@ -178,10 +185,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", default="512x512", help="HxW of the generated clip")
     parser.add_argument("--frames", type=int, default=300)
     parser.add_argument("--video", type=Path, default=None, help="a clip to use instead of the generated one")
-    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--batch-sizes", default="1,4", help="dlcv's batch sizes, comma-separated (the loop runs one frame at a time)")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args(argv)
-    size = tuple(int(v) for v in args.size.lower().split("x"))
+    h, w = (int(v) for v in args.size.lower().split("x"))
+    size = (h, w)
+    batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b.strip()]
 
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
@@ -197,14 +206,16 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("give --model NAME=PATH and/or --fcn8s WIDTH")
         clip = args.video or write_clip(work / "clip.avi", args.frames, size)
         for name, model in models.items():
-            runs: dict[str, list[dict]] = {"dlcv (dlcv-infer on the video)": [], "hand-written OpenCV + onnxruntime loop": []}
+            by_hand = "hand-written OpenCV + onnxruntime loop"
+            runs: dict[str, list[dict]] = {**{f"dlcv-infer on the video, batch {b}": [] for b in batch_sizes}, by_hand: []}
             for r in range(args.rounds):
                 log(f"{name}: round {r + 1}/{args.rounds}")
-                runs["dlcv (dlcv-infer on the video)"].append(run_dlcv(model, clip, work / "dlcv", args.batch_size))
-                runs["hand-written OpenCV + onnxruntime loop"].append(run_by_hand(model, clip, work / "by-hand"))
+                for b in batch_sizes:
+                    runs[f"dlcv-infer on the video, batch {b}"].append(run_dlcv(model, clip, work / "dlcv", b))
+                runs[by_hand].append(run_by_hand(model, clip, work / "by-hand"))
             results[name] = {pipeline: summarise(rs) for pipeline, rs in runs.items()}
     result = {
-        "name": args.name, "size": f"{size[0]}x{size[1]}", "frames": args.frames, "batch_size": args.batch_size,
+        "name": args.name, "size": f"{size[0]}x{size[1]}", "frames": args.frames, "batch_sizes": batch_sizes,
         "rounds": args.rounds, "machine": info, "measured_at_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "results": results, "load_average_end": os.getloadavg()[0],
         "command": shlex.join(["python", "benchmarks/studies/video_fps.py", *(argv if argv is not None else sys.argv[1:])]),
