@@ -18,6 +18,7 @@ import torch
 
 from dlcv.runtime.errors import DlcvUsageError
 from dlcv.runtime.imageio import read_image
+from dlcv.runtime.task import get_task
 from dlcv.train.device import resolve_device
 
 from . import classification, segmentation
@@ -74,7 +75,7 @@ def _overlay_figures(run: RunFolder, out: Path) -> list[FigureFile]:
 
 def _headline(task: str, metrics) -> str | None:
     """The headline number of a metrics dict, as ``mIoU 0.4321`` or ``top-1 0.8765`` (None without it)."""
-    key, name = ("miou", "mIoU") if task == "segmentation" else ("top1", "top-1")
+    key, name = get_task(task).headline_key, get_task(task).headline_name
     if not isinstance(metrics, dict) or not isinstance(metrics.get(key), (int, float)):
         return None
     return f"{name} {metrics[key]:.4f}"
@@ -142,7 +143,7 @@ def analyze_checkpoint(config: AnalyzeConfig, log: Callable[[str], None]) -> Che
     device = resolve_device(config.device)
     out = config.out
     ckpt, final = load_model(config.target, device)
-    if config.images and ckpt["task"] != "segmentation":
+    if config.images and not get_task(ckpt["task"]).per_pixel:
         raise DlcvUsageError("--images picks the images of the segmentation grids; this checkpoint is a classifier")
     final = LoadedModel(f"{config.target.name} (epoch {final.epoch})" if final.epoch is not None else config.target.name,
                         final.epoch, final.path, final.model)  # fmt: skip
@@ -156,7 +157,7 @@ def analyze_checkpoint(config: AnalyzeConfig, log: Callable[[str], None]) -> Che
         if len(snapshots) < 2:
             extra.append("Fewer than two distinct epochs: no over-training figures.")
             snapshots = []
-    if ckpt["task"] == "classification":
+    if not get_task(ckpt["task"]).per_pixel:
         sections, metrics_json, metrics = _classification(config, final, ckpt, split, snapshots, device, out, log)
     else:
         sections, metrics_json, metrics = _segmentation(config, final, split, snapshots, device, out)

@@ -12,6 +12,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from dlcv.runtime.task import get_task
 from dlcv.runtime.task_metrics import ConfusionMatrix
 
 from .figures import FigureFile, class_bars, confusion_heatmap
@@ -58,7 +59,7 @@ def _fmt(value) -> str:
 
 def headline_lines(task: str, metrics: Mapping, unit: str) -> list[str]:
     """The headline numbers of a ``compute()`` result, as Markdown list lines."""
-    if task == "segmentation":
+    if get_task(task).per_pixel:
         keys = (("miou", "mIoU"), ("pixel_accuracy", "pixel accuracy"), ("mean_class_accuracy", "mean class accuracy"))
     else:
         keys = (("top1", "top-1"), ("top5", "top-5"), ("mean_class_accuracy", "mean class accuracy"))
@@ -82,13 +83,13 @@ def confusion_section(
 ) -> Section:
     """The confusion heatmap, per-class IoU (segmentation) or accuracy (classification) bars, the
     most-confused pairs and the headline numbers, all from ``confusion``."""
-    unit = "pixels" if task == "segmentation" else "images"
+    unit = get_task(task).unit
     computed = confusion.compute()
     heatmap = confusion_heatmap(
         row_normalised(confusion), class_names, out / f"{prefix}confusion_matrix.png",
         f"{title}: confusion matrix, rows normalised ({computed['count']} {unit})",
     )  # fmt: skip
-    if task == "segmentation":
+    if get_task(task).per_pixel:
         bars = class_bars(computed["per_class_iou"], class_names, out / f"{prefix}per_class_iou.png",
                           f"{title}: IoU per class", "IoU")  # fmt: skip
     else:

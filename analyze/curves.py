@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from dlcv.runtime.errors import DlcvError
+from dlcv.runtime.task import TASKS
 
 from .figures import FigureFile, training_curves
 from .report import Section
@@ -70,9 +71,10 @@ def read_log(path: str | Path) -> TrainingLog:
 def curves_section(log: TrainingLog, task: str | None, out: Path) -> Section:
     """Losses, the validation metric and the learning rate over epochs."""
     cols = log.columns
-    metric_name = {"segmentation": "val mIoU", "classification": "val top-1"}.get(task or "", "val metric")
+    kind = TASKS.get(task or "")  # None: a log without a recorded task
+    metric_name = f"val {kind.headline_name}" if kind else "val metric"
     metrics = {metric_name: cols["val_metric"]}
-    if task == "segmentation" and "val_pixel_accuracy" in cols:
+    if kind is not None and kind.per_pixel and "val_pixel_accuracy" in cols:
         metrics["val pixel accuracy"] = cols["val_pixel_accuracy"]
     best = log.best_epoch()
     figure: FigureFile = training_curves(

@@ -21,6 +21,7 @@ from dlcv.runtime.comparator import Batch, Candidate, Comparison, Step, compare,
 from dlcv.runtime.errors import DlcvError
 from dlcv.runtime.postprocess import predicted_topk, softmax
 from dlcv.runtime.preprocess import PreprocessSpec, input_to_rgb
+from dlcv.runtime.task import get_task
 from dlcv.train.checkpoint import file_sha256
 
 from .display import disagreement_map
@@ -181,13 +182,13 @@ def deployment_section(
         comparison, per_image = compare_with_artifact(loaded, backend, split, indices, device=device,
                                                       batch_size=batch_size, workers=workers, progress=progress)  # fmt: skip
         chosen = most_disagreeing(per_image, count)
-        draw = _segmentation_figure if split.info.task == "segmentation" else _classification_figure
+        draw = _segmentation_figure if get_task(split.info.task).per_pixel else _classification_figure
         figure = draw(loaded, backend, split, chosen, out, device)
         backend_name, precision = backend.name, backend.precision
     deployed = comparison[DEPLOYED]
     stats = deployed.parity
     scored = {"PyTorch": comparison.reference_metrics or {}, "deployed": deployed.metrics or {}}
-    unit = "pixels" if split.info.task == "segmentation" else "images"
+    unit = get_task(split.info.task).unit
     parity_table = Table(
         ("measure", "value"),
         tuple((k.replace("_", " "), _fmt(stats[k])) for k in (
@@ -195,7 +196,7 @@ def deployment_section(
             "max_abs_logit_error", "mean_abs_logit_error", "max_abs_reference_logit", "nonfinite_logits",
         ) if k in stats),
     )  # fmt: skip
-    keys = ("miou", "pixel_accuracy") if split.info.task == "segmentation" else ("top1", "top5", "mean_class_accuracy")
+    keys = ("miou", "pixel_accuracy") if get_task(split.info.task).per_pixel else ("top1", "top5", "mean_class_accuracy")
     metric_table = Table(
         ("against the ground truth", "PyTorch", f"deployed ({backend_name}, {precision})", "difference"),
         tuple(

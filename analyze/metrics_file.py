@@ -17,6 +17,7 @@ from typing import Any, Mapping
 from dlcv.runtime.jsonable import strict_json
 from dlcv.runtime.atomic import write_text_atomic
 from dlcv.runtime.errors import DlcvError
+from dlcv.runtime.task import TASKS
 from dlcv.runtime.task_metrics import ConfusionMatrix, confusion_from_dict
 from dlcv.runtime.version import dlcv_version
 
@@ -37,12 +38,11 @@ class MetricsRecord:
 
 def _task(record: Mapping[str, Any], metrics: Mapping[str, Any], path: Path) -> str:
     task = record.get("task")
-    if task in ("segmentation", "classification"):
+    if task in TASKS:
         return task
-    if "miou" in metrics:
-        return "segmentation"
-    if "top1" in metrics:
-        return "classification"
+    for kind in TASKS.values():  # an older file without the key: its headline metric tells
+        if kind.headline_key in metrics:
+            return kind.name
     raise DlcvError(f"{path}: cannot tell the task (no 'task' key, and the metrics hold neither miou nor top1)")
 
 

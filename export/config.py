@@ -1,4 +1,4 @@
-"""Export configuration: one frozen record built at the CLI edge (DESIGN.md, "Habits to copy")."""
+"""Export configuration: one frozen record built at the CLI edge (docs/architecture.md, "Habits")."""
 from __future__ import annotations
 
 import dataclasses
@@ -49,7 +49,7 @@ class TensorRTConfig:
     """How ``dlcv-export --trt`` builds ``<arch>.plan``.
 
     ``precision`` picks the ONNX file the engine is compiled from (its types decide the
-    engine's, DESIGN.md contract 5). ``min_shape``/``opt_shape``/``max_shape``: the input's
+    engine's, docs/architecture.md contract 5). ``min_shape``/``opt_shape``/``max_shape``: the input's
     optimisation profile (None: derived from the checkpoint's input size, see
     :func:`dlcv.export.tensorrt_build.profile_shapes`). ``timing_cache``: None = ``<out>/{cache}``.
     ``version_compatible``: ``VERSION_COMPATIBLE`` + ``EXCLUDE_LEAN_RUNTIME``: an engine the lean

@@ -1,7 +1,7 @@
 """FP32 ONNX -> ``<arch>.fp16.onnx``: FP16 weights and activations, FP32 inputs and outputs.
 
 TensorRT 11 builds only strongly typed networks, so the graph's types are the engine's types
-(DESIGN.md contract 5). The conversion is onnxruntime's ``float16.convert_float_to_float16``
+(docs/architecture.md contract 5). The conversion is onnxruntime's ``float16.convert_float_to_float16``
 with ``keep_io_types=True`` (a Cast after the input and before the output, so callers keep
 feeding and reading float32) and an op block list: the converter's own list (ops without
 FP16 kernels) plus :data:`FP32_OPS`, the ops whose FP16 versions fail by range (below).

@@ -1,5 +1,5 @@
 """Graph finishing, shared by every precision's writer: the tensor names and output dims the
-metadata promises, the metadata embedded under ``metadata_props["dlcv"]`` (DESIGN.md contract 3),
+metadata promises, the metadata embedded under ``metadata_props["dlcv"]`` (docs/architecture.md contract 3),
 and the saved file checked by onnx.checker.
 
 :func:`finalize_graph` runs on each writer's ModelProto (FP32 export, FP16 conversion, INT8
@@ -14,6 +14,7 @@ import onnx
 
 from dlcv.runtime.errors import DlcvError, first_line
 from dlcv.runtime.metadata import METADATA_KEY, ArtifactMetadata
+from dlcv.runtime.task import get_task
 
 # Above this many bytes of weights the model is saved with external data (protobuf's 2 GB limit).
 EXTERNAL_DATA_THRESHOLD = 1_800_000_000
@@ -49,7 +50,7 @@ def name_output_dims(proto: onnx.ModelProto, metadata: ArtifactMetadata) -> None
         out = next(o for o in proto.graph.output if o.name == tensor.name)
         out_dims = out.type.tensor_type.shape.dim
         pairs = _SHARED_AXES[tensor.role]
-        if metadata.task != "segmentation" or len(out_dims) < 3:
+        if not get_task(metadata.task).per_pixel or len(out_dims) < 3:
             pairs = pairs[:1]
         for src, dst in pairs:
             if dst < len(out_dims) and in_dims[src].HasField("dim_param"):

@@ -26,6 +26,7 @@ from dlcv.runtime.errors import DlcvError
 from dlcv.runtime.metadata import ArtifactMetadata
 from dlcv.runtime.output_spec import LABELS, head_outputs
 from dlcv.runtime.postprocess import predicted_labels, predicted_topk
+from dlcv.runtime.task import get_task
 
 from .graph import finalize_graph
 
@@ -84,7 +85,7 @@ def check_head(logits_file: Path, head_file: Path, batches: Sequence[np.ndarray]
         for batch in batches:
             expected, got = plain.infer_outputs(batch), head.infer_outputs(batch)
             shape = "x".join(map(str, batch.shape))
-            if md.task == "segmentation":
+            if get_task(md.task).per_pixel:
                 differ = int(np.count_nonzero(predicted_labels(expected, md) != predicted_labels(got, head_md)))
                 if differ:
                     raise DlcvError(f"{head_file.name}: the ArgMax head's labels differ from the logits' argmax on {differ} pixels at {shape}")

@@ -1,7 +1,7 @@
 """FP32 ONNX -> ``<arch>.int8.onnx``: explicit INT8 quantization (QuantizeLinear/DequantizeLinear).
 
 TensorRT 11 has no INT8 builder flag or calibrator: INT8 is decided by Q/DQ nodes in the graph
-(DESIGN.md contract 5). The graph is written for the CPU runtimes that run the file as it is
+(docs/architecture.md contract 5). The graph is written for the CPU runtimes that run the file as it is
 (onnxruntime, OpenVINO) and converted for TensorRT when an engine is built from it
 (:func:`dlcv.export.qdq.tensorrt_qdq`: same ranges, signed symmetric encoding). The CPU form,
 made by onnxruntime's ``quantize_static`` in QDQ format from one calibration:

@@ -22,7 +22,7 @@ import onnx
 
 from dlcv.runtime.atomic import write_text_atomic
 from dlcv.runtime.backends.base import Backend
-from dlcv.runtime.comparator import METRIC_NAMES
+from dlcv.runtime.task import get_task
 from dlcv.runtime.metadata import ArtifactMetadata
 from dlcv.runtime.precision import INT8
 
@@ -64,7 +64,7 @@ class SensitivityReport:
         return sorted(self.layers, key=lambda r: -(r.recovered if r.recovered is not None else r.agreement - base))
 
     def table(self) -> str:
-        name = METRIC_NAMES[self.task]
+        name = get_task(self.task).headline_name
         header = f"{'layer in FP32':<28}{'op':<15}{'agreement':>11}{'max abs err':>13}{name + ' delta':>12}{'recovered':>11}"
         lines = [f"INT8 sensitivity ({self.method} calibration) on {self.eval_source}", header, "-" * len(header)]
         for r in [self.all_int8, *self.ranked()]:

@@ -1,4 +1,4 @@
-"""Checkpoint -> FP32 ONNX, and FP16/INT8 ONNX (DESIGN.md contracts 3, 5, 6), each verified against
+"""Checkpoint -> FP32 ONNX, and FP16/INT8 ONNX (docs/architecture.md contracts 3, 5, 6), each verified against
 PyTorch before it is published: the FP32 writer and the orchestration of every precision.
 
 Steps, each its own function: :func:`load_source` (checkpoint, model, metadata) ->
@@ -41,6 +41,7 @@ from dlcv.runtime.errors import DlcvError, DlcvUsageError, first_line
 from dlcv.runtime.imageio import read_image
 from dlcv.runtime.metadata import ArtifactMetadata, read_onnx_metadata
 from dlcv.runtime.precision import FP16, FP32, INT8, get_precision
+from dlcv.runtime.task import get_task
 from dlcv.runtime.tensorrt.profile import DEFAULT_NATURAL_SIZE  # the export sample's size when nothing fixes one
 from dlcv.train.checkpoint import file_sha256, load_checkpoint, metadata_from_checkpoint, model_from_checkpoint
 
@@ -164,7 +165,7 @@ def plan_inputs(metadata: ArtifactMetadata, config: ExportConfig) -> InputPlan:
     spec = metadata.preprocess
     fixed_size = tuple(spec.size) if spec.resize != "none" and spec.size else None
     natural = tuple(config.input_size or fixed_size or DEFAULT_NATURAL_SIZE)
-    dynamic_hw = not config.static and (metadata.task == "segmentation" or spec.resize == "none")
+    dynamic_hw = not config.static and (get_task(metadata.task).per_pixel or spec.resize == "none")
     if not dynamic_hw and config.input_size is not None and fixed_size and tuple(config.input_size) != fixed_size:
         raise DlcvUsageError(
             f"--input-size {config.input_size[0]}x{config.input_size[1]} differs from the size the preprocessing "
@@ -184,7 +185,7 @@ def plan_inputs(metadata: ArtifactMetadata, config: ExportConfig) -> InputPlan:
     elif dynamic_hw:
         odd = ODD_SIZE if natural != ODD_SIZE else (ODD_SIZE[0] + 2, ODD_SIZE[1] + 2)
         shapes = ((2, *natural), (2, *odd))
-        if metadata.task == "classification":
+        if not get_task(metadata.task).per_pixel:
             shapes += ((1, *LARGE_ODD_SIZE),)
     else:
         shapes = ((2, *natural), (3, *natural))
@@ -204,7 +205,7 @@ def _export_dynamo(model: nn.Module, sample: torch.Tensor, plan: InputPlan, meta
 
 def _export_torchscript(model: nn.Module, sample: torch.Tensor, plan: InputPlan, metadata: ArtifactMetadata, opset: int) -> onnx.ModelProto:
     axes = plan.dynamic_axes()
-    out_axes = {a: n for a, n in axes.items() if a == 0 or metadata.task == "segmentation"}
+    out_axes = {a: n for a, n in axes.items() if a == 0 or get_task(metadata.task).per_pixel}
     dynamic_axes = {metadata.input_name: axes, metadata.output_name: out_axes} if axes else None
     buffer = io.BytesIO()
     with warnings.catch_warnings():

@@ -1,6 +1,6 @@
 """ONNX -> TensorRT engine: ``<arch>.plan`` and its sidecar ``<arch>.plan.json`` (TensorRT Python API ≥ 10).
 
-Precision is decided by the ONNX file (DESIGN.md contract 5): the engine is compiled from
+Precision is decided by the ONNX file (docs/architecture.md contract 5): the engine is compiled from
 ``<arch>.onnx``, ``<arch>.fp16.onnx`` or ``<arch>.int8.onnx`` (parsed in its signed form,
 :func:`dlcv.export.int8.tensorrt_int8_file`: the file itself is written with uint8 activations
 for the CPU runtimes, TensorRT accepts only signed INT8) as a *strongly typed* network

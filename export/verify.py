@@ -24,12 +24,13 @@ import cv2
 import numpy as np
 
 from dlcv.runtime.backends.base import Backend
-from dlcv.runtime.comparator import METRIC_NAMES, Batch, Candidate, Comparison, Step, compare, judge
+from dlcv.runtime.comparator import Batch, Candidate, Comparison, Step, compare, judge
 from dlcv.runtime.datasets import open_split
 from dlcv.runtime.errors import DlcvError
 from dlcv.runtime.imageio import is_image_file, read_image
 from dlcv.runtime.precision import Gate, Precision
 from dlcv.runtime.preprocess import PreprocessSpec, preprocess_image
+from dlcv.runtime.task import get_task
 
 Shape = tuple[int, int, int]  # (batch, height, width) of the model input
 Log = Callable[[str], None]
@@ -118,7 +119,7 @@ class VerificationReport:
 
     def table(self) -> str:
         """The parity table, one row per shape and one for all shapes together."""
-        unit = "pixels" if self.overall.get("task") == "segmentation" else "images"
+        unit = get_task(self.overall["task"]).unit if self.overall.get("task") else "images"
         header = (
             f"{'input shape':<18}{'max abs err':>13}{'mean abs err':>14}{'agreement':>12}"
             f"{unit:>10}{'disagree':>10}{'near-tie':>10}"
@@ -296,7 +297,7 @@ def eval_set_from_dataset(root: str | os.PathLike, metadata, count: int, log: Lo
         try:
             image = read_image(sample.image)
             tensor, _ = preprocess_image(image, metadata.preprocess)
-            if metadata.task == "segmentation":
+            if get_task(metadata.task).per_pixel:
                 labels = split.read_labels(sample)
                 if labels.shape != image.shape[:2]:
                     raise DlcvError(f"{sample.target}: label map size {labels.shape} differs from its image's {image.shape[:2]}")
@@ -367,8 +368,8 @@ class PrecisionReport:
     rows: tuple[PrecisionRow, ...]
 
     def table(self) -> str:
-        name = METRIC_NAMES[self.task]
-        unit = "pixel" if self.task == "segmentation" else "top-1"
+        name = get_task(self.task).headline_name
+        unit = get_task(self.task).agreement_name
         header = (
             f"{'precision':<13}{'file':<24}{unit + ' agree':>13}{'max abs err':>13}{'mean abs err':>14}"
             f"{name:>9}{'delta':>9}  gate"

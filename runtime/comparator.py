@@ -1,4 +1,4 @@
-"""One comparator (DESIGN.md contract 6): a reference and candidate models over the same batches.
+"""One comparator (docs/architecture.md contract 6): a reference and candidate models over the same batches.
 
 Polygraphy's ``Comparator`` is the model: :func:`compare` runs the reference and every
 candidate on each :class:`Batch` (inputs, optional labels), and returns a :class:`Comparison`:
@@ -25,11 +25,11 @@ import numpy as np
 
 from .errors import DlcvError, first_line
 from .metadata import ArtifactMetadata
+from .task import get_task
 from .task_metrics import ClassificationMetrics, ConfusionMatrix
 from .logit_parity import DEFAULT_TIE_MARGIN, ParityStats
 from .precision import Gate, Precision, get_precision, percent
 
-METRIC_NAMES = {"segmentation": "mIoU", "classification": "top-1"}  # the headline metric of each task
 TOPK = (1, 5)
 
 
@@ -104,15 +104,15 @@ def is_label_output(values: np.ndarray) -> bool:
 def model_output(values: np.ndarray, task: str) -> Output:
     """Wrap one model's raw output; see the module docstring for the shapes understood."""
     values = np.asarray(values)
-    label_ndim = 3 if task == "segmentation" else 1
+    kind = get_task(task)
     if is_label_output(values):
-        labels = values[:, 0] if values.ndim == label_ndim + 1 else values
-        if labels.ndim != label_ndim:
-            raise DlcvError(f"a {task} model's label output must be N{'×H×W' if label_ndim == 3 else ''} "
+        labels = values[:, 0] if values.ndim == kind.label_ndim + 1 else values
+        if labels.ndim != kind.label_ndim:
+            raise DlcvError(f"a {task} model's label output must be N{kind.shape_text} "
                             f"(or with a class axis of 1 / k), got shape {values.shape}")  # fmt: skip
         return Output(values, labels)
-    if values.ndim != label_ndim + 1:
-        raise DlcvError(f"{task} logits must be N×C{'×H×W' if label_ndim == 3 else ''}, got shape {values.shape}")
+    if values.ndim != kind.label_ndim + 1:
+        raise DlcvError(f"{task} logits must be N×C{kind.shape_text}, got shape {values.shape}")
     finite = np.isfinite(values)
     clean = values if finite.all() else np.where(finite, values, -np.inf)
     return Output(values, clean.argmax(axis=1))
@@ -162,14 +162,15 @@ class TaskScore:
     def update(self, labels, output: Output) -> None:
         md = self.metadata
         labels = np.asarray(labels)
-        if md.task == "segmentation":
+        task = get_task(md.task)
+        if task.per_pixel:
             if self.metric is None:
-                self.metric = ConfusionMatrix(md.num_classes, md.ignore_index, md.exclude_classes)
+                self.metric = task.new_metric(md.num_classes, md.ignore_index, md.exclude_classes)
             self.metric.update(labels, output.labels)
             return
         scores, ranks = _class_scores(output, md.num_classes)
         if self.metric is None:
-            self.metric = ClassificationMetrics(md.num_classes, topk=tuple(k for k in TOPK if k <= ranks))
+            self.metric = task.new_metric(md.num_classes, topk=tuple(k for k in TOPK if k <= ranks))
         self.metric.update(labels, scores)
 
     def compute(self) -> dict | None:
@@ -186,13 +187,6 @@ def _class_scores(output: Output, num_classes: int) -> tuple[np.ndarray, int]:
     scores = np.zeros((ranked.shape[0], num_classes), dtype=np.float64)
     np.put_along_axis(scores, ranked.astype(np.int64), np.arange(k, 0, -1, dtype=np.float64)[None], axis=1)
     return scores, k
-
-
-def headline(metrics: dict | None, task: str) -> float | None:
-    """mIoU (segmentation) or top-1 (classification) of a metrics record."""
-    if metrics is None:
-        return None
-    return float(metrics["miou"] if task == "segmentation" else metrics["top1"])
 
 
 def judge(
@@ -265,11 +259,11 @@ class Comparison:
 
     @property
     def metric_name(self) -> str:
-        return METRIC_NAMES[self.task]
+        return get_task(self.task).headline_name
 
     @property
     def reference_metric(self) -> float | None:
-        return headline(self.reference_metrics, self.task)
+        return get_task(self.task).headline(self.reference_metrics)
 
     @property
     def passed(self) -> bool:
@@ -340,17 +334,17 @@ def compare(
         images += int(ref.values.shape[0])
         count = index + 1
     reference_metrics = reference_score.compute() if labelled and count else None
-    reference_metric = headline(reference_metrics, task)
+    reference_metric = get_task(task).headline(reference_metrics)
     results = []
     for candidate, total, score, error in zip(candidates, totals, scores, errors):
         stats = total.compute()
         metrics = score.compute() if reference_metrics is not None and error is None else None
-        metric = headline(metrics, task)
+        metric = get_task(task).headline(metrics)
         gate = candidate.resolved_gate(labelled and count > 0)
         delta = None if metric is None or reference_metric is None else metric - reference_metric
         if error is not None:
             failures: tuple[str, ...] = (f"{type(error).__name__}: {first_line(error)}",)
         else:
-            failures = judge(stats, gate, metric_delta=delta, metric_name=METRIC_NAMES[task])
+            failures = judge(stats, gate, metric_delta=delta, metric_name=get_task(task).headline_name)
         results.append(CandidateResult(candidate.name, stats, metrics, metric, reference_metric, gate, failures, error))
     return Comparison(task, images, count, labelled and count > 0, reference_metrics, tuple(results))

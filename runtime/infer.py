@@ -79,6 +79,7 @@ from .infer_files import (
 from .predictor import ClassificationResult, Predictor, SegmentationResult, load
 from .label_scoring import ClassificationScorer, SegmentationScorer, ranking_scores
 from .summary import InferSummary, LatencyStats
+from .task import get_task
 from .version import dlcv_version
 
 logger = logging.getLogger("dlcv.runtime.infer")
@@ -201,14 +202,14 @@ class InferRun:
 
     def admit(self, seq: int, item: ImageFile) -> tuple[bool, Path | None]:
         """(submit a load job?, the earlier mask to score instead of predicting)."""
-        if self.task == "segmentation":
+        if get_task(self.task).per_pixel:
             reason = output_collision(item)
             if reason is not None:
                 self.fail(seq, item.name, reason)
                 return False, None
         if not self.policy.done_before(item):
             return True, None
-        if self.task == "classification":
+        if not get_task(self.task).per_pixel:
             previous = self.policy.previous.pop(item.name)
             if isinstance(self.scorer, ClassificationScorer):
                 self.scorer.add(item, ranking_scores(previous.ranked, self.metadata.num_classes))
@@ -266,7 +267,7 @@ class InferRun:
         infer_s = time.perf_counter() - start
         self.t["inference_s"] += infer_s
         share = infer_s / len(batch)
-        if self.task == "segmentation":
+        if get_task(self.task).per_pixel:
             self._segmentation(batch, outputs, share)
         else:
             self._classification(batch, outputs, share)
@@ -390,7 +391,7 @@ def _scorer(config: InferConfig, metadata: ArtifactMetadata) -> tuple[Path | Non
     """(the segmentation masks folder, the scorer) for ``--labels``; (None, None) without."""
     if config.labels is None:
         return None, None
-    if metadata.task == "segmentation":
+    if get_task(metadata.task).per_pixel:
         if not config.labels.is_dir():
             raise DlcvUsageError(
                 f"--labels {config.labels}: segmentation labels are a folder of index-PNG masks named like the images"
@@ -580,7 +581,7 @@ def open_outputs(config: InferConfig, metadata: ArtifactMetadata, out_dir: Path,
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(out_dir, recursive=config.recursive)
-        results = ResultLog(out_dir, with_predictions=metadata.task == "classification")
+        results = ResultLog(out_dir, with_predictions=not get_task(metadata.task).per_pixel)
     except OSError as exc:
         raise DlcvError(f"--out {out_dir}: cannot write there ({exc.strerror or exc}); choose another folder") from None
 

@@ -42,6 +42,7 @@ from .atomic import Journal, journal_path, read_journal_text
 from .errors import DlcvError
 from .imageio import is_complete_png
 from .listing import ImageFile, earlier_sibling
+from .task import get_task
 
 PREDICTIONS_CSV = "predictions.csv"
 METRICS_JSON = "metrics.json"
@@ -64,7 +65,7 @@ def segmentation_output_paths(out_dir: Path, item: ImageFile) -> tuple[Path, Pat
 
 
 def run_level_outputs(task: str) -> tuple[str, ...]:
-    if task == "classification":
+    if not get_task(task).per_pixel:
         return (PREDICTIONS_CSV, METRICS_JSON, ERRORS_CSV)
     return (METRICS_JSON, ERRORS_CSV)
 
@@ -167,7 +168,7 @@ class OutputPolicy:
         self.overwrite = overwrite
         self.skip_existing = skip_existing
         self.previous: dict[str, PreviousPrediction] = {}
-        if skip_existing and task == "classification" and out_dir.is_dir():
+        if skip_existing and not get_task(task).per_pixel and out_dir.is_dir():
             self.previous = read_previous_predictions(out_dir, num_classes)
 
     def check_run(self) -> None:
@@ -181,7 +182,7 @@ class OutputPolicy:
 
     def check_image(self, item: ImageFile) -> None:
         """Refuse an image's existing outputs unless allowed (called before any work)."""
-        if self.overwrite or self.skip_existing or self.task != "segmentation":
+        if self.overwrite or self.skip_existing or not get_task(self.task).per_pixel:
             return
         for p in segmentation_output_paths(self.out_dir, item):
             if p.exists() or p.is_symlink():
@@ -191,7 +192,7 @@ class OutputPolicy:
         """With ``skip_existing``: True when all of the image's outputs exist, complete, from an earlier run."""
         if not self.skip_existing:
             return False
-        if self.task == "classification":
+        if not get_task(self.task).per_pixel:
             return item.name in self.previous
         return all(is_complete_png(p) for p in segmentation_output_paths(self.out_dir, item))
 

@@ -1,4 +1,4 @@
-"""Parity in task terms (DESIGN.md contract 6): a deployed model's logits against the reference's.
+"""Parity in task terms (docs/architecture.md contract 6): a deployed model's logits against the reference's.
 
 numpy only. :class:`ParityStats` accumulates, over any number of batches, how far a
 candidate backend's logits are from the reference (PyTorch FP32) logits on the same inputs:

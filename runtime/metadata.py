@@ -28,14 +28,14 @@ from typing import Any, Mapping
 from .atomic import write_text_atomic
 from .datasets.record import DatasetRecord
 from .errors import DlcvError
-from .output_spec import HEAD_OF_TASK, LOGITS, OutputSpec, logits_outputs
+from .output_spec import LOGITS, OutputSpec, logits_outputs
 from .onnx_proto import Malformed, metadata_props
 from .precision import PRECISION_NAMES
 from .preprocess import PreprocessSpec
+from .task import TASK_NAMES, TASKS
 
 METADATA_KEY = "dlcv"
 METADATA_SCHEMA_VERSION = 1
-TASKS = ("segmentation", "classification")
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ class ArtifactMetadata:
         if self.schema_version != METADATA_SCHEMA_VERSION:
             problems.append(f"schema_version {self.schema_version} is not supported (expected {METADATA_SCHEMA_VERSION})")
         if self.task not in TASKS:
-            problems.append(f"task must be one of {TASKS}, not {self.task!r}")
+            problems.append(f"task must be one of {TASK_NAMES}, not {self.task!r}")
         if self.num_classes < 1 or len(self.class_names) != self.num_classes:
             problems.append(f"num_classes={self.num_classes} but {len(self.class_names)} class names")
         if self.precision not in PRECISION_NAMES:
@@ -105,7 +105,7 @@ class ArtifactMetadata:
         problems = []
         if outputs.primary.name != self.output_name:
             problems.append(f"output_name {self.output_name!r} is not the primary output tensor {outputs.primary.name!r}")
-        if outputs.kind != LOGITS and HEAD_OF_TASK.get(self.task) != outputs.kind:
+        if outputs.kind != LOGITS and self.task in TASKS and TASKS[self.task].head_kind != outputs.kind:
             problems.append(f"a {self.task} model cannot have {outputs.kind} outputs")
         return problems
 

@@ -27,11 +27,10 @@ from typing import Any, Mapping
 import numpy as np
 
 from .errors import DlcvError
+from .task import get_task
 
 LOGITS, LABELS, TOPK = "logits", "labels", "topk"
 KINDS = (LOGITS, LABELS, TOPK)
-#: the kind of in-graph head each task gets from ``dlcv-export --argmax``
-HEAD_OF_TASK = {"segmentation": LABELS, "classification": TOPK}
 TOPK_K = 5  # the k of a TopK head (capped at the class count): dlcv-infer's top-5
 LABELS_NAME, TOPK_INDICES_NAME, TOPK_SCORES_NAME = "labels", "topk_indices", "topk_scores"
 ROLES = ("logits", "labels", "indices", "scores")
@@ -94,7 +93,7 @@ class OutputSpec:
     def shape(self, tensor: TensorSpec, batch: int, height: int, width: int, num_classes: int, task: str) -> tuple[int, ...]:
         """The shape ``tensor`` must have for an N×3×H×W input."""
         if tensor.role == "logits":
-            return (batch, num_classes, height, width) if task == "segmentation" else (batch, num_classes)
+            return get_task(task).logits_shape(batch, num_classes, height, width)
         if tensor.role == "labels":
             return (batch, height, width)
         return (batch, int(self.k or 0))
@@ -145,4 +144,4 @@ def topk_outputs(num_classes: int, k: int = TOPK_K) -> OutputSpec:
 
 def head_outputs(task: str, num_classes: int) -> OutputSpec:
     """The outputs ``dlcv-export --argmax`` gives a model of ``task``."""
-    return labels_outputs(num_classes) if HEAD_OF_TASK[task] == LABELS else topk_outputs(num_classes)
+    return labels_outputs(num_classes) if get_task(task).head_kind == LABELS else topk_outputs(num_classes)

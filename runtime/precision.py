@@ -1,4 +1,4 @@
-"""The precisions a deployed model can have (DESIGN.md contract 7): one record each, used everywhere.
+"""The precisions a deployed model can have (docs/architecture.md contract 9): one record each, used everywhere.
 
 A :class:`Precision` names the file suffix dlcv-export writes it under (``<arch>.fp16.onnx``),
 its default passing gate against PyTorch FP32, and the near-tie margin parity uses for it.

@@ -59,6 +59,7 @@ from .metadata import ArtifactMetadata
 from .predictor import load
 from .infer_files import _parse_prediction, csv_line, exists_error, segmentation_output_paths
 from .summary import InferSummary
+from .task import get_task
 
 logger = logging.getLogger("dlcv.runtime.ray_infer")
 
@@ -323,7 +324,7 @@ class _Manifest:
     def add(self, item: ImageFile, status: str, worker: str = "driver") -> None:
         outputs = ""
         if status != "failed":
-            if self.task == "segmentation":
+            if get_task(self.task).per_pixel:
                 outputs = ";".join(p.relative_to(self.out_dir).as_posix() for p in segmentation_output_paths(self.out_dir, item))
             else:
                 outputs = "predictions.csv"
@@ -375,7 +376,7 @@ def _run(ray, config: InferConfig, ray_config: RayConfig, out_dir: Path, exclude
     manifest = _Manifest(out_dir, metadata.task)
     run = InferRun(config, model, out_dir, outputs.policy, outputs.results, outputs.scorer, outputs.bar, outputs.warn)
     spec = _ActorSpec(remote, str(remote.images), str(config.images), options,
-                      scored=metadata.task == "segmentation" and outputs.scorer is not None)  # fmt: skip
+                      scored=get_task(metadata.task).per_pixel and outputs.scorer is not None)  # fmt: skip
     wall_start = time.perf_counter()
     try:
         with outputs.committing(run):

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from .task import get_task
 
 
 class LatencyStats:
@@ -115,7 +116,7 @@ def _fmt(value: Any) -> str:
 
 def _metric_lines(task: str, metrics: dict[str, Any], report: dict[str, Any]) -> list[str]:
     names = metrics.get("class_names", [])
-    if task == "segmentation":
+    if get_task(task).per_pixel:
         lines = [
             f"metrics over {report.get('images_scored', 0)} scored images: pixel accuracy "
             f"{_fmt(metrics['pixel_accuracy'])}, mIoU {_fmt(metrics['miou'])}, "

@@ -1,6 +1,6 @@
 """Confusion-matrix metrics (numpy only): the one implementation training, export and inference use.
 
-mIoU follows DESIGN.md: one confusion matrix accumulated over the whole set with
+mIoU follows docs/architecture.md, "Metrics": one confusion matrix accumulated over the whole set with
 ``np.bincount(n * gt + pred)``, IoU = tp / (tp + fp + fn) per class, mean over the classes
 that occur (nanmean). Rows are ground truth, columns are predictions.
 """

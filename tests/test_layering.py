@@ -1,4 +1,4 @@
-"""DESIGN.md's arrows, checked twice.
+"""The arrows of docs/architecture.md, "Layers", checked twice.
 
 Statically: every import in every source file of a package, function-level and relative ones
 included, and ``importlib.import_module("...")`` / ``__import__("...")`` with a literal name.

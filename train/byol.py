@@ -33,6 +33,7 @@ from dlcv.runtime.datasets import open_split
 from dlcv.runtime.errors import DlcvError, DlcvUsageError
 from dlcv.runtime.imageio import read_image
 from dlcv.runtime.preprocess import PreprocessSpec, preprocess_image
+from dlcv.runtime.task import get_task
 
 from .data.demo import demo_root
 from .device import resolve_device
@@ -283,8 +284,8 @@ def _write_log(path: Path, rows: list[dict]) -> None:
 def train_byol(cfg: ByolConfig) -> ByolResult:
     """Pre-train ``cfg.backbone`` with BYOL; writes ``backbone.pt`` and ``log.csv`` under ``cfg.out``
     (both rewritten atomically after every epoch)."""
-    if model_info(cfg.backbone).task != "classification":
-        choices = [n for n in list_models() if model_info(n).task == "classification"]
+    if get_task(model_info(cfg.backbone).task).per_pixel:
+        choices = [n for n in list_models() if not get_task(model_info(n).task).per_pixel]
         raise DlcvUsageError(f"BYOL pre-trains a classification backbone, not {cfg.backbone!r}; choose one of: {', '.join(choices)}")
     torch.manual_seed(cfg.seed)
     device = resolve_device(cfg.device)

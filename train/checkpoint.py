@@ -1,4 +1,4 @@
-"""Self-describing checkpoints (DESIGN.md contract 1): a plain dict loadable with weights_only=True.
+"""Self-describing checkpoints (docs/architecture.md contract 1): a plain dict loadable with weights_only=True.
 
 Key ``dataset`` (written by dlcv-train; absent from older checkpoints): the
 :class:`~dlcv.runtime.datasets.DatasetRecord` of the training data, which export copies into
@@ -163,7 +163,7 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 
 def metadata_from_checkpoint(ckpt: Mapping[str, Any], *, source_sha256: str = "", precision: str = "fp32") -> ArtifactMetadata:
-    """The artifact metadata (DESIGN.md contract 3) of a model exported from ``ckpt``."""
+    """The artifact metadata (docs/architecture.md contract 3) of a model exported from ``ckpt``."""
     return ArtifactMetadata(
         task=ckpt["task"],
         arch=ckpt["arch"],

@@ -5,6 +5,7 @@ import numpy as np
 
 from dlcv.runtime.datasets import DatasetFormat, DatasetInfo, OpenDataset, Sample
 from dlcv.runtime.errors import DlcvError
+from dlcv.runtime.task import get_task
 
 CLASS_WEIGHTINGS = ("none", "median", "inverse")
 
@@ -14,7 +15,7 @@ def label_frequencies(samples: list[Sample], fmt: DatasetFormat | OpenDataset, i
     ``fmt`` reads the label maps (an OpenDataset applies its class map)."""
     counts = np.zeros(info.num_classes, dtype=np.int64)
     for s in samples:
-        if info.task == "segmentation":
+        if get_task(info.task).per_pixel:
             labels = fmt.read_labels(s).reshape(-1)
             labels = labels[(labels >= 0) & (labels < info.num_classes)]
             counts += np.bincount(labels, minlength=info.num_classes)

@@ -13,6 +13,7 @@ import click
 
 from dlcv.runtime.cli_support import debug_option, handle_errors, parse_size
 from dlcv.runtime.errors import DlcvUsageError
+from dlcv.runtime.task import get_task
 
 from .class_weights import CLASS_WEIGHTINGS
 from .config import FINETUNE_MODES, OPTIMIZERS, SCHEDULERS
@@ -173,7 +174,7 @@ def train_command(model, data, fmt, class_map, domains, split_sizes, epochs, bat
     result = train(cfg, resume=resume)
     if result.rank != 0:
         return
-    metric = "mIoU" if model_info(model).task == "segmentation" else "top-1"
+    metric = get_task(model_info(model).task).headline_name
     stopped = "  (stopped early)" if result.stopped_early else ""
     click.echo(f"best val {metric} {result.best_metric:.4f}: {result.best}{stopped}")
     click.echo(f"last: {result.last}   log: {result.log}")

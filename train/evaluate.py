@@ -9,6 +9,7 @@ import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset
 
 from dlcv.runtime.datasets import DatasetInfo
+from dlcv.runtime.task import get_task
 from dlcv.runtime.task_metrics import ClassificationMetrics, ConfusionMatrix
 
 from .data.datasets import collate_by_size
@@ -17,7 +18,7 @@ from .distributed import DistContext, ShardSampler, all_reduce_sums, merge_metri
 
 def new_metrics(info: DatasetInfo):
     """The runtime metric accumulator for the dataset's task."""
-    if info.task == "segmentation":
+    if get_task(info.task).per_pixel:
         return ConfusionMatrix(info.num_classes, info.ignore_index, info.exclude_classes)
     return ClassificationMetrics(info.num_classes)
 
@@ -52,7 +53,7 @@ def evaluate(
             if criterion is not None:
                 loss_sum += float(criterion(logits.float(), y)) * x.shape[0]
                 count += x.shape[0]
-            if info.task == "segmentation":
+            if get_task(info.task).per_pixel:
                 metrics.update(y.cpu().numpy(), logits.argmax(1).cpu().numpy())
             else:
                 metrics.update(y.cpu().numpy(), logits.float().cpu().numpy())
@@ -66,5 +67,5 @@ def evaluate(
 
 def headline(result: dict, task: str) -> float:
     """The number a run is selected by: mIoU (segmentation) or top-1 (classification)."""
-    value = result["miou"] if task == "segmentation" else result["top1"]
+    value = get_task(task).headline(result)
     return float("-inf") if value is None or np.isnan(value) else float(value)

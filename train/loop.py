@@ -29,6 +29,7 @@ from dlcv.runtime.datasets import DatasetInfo, DatasetRecord, OpenDataset, open_
 from dlcv.runtime.errors import DlcvError
 from dlcv.runtime.imageio import read_image
 from dlcv.runtime.preprocess import PreprocessSpec
+from dlcv.runtime.task import get_task
 
 from .checkpoint import build_checkpoint, load_checkpoint, save_checkpoint
 from .class_weights import class_weights, label_frequencies
@@ -106,7 +107,7 @@ def prepare_data(cfg: TrainConfig, task: str, ctx: DistContext = DistContext()) 
         raise DlcvError(f"{root}: {opened.format.name} is a {opened.task} dataset but {cfg.model} is a {task} model")
     train_split, val_split = (open_split(root, opened.record, split) for split in ("train", "val"))
     dataset = train_split.dataset
-    input_size = cfg.input_size or ((64, 64) if cfg.data == "demo" and task == "classification" else None)
+    input_size = cfg.input_size or ((64, 64) if cfg.data == "demo" and not get_task(task).per_pixel else None)
     spec = preprocess_for(cfg.model, input_size)  # the model's own, or --input-size's resize
     if not train_split.samples:
         raise DlcvError(f"{root}: the train split is empty")
@@ -143,7 +144,7 @@ def build_criterion(cfg: TrainConfig, data: RunData, device: torch.device) -> nn
     weights = None
     if cfg.class_weighting != "none":
         weights = class_weights(label_frequencies(data.train.samples, data.dataset, info), cfg.class_weighting)
-    ignore = info.ignore_index if info.task == "segmentation" else -100
+    ignore = info.ignore_index if get_task(info.task).per_pixel else -100
     return nn.CrossEntropyLoss(ignore_index=ignore, weight=None if weights is None else torch.from_numpy(weights).to(device))
 
 
@@ -239,9 +240,9 @@ class RunLog:
         step = row["epoch"]
         for tag, key in (("loss/train", "train_loss"), ("loss/val", "val_loss"), ("lr", "lr")):
             self.writer.add_scalar(tag, row[key], step)
-        self.writer.add_scalar("val/miou" if task == "segmentation" else "val/top1", row["val_metric"], step)
-        self.writer.add_scalar("val/pixel_accuracy" if task == "segmentation" else "val/mean_class_accuracy",
-                               val.get("pixel_accuracy", val.get("mean_class_accuracy", float("nan"))), step)  # fmt: skip
+        kind = get_task(task)
+        self.writer.add_scalar(f"val/{kind.headline_key}", row["val_metric"], step)
+        self.writer.add_scalar(f"val/{kind.secondary_key}", val.get(kind.secondary_key, float("nan")), step)
         for name, iou in zip(class_names, val.get("per_class_iou", [])):
             if iou is not None:
                 self.writer.add_scalar(f"val_iou/{name}", iou, step)
@@ -448,7 +449,7 @@ def _run_epoch(run: Run, epoch: int, progress: Progress, overlays: OverlayWriter
     rng = gather(rng_state(), ctx)  # after every random draw of the epoch
     if not ctx.is_main:
         return
-    name = "mIoU" if task == "segmentation" else "top-1"
+    name = get_task(task).headline_name
     if cfg.progress:
         tqdm.write(f"epoch {epoch}/{cfg.epochs}  train loss {train_loss:.4f}  val loss {val['loss']:.4f}  val {name} {metric:.4f}  ({row['seconds']}s)")
     metrics = {"val": dict(val), "epoch": epoch}

@@ -12,6 +12,7 @@ import torch.nn as nn
 from dlcv.runtime.imageio import write_png
 from dlcv.runtime.postprocess import colorize, palette_array
 from dlcv.runtime.preprocess import input_to_rgb
+from dlcv.runtime.task import get_task
 
 from .data.datasets import ImageDataset
 
@@ -66,7 +67,7 @@ class OverlayWriter:
     def __init__(self, dataset: ImageDataset, out_dir: Path, count: int = 4):
         self.dataset = dataset
         self.out_dir = Path(out_dir)
-        self.indices = overlay_indices(len(dataset), count) if dataset.info.task == "segmentation" else []
+        self.indices = overlay_indices(len(dataset), count) if get_task(dataset.info.task).per_pixel else []
         info = dataset.info
         self.palette = palette_array(info.palette, info.num_classes)
 

@@ -1,6 +1,6 @@
 """The model registry: ``@register_model("name", ModelConfig(...))`` on a builder, ``create_model(name, ...)`` to build.
 
-A model owns its defaults (DESIGN.md contract 7, timm's per-model config): the task, the
+A model owns its defaults (docs/architecture.md contract 7, timm's per-model config): the task, the
 default class count, the preprocessing a checkpoint records unless the user overrides it,
 the head (what head-only fine-tuning trains and a new class count replaces), the backbone
 stages (``--trainable-stages``) and how foreign weight files' tensor names map onto its own.
@@ -17,8 +17,7 @@ import torch.nn as nn
 
 from dlcv.runtime.errors import DlcvError, unknown_choice
 from dlcv.runtime.preprocess import IMAGENET_MEAN, IMAGENET_STD, PreprocessSpec
-
-TASKS = ("segmentation", "classification")
+from dlcv.runtime.task import TASK_NAMES
 
 StateDict = Mapping[str, torch.Tensor]
 # (name in the weights file, name in the model or None for "no counterpart", tensor to copy)
@@ -58,7 +57,7 @@ class ModelConfig:
     map_keys: KeyMapper = field(default=same_names, compare=False)
 
     def __post_init__(self) -> None:
-        if self.task not in TASKS:
+        if self.task not in TASK_NAMES:
             raise ValueError(f"task must be segmentation or classification, not {self.task!r}")
         if self.num_classes < 1:
             raise ValueError(f"num_classes must be positive, got {self.num_classes}")

@@ -23,6 +23,7 @@ from dlcv.runtime.errors import DlcvError
 from dlcv.runtime.imageio import is_image_file, read_image, write_png
 from dlcv.runtime.metadata import ArtifactMetadata
 from dlcv.runtime.preprocess import preprocess_image, preprocess_label_map
+from dlcv.runtime.task import get_task
 
 DEMO = "demo"
 
@@ -88,7 +89,7 @@ def _dataset_images(root: Path, metadata: ArtifactMetadata, count: int) -> Bench
         rgb.append(read_image(sample.image))
         if not usable:
             continue
-        if metadata.task == "segmentation":
+        if get_task(metadata.task).per_pixel:
             labels.append(preprocess_label_map(split.read_labels(sample), metadata.preprocess, metadata.ignore_index))
         else:
             labels.append(int(sample.target))

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dlcv.runtime.comparator import CandidateResult, Step
+from dlcv.runtime.task import get_task
 from dlcv.runtime.task_metrics import ConfusionMatrix, confusion_from_dict
 
 CONFIDENCE = 0.95
@@ -83,7 +84,7 @@ def task_scores(matrix: np.ndarray, task: str, exclude=()) -> tuple[float, np.nd
     """(headline, per class) of a confusion matrix: (mIoU, IoU) for segmentation (the metrics
     module's rule, excluded classes left out of the mean), (top-1, per-class accuracy) otherwise."""
     cm = confusion_from_dict({"confusion_matrix": matrix}, ignore_index=None, exclude=exclude)
-    if task == "segmentation":
+    if get_task(task).per_pixel:
         return cm.compute()["miou"], cm.iou()
     total = matrix.sum()
     return (float(np.trace(matrix) / total) if total else float("nan")), cm.class_accuracy()
@@ -143,8 +144,8 @@ def bootstrap_delta(
     low, high = _percentiles(deltas[:, None], level)
     class_low, class_high = _percentiles(class_deltas, level)
     return DeltaEstimate(
-        metric="miou" if task == "segmentation" else "top1",
-        per_class_metric="iou" if task == "segmentation" else "accuracy",
+        metric=get_task(task).headline_key,
+        per_class_metric=get_task(task).per_class_key,
         reference=ref_score,
         candidate=cand_score,
         delta=cand_score - ref_score,
@@ -194,7 +195,6 @@ def parity_record(
     comparator's parity numbers and the bootstrapped task-metric delta."""
     s = result.parity
     delta = bootstrap_delta(reference, candidate, task, exclude=exclude, resamples=resamples, seed=seed)
-    unit = "pixel" if task == "segmentation" else "top1"
     m, pc = delta.metric, delta.per_class_metric
     return {
         "parity_images": reference.num_images,
@@ -204,7 +204,7 @@ def parity_record(
         "mean_abs_logit_error": _number(s["mean_abs_logit_error"]),
         "max_abs_reference_logit": _number(s["max_abs_reference_logit"]),
         "nonfinite_logits": s["nonfinite_logits"],
-        f"{unit}_agreement": _number(s["agreement"]),
+        get_task(task).agreement_key: _number(s["agreement"]),
         "agreement_miou": _number(s["agreement_miou"]),
         "disagreements": s["disagreements"],
         "near_tie_disagreements": s["near_tie_disagreements"],

@@ -21,6 +21,7 @@ from dlcv.runtime.backends.base import Backend
 from dlcv.runtime.imageio import read_image, write_png
 from dlcv.runtime.postprocess import colorize, palette_array, predicted_labels, predicted_topk
 from dlcv.runtime.preprocess import preprocess_image, restore_label_map
+from dlcv.runtime.task import get_task
 
 from .records import E2E_STAGES
 
@@ -56,13 +57,13 @@ def _run_batch(backend: Backend, files: Sequence[Path], out: Path, clock: _Clock
     t = clock.add("inference", t)
     results = []
     for i, (_, geometry) in enumerate(prepared):
-        if md.task == "segmentation":
+        if get_task(md.task).per_pixel:
             labels = restore_label_map(predicted_labels(outputs[i], md)[0], geometry)
             results.append((labels, colorize(labels, palette)))
         else:
             results.append(predicted_topk(outputs[i], md, TOP_K))
     t = clock.add("postprocess", t)
-    if md.task == "segmentation":
+    if get_task(md.task).per_pixel:
         for f, (labels, colour) in zip(files, results):
             write_png(out / f"{f.stem}.png", labels)
             write_png(out / f"{f.stem}_color.png", colour)
@@ -78,7 +79,7 @@ def time_pipeline(backend: Backend, files: Sequence[Path], batch_size: int, out:
     """Per-image milliseconds of each stage over ``files`` (after one warm-up batch), as record fields."""
     out.mkdir(parents=True, exist_ok=True)
     md = backend.metadata
-    palette = palette_array(md.palette, md.num_classes) if md.task == "segmentation" else np.zeros((0, 3), np.uint8)
+    palette = palette_array(md.palette, md.num_classes) if get_task(md.task).per_pixel else np.zeros((0, 3), np.uint8)
     batches = [list(files[i : i + batch_size]) for i in range(0, len(files), batch_size)]
     _run_batch(backend, batches[0], out, _Clock(), palette)  # warm-up
     clock = _Clock()

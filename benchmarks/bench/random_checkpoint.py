@@ -12,6 +12,7 @@ which would make parity meaningless. Seeded: the same file on every machine.
 from __future__ import annotations
 
 import argparse
+from dlcv.runtime.task import get_task
 from pathlib import Path
 
 NOTE = "untrained: random He-normal weights (dlcv.bench.random_checkpoint); latency is meaningful, task metrics are not"
@@ -38,7 +39,7 @@ def write_random_checkpoint(
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
     palette = None
-    if info.task == "segmentation":
+    if get_task(info.task).per_pixel:
         from dlcv.runtime.postprocess import default_palette
 
         palette = default_palette(n).tolist()

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Sequence
 
 from dlcv.runtime.atomic import atomic_path, write_text_atomic
+from dlcv.runtime.task import get_task
 
 from .records import E2E_STAGES
 
@@ -66,9 +67,8 @@ def table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
 
 def _metric(task: str) -> tuple[str, str, str, str]:
     """(agreement key, delta key prefix, metric title, per-class title) of a task."""
-    if task == "segmentation":
-        return "pixel_agreement", "miou", "mIoU", "IoU"
-    return "top1_agreement", "top1", "top-1", "accuracy"
+    kind = get_task(task)
+    return kind.agreement_key, kind.headline_key, kind.headline_name, kind.per_class_name
 
 
 def _by_label(records: list[dict]) -> dict[str, list[dict]]:
@@ -217,7 +217,7 @@ def _parity_table(result: "BenchResult") -> str:
 
 def _per_class_table(result: "BenchResult") -> str | None:
     _, _, _, per_class = _metric(result.metadata.task)
-    key = f"per_class_{'iou' if result.metadata.task == 'segmentation' else 'accuracy'}_delta"
+    key = f"per_class_{get_task(result.metadata.task).per_class_key}_delta"
     columns = [(label, recs[0]) for label, recs in _by_label(result.records).items() if recs[0][key] is not None]
     columns = [(label, r) for label, r in columns if not (r["backend"] == "torch" and r["variant"] == "eager")]
     if not columns:
@@ -454,7 +454,7 @@ def plot_per_class_delta(
     records: list[dict], class_names: Sequence[str], task: str, path: Path, title: str
 ) -> Path | None:
     """Per-class delta bars with 95 % intervals, one bar per backend within each class group."""
-    key = f"per_class_{'iou' if task == 'segmentation' else 'accuracy'}_delta"
+    key = f"per_class_{get_task(task).per_class_key}_delta"
     rows = [
         recs[0] for recs in _by_label(records).values()
         if recs[0][key] is not None and not (recs[0]["backend"] == "torch" and recs[0]["variant"] == "eager")
@@ -478,7 +478,7 @@ def plot_per_class_delta(
     ax.axhline(0.0, color="black", linewidth=0.8)
     names = [class_names[c] for c in classes]
     ax.set_xticks(range(n), names, rotation=60 if n > 8 else 0, ha="right" if n > 8 else "center", fontsize=8)
-    metric = "IoU" if task == "segmentation" else "accuracy"
+    metric = get_task(task).per_class_name
     truth = "dataset labels" if rows[0]["parity_truth"] == "labels" else "PyTorch labels as truth"
     ax.set_ylabel(f"{metric} Δ vs PyTorch FP32 (points)\n95 % bootstrap CI; {truth}")
     ax.grid(True, axis="y", alpha=0.3)

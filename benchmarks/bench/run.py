@@ -27,6 +27,7 @@ from dlcv.runtime import comparator
 from dlcv.runtime.backends import get_backend
 from dlcv.runtime.errors import DlcvError, first_line
 from dlcv.runtime.metadata import ArtifactMetadata
+from dlcv.runtime.task import get_task
 
 from . import memory
 from .candidates import BenchRow, artifact_name, artifact_rows, assign_labels, backend_version, row_backends, row_device
@@ -185,7 +186,7 @@ class BenchmarkRun:
         batch_size = max(cfg.batch_sizes)
         batches = [comparator.Batch(b.tensor, b.truth) for b in parity_batches(self.images, md, batch_size)]
         labelled = self.images.labels is not None
-        ignore = md.ignore_index if labelled and md.task == "segmentation" else None
+        ignore = md.ignore_index if labelled and get_task(md.task).per_pixel else None
         rows, compared = [], []
         for c in self.rows:
             if not c.runnable:

@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dlcv.runtime.task import get_task
 from pathlib import Path
 
 import cv2
@@ -49,7 +50,7 @@ def build_model(path: Path, task: str) -> Path:
     inits = [numpy_helper.from_array((2 * t).reshape(c, 3, 1, 1), "W"),
              numpy_helper.from_array(-(t**2).sum(axis=1).astype(np.float32), "B")]
     x = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, "H", "W"])
-    if task == "segmentation":
+    if get_task(task).per_pixel:
         nodes = [helper.make_node("Conv", ["input", "W", "B"], ["logits"])]
         y = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", c, "H", "W"])
     else:
@@ -96,7 +97,7 @@ def _rss_mb(pid: int) -> float | None:
 def _done(out: Path, task: str) -> int:
     """Images finished so far: colour masks written (segmentation) or journal rows (classification)."""
     try:
-        if task == "segmentation":
+        if get_task(task).per_pixel:
             with os.scandir(out) as it:
                 return sum(1 for e in it if e.name.endswith("_color.png") and not e.name.startswith("."))
         with open(out / ".predictions.csv.partial", "rb") as f:

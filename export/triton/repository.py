@@ -35,6 +35,7 @@ import onnx
 from dlcv.runtime.errors import DlcvError, DlcvUsageError, MissingDependencyError
 from dlcv.runtime.metadata import METADATA_KEY, ArtifactMetadata, read_sidecar
 from dlcv.runtime.postprocess import label_dtype
+from dlcv.runtime.task import get_task
 from dlcv.runtime.triton import (
     ENSEMBLE_SUFFIX, GEOMETRY, IMAGE, MASK, METADATA_PARAMETER, POSTPROCESS_SUFFIX, PREPROCESS_SUFFIX, TOP_CLASSES,
     TOP_NAMES, TOP_SCORES, TOPK,
@@ -182,7 +183,7 @@ def _common(name: str, max_batch: int, config: TritonConfig, kind: str, metadata
 
 
 def _output_tensors(metadata: ArtifactMetadata) -> list[tuple[str, str, tuple[int, ...]]]:
-    if metadata.task == "segmentation":
+    if get_task(metadata.task).per_pixel:
         return [(MASK, "TYPE_UINT8" if label_dtype(metadata.num_classes).itemsize == 1 else "TYPE_UINT16", (-1, -1))]
     k = min(TOPK, metadata.num_classes)
     return [(TOP_CLASSES, "TYPE_INT32", (k,)), (TOP_SCORES, "TYPE_FP32", (k,)), (TOP_NAMES, "TYPE_STRING", (k,))]
@@ -193,7 +194,7 @@ def model_configs(name: str, metadata: ArtifactMetadata, x: _Tensor, ys: tuple[_
     """The four configs (model, pre, post, ensemble) as dicts for :func:`to_pbtxt`. The model's
     outputs (``ys``: logits, or an in-graph head's tensors) are the postprocessing model's inputs."""
     batched = max_batch > 0
-    seg = metadata.task == "segmentation"
+    seg = get_task(metadata.task).per_pixel
     geometry = (GEOMETRY, "TYPE_INT32", (8,))
     image = (IMAGE, "TYPE_UINT8", (-1,))
     platform = {"onnxruntime": {"platform": "onnxruntime_onnx"}, "tensorrt": {"platform": "tensorrt_plan"},

@@ -64,7 +64,7 @@ class Backend(ABC):
     (N×H×W) or TopK indices (N×k). ``infer_outputs`` returns every output by name (a TopK
     head's scores too). Each output is checked against the metadata: name, shape, dtype.
 
-    Each backend class owns its identity (DESIGN.md contract 4); the registry
+    Each backend class owns its identity (docs/architecture.md contract 4); the registry
     (:mod:`dlcv.runtime.backends.registry`) is built from these attributes and nothing else
     lists backends. A backend module must not import its engine library at module level
     (import it in ``__init__`` or :meth:`library_version`), so the registry can read every

@@ -1,4 +1,4 @@
-"""The one registry of backends, built from the classes' own identity (DESIGN.md contract 4).
+"""The one registry of backends, built from the classes' own identity (docs/architecture.md contract 4).
 
 Backends are registered as entry points of the group ``dlcv.backends`` (setup.cfg), so a
 package that brings a backend registers it itself: the runtime never names the torch

@@ -14,6 +14,7 @@ import numpy as np
 
 from dlcv.runtime.errors import DlcvError, DlcvUsageError, first_line
 
+from ..task import get_task
 from .base import DatasetInfo
 
 
@@ -39,7 +40,7 @@ class ClassMap:
             raise DlcvUsageError(
                 f"class map {self.name!r} is written for {expected} source classes but the dataset has {source.num_classes}"
             )
-        palette = self.palette if source.task == "segmentation" else None
+        palette = self.palette if get_task(source.task).per_pixel else None
         return DatasetInfo(source.task, self.class_names, palette, source.ignore_index)
 
     def to_dict(self) -> dict[str, Any]:

@@ -8,6 +8,7 @@ import numpy as np
 
 from dlcv.runtime.errors import DlcvUsageError
 
+from ..task import get_task
 from .base import DatasetFormat, DatasetInfo, LayoutOptions, Sample, get_format
 from .class_map import ClassMap, load_class_map
 from .record import DatasetRecord
@@ -38,7 +39,7 @@ class OpenDataset:
 
     def samples(self, split: str) -> list[Sample]:
         samples = self.format.samples(self.root, split, self.options)
-        if self.class_map is None or self.task == "segmentation":
+        if self.class_map is None or get_task(self.task).per_pixel:
             return samples
         mapped = [Sample(s.image, self.class_map.lut[s.target] if s.target < len(self.class_map.lut) else -1) for s in samples]
         return [s for s in mapped if s.target >= 0]

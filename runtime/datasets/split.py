@@ -19,6 +19,7 @@ import numpy as np
 
 from dlcv.runtime.errors import DlcvError, DlcvUsageError
 
+from ..task import get_task
 from .base import SPLITS, DatasetFormat, DatasetInfo, LayoutOptions, Sample, format_named, get_format, recognising
 from .class_map import ClassMap
 from .opened import OpenDataset, open_dataset
@@ -214,7 +215,7 @@ def _check(dataset: OpenDataset, metadata: "ArtifactMetadata", recorded: bool) -
     if tuple(dataset.info.class_names) != tuple(metadata.class_names):
         shown = ", ".join(dataset.info.class_names[:5]) + ("..." if dataset.info.num_classes > 5 else "")
         notes.append(f"the dataset's class names ({shown}) differ from the model's; the model's names are shown")
-    if dataset.task == "segmentation" and dataset.info.ignore_index != metadata.ignore_index:
+    if get_task(dataset.task).per_pixel and dataset.info.ignore_index != metadata.ignore_index:
         notes.append(
             f"the dataset marks unlabelled pixels {dataset.info.ignore_index}, the model ignores {metadata.ignore_index}"
         )

@@ -37,6 +37,7 @@ from ..metadata import ArtifactMetadata
 from ..predictor import ClassificationResult, SegmentationResult, postprocess_outputs, prepare_image
 from ..preprocess import Geometry
 from . import GEOMETRY, IMAGE, MASK, METADATA_PARAMETER, TOP_CLASSES, TOP_NAMES, TOP_SCORES, TOPK
+from ..task import get_task
 
 ONNX_FILE = "model.onnx"
 MAX_PIXELS_PARAMETER = "max_pixels"
@@ -203,7 +204,7 @@ class PostprocessModel(_PerRequestModel):
         pb = _pb()
         md = self.metadata
         outputs = {name: self._input(request, name) for name in md.output_names}
-        if md.task == "segmentation":
+        if get_task(md.task).per_pixel:
             return [pb.Tensor(MASK, postprocess_segmentation(outputs, self._input(request, GEOMETRY), md))]
         classes, scores, names = postprocess_classification(outputs, md)
         return [pb.Tensor(TOP_CLASSES, classes), pb.Tensor(TOP_SCORES, scores), pb.Tensor(TOP_NAMES, names)]

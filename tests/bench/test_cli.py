@@ -217,7 +217,7 @@ def test_missing_checkpoint_exits_1(tmp_path):
 
 
 def test_an_artifact_given_as_the_checkpoint_says_the_argument_order(tmp_path):
-    """DESIGN.md's sketch reads `dlcv-bench fcn8s.onnx`; the reference checkpoint must come first."""
+    """A user may type `dlcv-bench fcn8s.onnx` first; the reference checkpoint must come first."""
     model = colour_model(tmp_path / "fcn8s.onnx")
     result = run([model, "--out", tmp_path])
     assert result.exit_code == 2 and "Traceback" not in result.output

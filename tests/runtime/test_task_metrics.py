@@ -1,4 +1,4 @@
-"""ConfusionMatrix and ClassificationMetrics against brute force and the per-set formula (DESIGN.md)."""
+"""ConfusionMatrix and ClassificationMetrics against brute force and the per-set formula (docs/architecture.md, "Metrics")."""
 import numpy as np
 import pytest
 

@@ -33,7 +33,7 @@ def test_demo_is_deterministic_and_in_real_layouts(demo, tmp_path):
     assert labels <= set(range(10))
 
 
-# --- the tensors training evaluates are the deployed runtime's (DESIGN.md contract 2) -------------
+# --- the tensors training evaluates are the deployed runtime's (docs/architecture.md contract 2) -------------
 
 VARIED_SIZES = ((16, 16), (21, 13), (9, 31), (40, 27))  # (h, w): square, portrait, landscape, larger
 

@@ -13,6 +13,7 @@ from dlcv.runtime.datasets import DatasetInfo, Sample
 from dlcv.runtime.errors import DlcvError, DlcvUsageError
 from dlcv.runtime.imageio import read_image
 from dlcv.runtime.preprocess import PreprocessSpec, preprocess_image, preprocess_label_map
+from dlcv.runtime.task import get_task
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,7 @@ class ImageDataset(Dataset):
     def __getitem__(self, index: int):
         sample = self.samples[index]
         image = read_image(sample.image)
-        segmentation = self.info.task == "segmentation"
+        segmentation = get_task(self.info.task).per_pixel
         labels = self.fmt.read_labels(sample) if segmentation else None
         if labels is not None and labels.shape != image.shape[:2]:
             raise DlcvError(f"{sample.target}: mask is {labels.shape[1]}×{labels.shape[0]} but its image is {image.shape[1]}×{image.shape[0]}")

@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from dlcv.runtime.imageio import write_png
+from dlcv.runtime.task import get_task
 
 DEMO_VERSION = 4
 SEG_CLASSES = ("background",) + tuple(f"digit_{d}" for d in range(10))
@@ -126,10 +127,9 @@ def _write_classification(root: Path, pools, sizes: DemoSizes) -> None:
 
 def demo_root(task: str, cache_dir: Path | None = None, sizes: DemoSizes = DemoSizes()) -> Path:
     """The demo dataset folder for ``task`` ("segmentation"/"classification"), generated on first use."""
-    if task not in ("segmentation", "classification"):
-        raise ValueError(f"unknown demo task {task!r}")
+    get_task(task)  # refuses an unknown task, naming the valid ones
     base = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    tag = "seg" if task == "segmentation" else "cls"
+    tag = "seg" if get_task(task).per_pixel else "cls"
     counts = sizes.seg if tag == "seg" else sizes.cls
     root = base / f"demo-v{DEMO_VERSION}-{tag}-{sizes.canvas}px-{'-'.join(map(str, counts))}-s{sizes.seed}"
     if (root / ".complete").exists():
