@@ -38,6 +38,7 @@ from .label_scoring import TOPK  # classification results keep the top 5 (dlcv-i
 from .metadata import ArtifactMetadata
 from .postprocess import colorize, palette_array, predicted_labels, predicted_topk, softmax
 from .preprocess import Geometry, PreprocessSpec, preprocess_image, restore_label_map
+from .task import get_task
 
 #: what :meth:`Predictor.predict` takes per image: a file path, or a decoded uint8 array
 ImageInput = Union[str, os.PathLike, np.ndarray]
@@ -182,7 +183,7 @@ def postprocess_outputs(outputs: Mapping[str, np.ndarray], geometries: Sequence[
     ``scores`` also the chosen class's softmax probability (models that return logits).
     Classification: :func:`~dlcv.runtime.postprocess.predicted_topk` (top 5).
     """
-    if metadata.task == "segmentation":
+    if get_task(metadata.task).per_pixel:
         pal = palette if palette is not None else palette_array(metadata.palette, metadata.num_classes)
         labels = predicted_labels(outputs, metadata)
         probs = None

@@ -54,6 +54,7 @@ from .jsonable import strict_json
 from .label_scoring import SegmentationScorer
 from .predictor import ClassificationResult, Predictor, SegmentationResult, load
 from .preprocess import Geometry
+from .task import get_task
 from .version import dlcv_version
 
 #: suffixes dlcv-infer takes as a video (anything else that is a file is refused as before)
@@ -328,7 +329,8 @@ def run_video(config: VideoConfig, *, log: Callable[[str], None] | None = None) 
     with predictor:
         model_load_s = time.perf_counter() - load_start
         task = predictor.metadata.task
-        if task != "segmentation" and (config.labels is not None or config.overlay):
+        per_pixel = get_task(task).per_pixel
+        if not per_pixel and (config.labels is not None or config.overlay):
             capture.release()
             raise DlcvUsageError("--labels and --overlay apply to segmentation videos; this model is a classifier")
         try:
@@ -338,7 +340,7 @@ def run_video(config: VideoConfig, *, log: Callable[[str], None] | None = None) 
         except OSError as exc:
             capture.release()
             raise DlcvError(f"--out {out_dir}: cannot write there ({exc.strerror or exc}); choose another folder") from None
-        journal.write(csv_line(SEG_COLUMNS if task == "segmentation" else CLS_COLUMNS))
+        journal.write(csv_line(SEG_COLUMNS if per_pixel else CLS_COLUMNS))
         scorer = SegmentationScorer(predictor.artifact) if config.labels is not None else None
         writer = _Writer(config, out_dir, task, fps, journal, scorer)
         limits = [x for x in (expected, config.max_frames) if x is not None]
