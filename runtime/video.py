@@ -27,12 +27,14 @@ video under a hidden name renamed at the end). A video that ends before the fram
 header promised, or whose frame cannot be decoded, stops the run with a message saying where;
 the frames before are written and the run-level files committed, so they are all kept. A file
 OpenCV cannot open (an unsupported codec, a container cut before its index) stops before any
-output is written.
+output is written. ``--overwrite`` replaces a video's outputs: its old label frames are removed
+once the video is open and the model loaded.
 """
 from __future__ import annotations
 
 import json
 import queue
+import re
 import sys
 import threading
 import time
@@ -63,6 +65,7 @@ FRAMES_CSV = "frames.csv"
 OVERLAY_VIDEO = "overlay.mp4"
 OVERLAY_FOURCC = "mp4v"
 FRAME_NAME = "frame_{:06d}.png"
+FRAME_PATTERN = re.compile(r"frame_\d{6,}\.png")
 SEG_COLUMNS = ("frame", "timestamp_ms", "labels")
 CLS_COLUMNS = ("frame", "timestamp_ms", "label", "class_name", "top5_labels", "top5_scores")
 
@@ -299,6 +302,9 @@ class VideoSummary:
 
 
 def _check_outputs(config: VideoConfig, out_dir: Path) -> None:
+    """Refuse this video's existing outputs unless ``overwrite``, and label frames written into the labels."""
+    if config.labels is not None and out_dir.resolve() == config.labels.resolve():
+        raise DlcvUsageError(f"--out puts the label frames into the --labels folder {config.labels}; they would replace the masks")
     if config.overwrite or not out_dir.is_dir():
         return
     for name in (FRAMES_CSV, "metrics.json", OVERLAY_VIDEO, FRAME_NAME.format(0)):
@@ -336,6 +342,10 @@ def run_video(config: VideoConfig, *, log: Callable[[str], None] | None = None) 
         try:
             out_dir.mkdir(parents=True, exist_ok=True)
             remove_stale_temporaries(out_dir)
+            if config.overwrite:  # the old label frames go: none from a longer earlier run stays beside the new ones
+                for path in out_dir.iterdir():
+                    if FRAME_PATTERN.fullmatch(path.name) and path.is_file():
+                        path.unlink()
             journal = Journal(out_dir / FRAMES_CSV)
         except OSError as exc:
             capture.release()

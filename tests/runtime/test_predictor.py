@@ -20,11 +20,12 @@ from dlcv.runtime.infer import prediction_line
 from dlcv.runtime.postprocess import default_palette, softmax
 from dlcv.runtime.precision import FP32, INT8
 from dlcv.runtime.predictor import window_size
+from dlcv.runtime.preprocess import PreprocessSpec
 
 try:
-    from .onnx_fixtures import CLS_COLOURS, SEG_COLOURS, blocks_image, colour_model, expected_labels, save_image, write_rectangles
+    from .onnx_fixtures import CLS_COLOURS, PLAIN, SEG_COLOURS, blocks_image, colour_model, expected_labels, save_image, write_rectangles
 except ImportError:
-    from onnx_fixtures import CLS_COLOURS, SEG_COLOURS, blocks_image, colour_model, expected_labels, save_image, write_rectangles  # type: ignore[no-redef]
+    from onnx_fixtures import CLS_COLOURS, PLAIN, SEG_COLOURS, blocks_image, colour_model, expected_labels, save_image, write_rectangles  # type: ignore[no-redef]
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -99,6 +100,19 @@ def test_gray_arrays_scores_and_overlay(seg_model):
     expected = np.clip(0.25 * result.color().astype(np.float64) + 0.75 * result.image + 0.5, 0, 255).astype(np.uint8)
     assert np.abs(blended.astype(int) - expected).max() <= 1
     assert result.class_names[int(result.labels[0, 4])] == "white"
+
+
+def test_scores_of_a_resized_input_are_probabilities_at_the_image_size(tmp_path):
+    model = colour_model(tmp_path / "resized.onnx", preprocess=PreprocessSpec(resize="resize", size=(8, 8), **PLAIN))
+    image = blocks_image(np.array([[1, 2, 3], [4, 0, 1]]), (6, 5))  # 12×15, run at 8×8
+    with load(model) as predictor:
+        (result,) = predictor.predict(image, rgb=True, scores=True)
+        assert result.labels.shape == result.scores.shape == (12, 15) and result.scores.dtype == np.float32
+        x, geometry = predictor.prepare(image, rgb=True)
+        logits = predictor.infer(x[None])["logits"][0]
+    probs = softmax(logits, axis=0).max(axis=0).astype(np.float32)  # at the model's 8×8
+    assert np.array_equal(result.scores, cv2.resize(probs, (15, 12), interpolation=cv2.INTER_NEAREST_EXACT))
+    assert result.scores.min() > 1 / len(SEG_COLOURS)  # a winning class's probability, never truncated
 
 
 def test_classification_results_are_dlcv_infers_rows(cls_model, tmp_path):

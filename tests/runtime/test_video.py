@@ -185,3 +185,15 @@ def test_ctrl_c_ends_a_camera_run_and_keeps_what_was_written(seg_model, camera, 
     assert 0 < len(rows) == len(written) < FRAMES and [r.split(",")[2] for r in rows] == written
     overlay, _ = decode(out / "overlay.mp4")
     assert len(overlay) == len(written)
+
+
+def test_overwrite_replaces_a_longer_earlier_run_and_labels_are_never_overwritten(seg_model, clip, tmp_path):
+    assert invoke("--engine", seg_model, clip, "--out", tmp_path / "out", "--max-frames", "12", "-q").exit_code == 0
+    assert invoke("--engine", seg_model, clip, "--out", tmp_path / "out", "--max-frames", "5", "-q").exit_code == 1  # exists
+    result = invoke("--engine", seg_model, clip, "--out", tmp_path / "out", "--max-frames", "5", "--overwrite", "-q")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "out" / "street clip").glob("frame_*.png")) == [f"frame_{i:06d}.png" for i in range(5)]
+    labels = tmp_path / "out" / "street clip"
+    result = invoke("--engine", seg_model, clip, "--out", tmp_path / "out", "--labels", labels, "--overwrite", "-q")
+    assert result.exit_code == 2 and "would replace the masks" in result.output
+    assert len(list(labels.glob("frame_*.png"))) == 5
