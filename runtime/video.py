@@ -40,7 +40,7 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -219,7 +219,6 @@ class _Writer:
 
     config: VideoConfig
     out_dir: Path
-    task: str
     fps: float
     journal: Journal
     scorer: SegmentationScorer | None
@@ -227,7 +226,6 @@ class _Writer:
     video: cv2.VideoWriter | None = None
     written: int = 0
     busy_s: float = 0.0
-    label_problems: list[str] = field(default_factory=list)
 
     def write(self, frames: list[Frame], results: list) -> None:
         start = time.perf_counter()
@@ -352,7 +350,7 @@ def run_video(config: VideoConfig, *, log: Callable[[str], None] | None = None) 
             raise DlcvError(f"--out {out_dir}: cannot write there ({exc.strerror or exc}); choose another folder") from None
         journal.write(csv_line(SEG_COLUMNS if per_pixel else CLS_COLUMNS))
         scorer = SegmentationScorer(predictor.artifact) if config.labels is not None else None
-        writer = _Writer(config, out_dir, task, fps, journal, scorer)
+        writer = _Writer(config, out_dir, fps, journal, scorer)
         limits = [x for x in (expected, config.max_frames) if x is not None]
         total = min(limits) if limits else None
         show = config.progress if config.progress is not None else sys.stderr.isatty()
