@@ -74,6 +74,7 @@ from .infer_files import (
     ResultLog,
     csv_line,
     output_collision,
+    prediction_fields,
     segmentation_output_paths,
 )
 from .predictor import ClassificationResult, Predictor, SegmentationResult, load
@@ -347,13 +348,7 @@ class InferRun:
 
 def prediction_line(name: str, result: ClassificationResult) -> str:
     """A predictions.csv row (:data:`~dlcv.runtime.infer_files.PREDICTION_COLUMNS`)."""
-    return csv_line((
-        name,
-        str(result.label),
-        result.name,
-        ";".join(str(c.index) for c in result.topk),
-        ";".join(f"{c.probability:.6f}" for c in result.topk),
-    ))
+    return csv_line((name, *prediction_fields(result)))
 
 
 def _check_paths(config: InferConfig, out_dir: Path) -> None:

@@ -51,7 +51,7 @@ from tqdm import tqdm
 from .atomic import Journal, atomic_path, journal_path, remove_stale_temporaries, write_text_atomic
 from .errors import DlcvError, DlcvUsageError
 from .imageio import read_label_map, write_png
-from .infer_files import csv_line
+from .infer_files import csv_line, prediction_fields
 from .jsonable import strict_json
 from .label_scoring import SegmentationScorer
 from .predictor import ClassificationResult, Predictor, SegmentationResult, load
@@ -240,10 +240,7 @@ class _Writer:
                 self.journal.write(csv_line((str(frame.index), f"{frame.timestamp_ms:.3f}", name)))
             else:
                 assert isinstance(result, ClassificationResult)
-                self.journal.write(csv_line((
-                    str(frame.index), f"{frame.timestamp_ms:.3f}", str(result.label), result.name,
-                    ";".join(str(c.index) for c in result.topk), ";".join(f"{c.probability:.6f}" for c in result.topk),
-                )))  # fmt: skip
+                self.journal.write(csv_line((str(frame.index), f"{frame.timestamp_ms:.3f}", *prediction_fields(result))))
             frame.image = frame.tensor = None  # type: ignore[assignment]
             self.written += 1
         self.journal.flush()
