@@ -21,14 +21,12 @@ from typing import Any
 import numpy as np
 
 from .errors import DlcvError, first_line
-from .imageio import read_image, read_label_map
+from .imageio import read_label_map
 from .listing import ImageFile
-from .preprocess import Geometry, PreprocessSpec, preprocess_image
+from .predictor import prepare_image, window_size
+from .preprocess import Geometry, PreprocessSpec
 
-
-def window_size(workers: int, batch_size: int) -> int:
-    """How many load jobs may be submitted and not yet consumed."""
-    return 2 * workers + batch_size
+__all__ = ["LoadJob", "Loaded", "ShapeBatcher", "load_job", "window_size"]
 
 
 @dataclass
@@ -80,7 +78,8 @@ def _read_ground_truth(loaded: Loaded, job: LoadJob) -> None:
 
 
 def load_job(seq: int, item: ImageFile, job: LoadJob, previous_mask: Path | None = None, data: bytes | None = None) -> Loaded:
-    """Worker-thread job: decode + preprocess the image (and read its label map for segmentation).
+    """Worker-thread job: decode + preprocess the image (:func:`~dlcv.runtime.predictor.prepare_image`,
+    the predictor's first step) (and read its label map for segmentation).
 
     With ``previous_mask`` (an image an earlier run finished, being scored on resume) that
     mask is read instead; when it cannot be read the image is processed again. ``data``: the
@@ -95,9 +94,7 @@ def load_job(seq: int, item: ImageFile, job: LoadJob, previous_mask: Path | None
             loaded.previous_mask = None  # unreadable: predict the image again
     if loaded.previous_mask is None:
         try:
-            image = read_image(item.path, max_pixels=job.max_pixels, data=data)
-            loaded.tensor, loaded.geometry = preprocess_image(image, job.spec)
-            del image
+            loaded.tensor, loaded.geometry = prepare_image(item.path, job.spec, max_pixels=job.max_pixels, data=data)
         except DlcvError as exc:
             loaded.error = str(exc)
         except Exception as exc:  # a per-file failure must never stop the run

@@ -1,4 +1,5 @@
-"""``dlcv-infer``: batch inference over an image folder. Parses options and calls :func:`run_inference`."""
+"""``dlcv-infer``: batch inference over an image folder, a video or a camera. Parses options and calls
+:func:`run_inference` (folders) or :func:`~dlcv.runtime.video.run_video` (videos, cameras)."""
 from __future__ import annotations
 
 import os
@@ -13,6 +14,7 @@ from .errors import DlcvError, DlcvUsageError
 from .imageio import DEFAULT_MAX_PIXELS
 from .infer import InferConfig, run_inference
 from .precision import RUN_PRECISION_NAMES
+from .video import VideoConfig, is_video, run_video
 
 DEFAULT_WORKERS = max(1, min(4, os.cpu_count() or 1))
 
@@ -33,7 +35,7 @@ def _ray_address(value: str | None) -> str | None:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("images_dir", type=click.Path(path_type=Path))
+@click.argument("images_dir", type=click.Path(path_type=Path), required=False)
 @click.option("--engine", required=True, type=str,
               help="The deployed model (.onnx, or an engine with its .json metadata), or a served one "
                    "(triton://HOST:PORT/MODEL); it says what to do.")
@@ -77,14 +79,24 @@ def _ray_address(value: str | None) -> str | None:
               help="With --ray: actors, each holding one model [default: as many as the CPUs allow, one left for reading].")
 @click.option("--ray-gpus-per-actor", type=click.FloatRange(min=0), default=0.0,
               help="With --ray: GPUs each actor holds (with --device cuda/tensorrt).")
+@click.option("--camera", type=click.IntRange(min=0), default=None, metavar="N",
+              help="Read frames from camera N (OpenCV's device index) instead of IMAGES_DIR; stop with Ctrl-C or --max-frames.")
+@click.option("--overlay", is_flag=True,
+              help="Video/camera, segmentation: also write overlay.mp4, the colour mask blended over the frames.")
+@click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Video/camera: stop after this many frames.")
 @debug_option
 @handle_errors
-def main(images_dir: Path, engine: str, labels: Path | None, out: Path | None, batch_size: int,
+def main(images_dir: Path | None, engine: str, labels: Path | None, out: Path | None, batch_size: int,
          backend: str | None, device: str, precision: str | None, lean_runtime: Path | None, trt_max_size: str | None,
          workers: int, recursive: bool, overwrite: bool,
          skip_existing: bool, strict: bool, max_pixels: int, quiet: bool, ray_address: str | None,
-         ray_actors: int | None, ray_gpus_per_actor: float, debug: bool) -> None:
+         ray_actors: int | None, ray_gpus_per_actor: float, camera: int | None, overlay: bool, max_frames: int | None,
+         debug: bool) -> None:
     """Run a deployed model over the images in IMAGES_DIR and write masks or predictions.csv.
+
+    IMAGES_DIR may also be a video file (.mp4, .avi, .mkv, .mov...: whatever OpenCV opens), or
+    --camera N reads a camera: label frames go to OUT/<video stem>/frame_NNNNNN.png (lossless),
+    frames.csv keeps each frame's timestamp, --overlay writes overlay.mp4.
 
     Segmentation writes <stem>.png (class indices, original size) and <stem>_color.png;
     classification writes predictions.csv. With --labels, metrics.json holds the scores.
@@ -92,6 +104,25 @@ def main(images_dir: Path, engine: str, labels: Path | None, out: Path | None, b
     image succeeded (1 with --strict when any failed). Outputs are written atomically: a
     killed run is resumed with --skip-existing.
     """
+    if not debug:  # OpenCV's own decoder warnings would duplicate the per-file messages
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    if camera is not None or (images_dir is not None and images_dir.is_file() and is_video(images_dir)):
+        if camera is not None and images_dir is not None:
+            raise DlcvUsageError(f"give IMAGES_DIR or --camera, not both (got {images_dir} and --camera {camera})")
+        folder_only = [name for name, used in (("--ray", ray_address is not None), ("--skip-existing", skip_existing),
+                                               ("--recursive", recursive), ("--strict", strict)) if used]  # fmt: skip
+        if folder_only:
+            raise DlcvUsageError(f"{', '.join(folder_only)} apply to image folders, not to a video or camera")
+        video = VideoConfig(engine=engine, source=camera if camera is not None else images_dir, out=out, labels=labels,
+                            overlay=overlay, batch_size=batch_size, device=device, backend=backend, overwrite=overwrite,
+                            progress=False if quiet else None, max_frames=max_frames, lean_runtime=lean_runtime)  # fmt: skip
+        for line in run_video(video).lines():
+            click.echo(line)
+        return
+    if images_dir is None:
+        raise DlcvUsageError("give IMAGES_DIR (a folder of images, or a video file) or --camera N")
+    if overlay or max_frames is not None:
+        raise DlcvUsageError("--overlay and --max-frames apply to a video or camera, not to an image folder")
     config = InferConfig(
         engine=engine,
         images=images_dir,
@@ -112,9 +143,6 @@ def main(images_dir: Path, engine: str, labels: Path | None, out: Path | None, b
         max_pixels=max_pixels,
         debug=debug,
     )
-
-    if not debug:  # OpenCV's own decoder warnings would duplicate the per-file messages
-        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
     def log(message: str) -> None:
         if not quiet:

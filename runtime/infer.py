@@ -1,7 +1,7 @@
 """Batch inference over an image folder with a deployed model: the library behind ``dlcv-infer``.
 
-``run_inference(InferConfig(engine=..., images=...))`` opens the model with
-:func:`~dlcv.runtime.backends.open_backend` on the backend
+``run_inference(InferConfig(engine=..., images=...))`` opens the model as a
+:class:`~dlcv.runtime.predictor.Predictor` (:func:`~dlcv.runtime.predictor.load`) on the backend
 :func:`~dlcv.runtime.backends.choose_backend` picks (the one ``backend`` names, else a measured
 preference for the file's precision where that backend is installed, else the suffix's
 default; the summary and metrics.json say which and why) and takes everything else (task,
@@ -16,6 +16,9 @@ The run, one job per module:
   shape (a batch never mixes sizes);
 - :mod:`.label_scoring` scores predictions against ground truth by documented rules (the
   classification ground truth is read by :mod:`.datasets.ground_truth`);
+- :class:`~dlcv.runtime.predictor.Predictor` runs each batch: its ``prepare`` (in the loaders),
+  ``infer`` and ``postprocess`` are the steps ``Predictor.predict`` runs, so a mask written
+  here equals ``predict``'s for the same image;
 - this module drives them: it runs the batches, writes the per-image outputs and
   ``metrics.json``, and returns an :class:`~dlcv.runtime.summary.InferSummary`.
   :mod:`.ray_infer` runs the same :class:`InferRun` in Ray actors and shares :func:`open_outputs`
@@ -59,7 +62,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .atomic import remove_stale_temporaries, write_text_atomic
-from .backends import Backend, choose_backend, get_backend, open_backend, parse_device
+from .backends import get_backend, parse_device
 from .batching import Loaded, LoadJob, ShapeBatcher, load_job, window_size
 from .datasets.ground_truth import ClassificationLabels
 from .errors import BackendLostError, DlcvError, DlcvUsageError, first_line
@@ -73,12 +76,12 @@ from .infer_files import (
     ResultLog,
     csv_line,
     output_collision,
+    prediction_fields,
     segmentation_output_paths,
 )
 from .precision import RUN_PRECISION_NAMES
-from .postprocess import colorize, palette_array, predicted_labels, predicted_topk
-from .preprocess import restore_label_map
-from .label_scoring import TOPK, ClassificationScorer, SegmentationScorer, ranking_scores
+from .predictor import ClassificationResult, Predictor, SegmentationResult, load
+from .label_scoring import ClassificationScorer, SegmentationScorer, ranking_scores
 from .summary import InferSummary, LatencyStats
 from .task import get_task
 from .version import dlcv_version
@@ -167,12 +170,12 @@ class InferConfig:
 class InferRun:
     """The state of one run: counters, timers, scorer, outputs; the main thread drives it."""
 
-    def __init__(self, config: InferConfig, backend: Backend, out_dir: Path, policy: OutputPolicy,
+    def __init__(self, config: InferConfig, predictor: Predictor, out_dir: Path, policy: OutputPolicy,
                  log: ResultLog, scorer: SegmentationScorer | ClassificationScorer | None, bar: tqdm,
                  warn: Callable[[str], None]):
         self.config = config
-        self.backend = backend
-        self.metadata = backend.metadata
+        self.predictor = predictor  # the Ray driver passes a stand-in with ``artifact`` only: it never runs the model
+        self.metadata = predictor.artifact
         self.task = self.metadata.task
         self.out_dir = out_dir
         self.policy = policy
@@ -180,7 +183,6 @@ class InferRun:
         self.scorer = scorer
         self.bar = bar
         self.warn = warn
-        self.palette = palette_array(self.metadata.palette, self.metadata.num_classes)
         self.batcher = ShapeBatcher(config.batch_size)
         self.processed = 0
         self.kept = 0
@@ -253,14 +255,14 @@ class InferRun:
     def run_batch(self, batch: list[Loaded]) -> None:
         stacked = np.stack([b.tensor for b in batch])
         try:
-            self.backend.check_input(stacked)
+            self.predictor.check(stacked)
         except DlcvError as exc:  # a size this (static) model or engine profile does not take
             for b in batch:
                 self.fail(b.seq, b.item.name, f"inference failed: the model refuses this input ({first_line(exc)})")
             return
         start = time.perf_counter()
         try:
-            outputs = self.backend.infer_outputs(stacked)
+            outputs = self.predictor.infer(stacked)
         except BackendLostError as exc:  # the run's failure, not these images': stop, keep what is written
             raise BackendLostError(
                 f"{first_line(exc)}; the run stopped after {self.processed} images (from {batch[0].item.name} on, nothing "
@@ -295,16 +297,18 @@ class InferRun:
 
     def _segmentation(self, batch: list[Loaded], outputs: dict[str, np.ndarray], share: float) -> None:
         start = time.perf_counter()
-        labels = predicted_labels(outputs, self.metadata)  # numpy's argmax of logits, or an in-graph head's labels
+        # argmax of logits (or an in-graph head's labels), mapped back to each image's size
+        results = self.predictor.postprocess(outputs, [b.geometry for b in batch], rgb=True)
         argmax_share = (time.perf_counter() - start) / len(batch)
         self.t["postprocess_write_s"] += argmax_share * len(batch)
-        for b, pred in zip(batch, labels):
+        for b, result in zip(batch, results):
+            assert isinstance(result, SegmentationResult)
             t0 = time.perf_counter()
             b.tensor = None
             try:
-                mask = restore_label_map(pred, b.geometry)
+                mask = result.labels
                 mask_path, color_path = segmentation_output_paths(self.out_dir, b.item)
-                write_png(color_path, colorize(mask, self.palette), durable=False)
+                write_png(color_path, result.color(), durable=False)
                 write_png(mask_path, mask, durable=False)
             except (DlcvError, OSError) as exc:
                 self.fail(b.seq, b.item.name, f"cannot write its outputs ({exc})")
@@ -318,22 +322,16 @@ class InferRun:
 
     def _classification(self, batch: list[Loaded], outputs: dict[str, np.ndarray], share: float) -> None:
         start = time.perf_counter()
-        order, probs = predicted_topk(outputs, self.metadata, TOPK)
-        logits = outputs[self.metadata.output_name] if not self.metadata.outputs.is_head else None
-        names = self.metadata.class_names
+        results = self.predictor.postprocess(outputs, [b.geometry for b in batch])
         lines = []
-        for i, b in enumerate(batch):
+        for b, result in zip(batch, results):
+            assert isinstance(result, ClassificationResult)
             b.tensor = None
-            lines.append(csv_line((
-                b.item.name,
-                str(int(order[i, 0])),
-                names[int(order[i, 0])],
-                ";".join(str(int(j)) for j in order[i]),
-                ";".join(f"{p:.6f}" for p in probs[i]),
-            )))
+            lines.append(prediction_line(b.item.name, result))
             if isinstance(self.scorer, ClassificationScorer):
                 # a TopK head's ranking decides top-1 and top-5 exactly, as a resumed run's rows do
-                scores = logits[i] if logits is not None else ranking_scores(order[i], self.metadata.num_classes)
+                ranked = [c.index for c in result.topk]
+                scores = result.logits if result.logits is not None else ranking_scores(ranked, self.metadata.num_classes)
                 self.scorer.add(b.item, scores)
         post_share = (time.perf_counter() - start) / len(batch)
         self.t["postprocess_write_s"] += post_share * len(batch)
@@ -363,6 +361,11 @@ class InferRun:
             "workers": self.config.workers,
         }
         return {k: (float(v) if isinstance(v, float) else v) for k, v in stats.items()}
+
+
+def prediction_line(name: str, result: ClassificationResult) -> str:
+    """A predictions.csv row (:data:`~dlcv.runtime.infer_files.PREDICTION_COLUMNS`)."""
+    return csv_line((name, *prediction_fields(result)))
 
 
 def _check_paths(config: InferConfig, out_dir: Path) -> None:
@@ -458,17 +461,11 @@ def run_inference(config: InferConfig, *, log: Callable[[str], None] | None = No
     exclude = check_run_paths(config, out_dir)
 
     load_start = time.perf_counter()
-    options: dict[str, Any] = {"lean_runtime": config.lean_runtime} if config.lean_runtime is not None else {}
-    if config.trt_max_size is not None:
-        options["trt_max_size"] = config.trt_max_size
-    if config.precision is not None:
-        options["precision"] = config.precision
-    choice = choose_backend(config.engine, config.backend, config.device, precision=config.precision)
-    with open_backend(config.engine, device=config.device, backend=choice.backend.name, **options) as backend:
+    with open_predictor(config) as predictor:
         model_load_s = time.perf_counter() - load_start
-        metadata = backend.metadata
+        metadata = predictor.artifact
         outputs = open_outputs(config, metadata, out_dir, exclude, log or logger.warning)
-        run = InferRun(config, backend, out_dir, outputs.policy, outputs.results, outputs.scorer, outputs.bar, outputs.warn)
+        run = InferRun(config, predictor, out_dir, outputs.policy, outputs.results, outputs.scorer, outputs.bar, outputs.warn)
         items = iter_image_files(config.images, recursive=config.recursive, exclude=exclude, stats=outputs.stats)
         job = LoadJob(metadata.preprocess, config.max_pixels, outputs.mask_dir, config.debug)
         wall_start = time.perf_counter()
@@ -476,11 +473,17 @@ def run_inference(config: InferConfig, *, log: Callable[[str], None] | None = No
             with ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="dlcv-load") as pool:
                 _stream(pool, run, items, job, window_size(config.workers, config.batch_size))
         timing = run.timing(time.perf_counter() - wall_start, model_load_s)
-        described = choice.describe(config.engine)
-        placement = backend.describe_placement()  # a TensorRT session may run part of the graph elsewhere
-        if placement:
-            described += f"; graph nodes: {placement}"
-        return outputs.finish(run, backend.name, timing, described, provider_nodes=backend.placement)
+        described = predictor.metadata.backend_choice
+        return outputs.finish(run, predictor.name, timing, described, provider_nodes=predictor.backend.placement)
+
+
+def open_predictor(config: InferConfig) -> Predictor:
+    """The run's model as a :class:`~dlcv.runtime.predictor.Predictor` (:func:`~dlcv.runtime.predictor.load`)."""
+    options: dict[str, Any] = {"lean_runtime": config.lean_runtime} if config.lean_runtime is not None else {}
+    if config.trt_max_size is not None:
+        options["trt_max_size"] = config.trt_max_size
+    return load(config.engine, backend=config.backend, device=config.device, batch_size=config.batch_size,
+                workers=config.workers, max_pixels=config.max_pixels, precision=config.precision, **options)  # fmt: skip
 
 
 def check_run_paths(config: InferConfig, out_dir: Path) -> list[Path]:

@@ -36,12 +36,15 @@ import csv
 import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 from .atomic import Journal, journal_path, read_journal_text
 from .errors import DlcvError
 from .imageio import is_complete_png
 from .listing import ImageFile, earlier_sibling
+
+if TYPE_CHECKING:
+    from .predictor import ClassificationResult
 from .task import get_task
 
 PREDICTIONS_CSV = "predictions.csv"
@@ -74,6 +77,17 @@ def csv_line(row: Iterable[str]) -> str:
     buf = io.StringIO()
     csv.writer(buf, lineterminator="\n").writerow(row)
     return buf.getvalue()
+
+
+def prediction_fields(result: "ClassificationResult") -> tuple[str, str, str, str]:
+    """A classification result as predictions.csv writes it after the image's name: label,
+    class name, top-5 indices and probabilities (``;``-separated, six decimals)."""
+    return (
+        str(result.label),
+        result.name,
+        ";".join(str(c.index) for c in result.topk),
+        ";".join(f"{c.probability:.6f}" for c in result.topk),
+    )
 
 
 def exists_error(path: Path) -> DlcvError:

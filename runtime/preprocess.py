@@ -170,7 +170,8 @@ def preprocess_label_map(labels: np.ndarray, spec: PreprocessSpec, ignore_index:
 
 
 def restore_label_map(pred: np.ndarray, g: Geometry) -> np.ndarray:
-    """Map a predicted label map at input size back onto the original image (nearest neighbour)."""
+    """Map a predicted label map at input size back onto the original image (nearest neighbour);
+    float32 per-pixel scores are mapped the same way."""
     if pred.shape[:2] != (g.input_h, g.input_w):
         raise DlcvError(f"prediction of shape {pred.shape[:2]} does not match the input size {(g.input_h, g.input_w)}")
     if g.top >= 0 and g.left >= 0:
@@ -180,7 +181,7 @@ def restore_label_map(pred: np.ndarray, g: Geometry) -> np.ndarray:
     if region.shape[:2] == (g.orig_h, g.orig_w):
         return region
     dtype = region.dtype
-    work = region if dtype in (np.uint8, np.uint16, np.int32) else region.astype(np.int32)
+    work = region if dtype in (np.uint8, np.uint16, np.int32, np.float32) else region.astype(np.int32)
     resized = cv2.resize(work, (g.orig_w, g.orig_h), interpolation=cv2.INTER_NEAREST_EXACT)
     return resized.astype(dtype, copy=False)
 

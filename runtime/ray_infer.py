@@ -8,7 +8,7 @@ actors; it writes the same files (masks or predictions.csv, errors.csv, metrics.
       -> map_batches(_InferActor, compute=ActorPoolStrategy(size=N))  # decode + preprocess +
                                                                       # infer + atomic writes
 
-Each actor holds one backend and runs the local pipeline's own batch code on the bytes Ray
+Each actor holds one :class:`~dlcv.runtime.predictor.Predictor` and runs the local pipeline's own batch code on the bytes Ray
 read (:class:`dlcv.runtime.infer.InferRun`: the runtime's OpenCV decoding and preprocessing, never
 Ray's image resizing; shape-grouped batches; per-file failures; atomic PNG writes). The four
 steps are fused in the actor because every hand-over between Ray stages copies the images
@@ -50,7 +50,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Callable
 
 from .atomic import Journal, journal_path
-from .backends import choose_backend, open_backend, resolve_backend
+from .backends import choose_backend, resolve_backend
 from .batching import LoadJob, load_job
 from .errors import BackendLostError, DlcvError, DlcvUsageError, MissingDependencyError, first_line
 from .imageio import read_image
@@ -58,6 +58,7 @@ from .infer import InferConfig, InferRun, check_run_paths, open_outputs
 from .label_scoring import ClassificationScorer, SegmentationScorer, ranking_scores
 from .listing import ImageFile, iter_image_files
 from .metadata import ArtifactMetadata
+from .predictor import load
 from .infer_files import _parse_prediction, csv_line, exists_error, segmentation_output_paths
 from .summary import InferSummary
 from .task import get_task
@@ -170,7 +171,7 @@ def _check_device(config: InferConfig, ray_config: RayConfig) -> None:
 
 def _backend_options(engine: str | Path, threads: int, backend: str | None = None) -> dict[str, Any]:
     """``threads`` for backends that take it (onnxruntime), so an actor uses the CPUs it holds;
-    ``backend`` (``--backend NAME``) for :func:`open_backend` when one is named."""
+    ``backend`` (``--backend NAME``) for :func:`~dlcv.runtime.predictor.load` when one is named."""
     options: dict[str, Any] = {"threads": threads} if "threads" in resolve_backend(engine, backend).options else {}
     return options if backend is None else {**options, "backend": backend}
 
@@ -206,8 +207,8 @@ def _connect(ray, address: str | None) -> bool:
 def describe_model(engine: str, device: str, options: dict[str, Any]) -> tuple[str, Any]:
     """Open the model as an actor will: ("ok", (metadata dict, backend name)) or ("error", message)."""
     try:
-        with open_backend(engine, device=device, **options) as backend:
-            return "ok", (backend.metadata.to_dict(), backend.name)
+        with load(engine, device=device, **options) as predictor:
+            return "ok", (predictor.artifact.to_dict(), predictor.name)
     except DlcvError as exc:
         return "error", str(exc)
 
@@ -248,15 +249,16 @@ class _ActorSpec:
 
 
 class _InferActor:
-    """One Ray actor: a backend, and the local pipeline's batch code run over the bytes Ray read."""
+    """One Ray actor: a predictor, and the local pipeline's batch code run over the bytes Ray read."""
 
     def __init__(self, spec: _ActorSpec):
         self.spec = spec
         config = spec.config
-        self.backend = open_backend(config.engine, device=config.device, **spec.options)
-        self.metadata = self.backend.metadata
+        self.predictor = load(config.engine, device=config.device, batch_size=config.batch_size,
+                              max_pixels=config.max_pixels, **spec.options)  # fmt: skip
+        self.metadata = self.predictor.artifact
         self.job = LoadJob(self.metadata.preprocess, config.max_pixels, config.labels if spec.scored else None, config.debug)
-        self.run = InferRun(config, self.backend, config.out_dir, None, _Outcomes(), None, _NoBar(), lambda _: None)
+        self.run = InferRun(config, self.predictor, config.out_dir, None, _Outcomes(), None, _NoBar(), lambda _: None)
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
 
     def _item(self, path: str) -> ImageFile:
@@ -302,11 +304,11 @@ class _InferActor:
 
 
 class _ModelInfo:
-    """What the driver's :class:`InferRun` needs of a backend: the model's metadata and name (the
-    driver never runs the model)."""
+    """What the driver's :class:`InferRun` needs of a predictor: the model's metadata (``artifact``)
+    and backend name (the driver never runs the model)."""
 
-    def __init__(self, metadata: ArtifactMetadata, name: str):
-        self.metadata = metadata
+    def __init__(self, artifact: ArtifactMetadata, name: str):
+        self.artifact = artifact
         self.name = name
 
 

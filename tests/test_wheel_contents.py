@@ -58,4 +58,6 @@ def test_the_wheel_holds_every_module_of_the_source_tree(tmp_path):
     in_wheel, in_source = wheel_modules(wheel), source_modules()
     assert "dlcv.runtime.task" in in_source and "dlcv.bench.cli" in in_source
     assert in_source - in_wheel == set(), "modules the wheel leaves out (add their package to setup.cfg)"
+    with zipfile.ZipFile(wheel) as z:
+        assert "dlcv/runtime/py.typed" in z.namelist(), "the runtime's PEP 561 marker (setup.cfg package_data)"
     assert {m for m in in_wheel if m.startswith("dlcv.")} == in_source

@@ -3,15 +3,18 @@
 Each generated ``model.py`` is one import line (``from dlcv.runtime.triton.python_models import
 PreprocessModel as TritonPythonModel``), so the server runs dlcv's own functions, not copies:
 
-- :class:`PreprocessModel`: encoded image bytes -> :func:`~dlcv.runtime.imageio.read_image`
-  (OpenCV decoding, the runtime's rules and size limit) -> :func:`~dlcv.runtime.preprocess.preprocess_image`
-  -> the model input and the image's geometry;
-- :class:`OnnxModel`: the model step on Triton's Python backend, run by dlcv's onnxruntime
-  backend (for Triton builds without the onnxruntime backend, e.g. CPU-only ones);
+Each runs one step of :class:`~dlcv.runtime.predictor.Predictor`, the object ``dlcv-infer`` and
+``dlcv.runtime.load`` use, so a served mask equals dlcv-infer's:
+
+- :class:`PreprocessModel`: encoded image bytes -> :func:`~dlcv.runtime.predictor.prepare_image`
+  (OpenCV decoding, the runtime's rules and size limit, then the preprocessing) -> the model
+  input and the image's geometry;
+- :class:`OnnxModel`: the model step on Triton's Python backend, a predictor on dlcv's onnxruntime
+  backend (:meth:`Predictor.infer <dlcv.runtime.predictor.Predictor.infer>`; for Triton builds
+  without the onnxruntime backend, e.g. CPU-only ones);
 - :class:`PostprocessModel`: the model's outputs (logits, or an in-graph head's labels / TopK,
-  :mod:`dlcv.runtime.output_spec`) -> :func:`~dlcv.runtime.postprocess.predicted_labels` +
-  :func:`~dlcv.runtime.preprocess.restore_label_map` (the mask at the image's size), or
-  :func:`~dlcv.runtime.postprocess.predicted_topk` with class names.
+  :mod:`dlcv.runtime.output_spec`) -> :func:`~dlcv.runtime.predictor.postprocess_outputs` (the
+  mask at the image's size, or the top classes with their names).
 
 Every model reads the artifact metadata from its config's ``dlcv`` parameter. A request that
 fails (an unreadable image, a size the model refuses) gets an error response naming the
@@ -29,10 +32,10 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import DlcvError, first_line
-from ..imageio import DEFAULT_MAX_PIXELS, read_image
+from ..imageio import DEFAULT_MAX_PIXELS
 from ..metadata import ArtifactMetadata
-from ..postprocess import predicted_labels, predicted_topk
-from ..preprocess import Geometry, preprocess_image, restore_label_map
+from ..predictor import ClassificationResult, SegmentationResult, postprocess_outputs, prepare_image
+from ..preprocess import Geometry
 from . import GEOMETRY, IMAGE, MASK, METADATA_PARAMETER, TOP_CLASSES, TOP_NAMES, TOP_SCORES, TOPK
 from ..task import get_task
 
@@ -67,7 +70,7 @@ def preprocess_encoded(images: np.ndarray, metadata: ArtifactMetadata, max_pixel
     """A request's encoded images (B×L uint8, one file per row) -> (B×3×H×W float32 input, B×8 geometry)."""
     tensors, rows = [], []
     for row in np.asarray(images, dtype=np.uint8).reshape(len(images), -1):
-        tensor, geometry = preprocess_image(read_image("image", max_pixels=max_pixels, data=row), metadata.preprocess)
+        tensor, geometry = prepare_image("image", metadata.preprocess, max_pixels=max_pixels, data=row)
         tensors.append(tensor)
         rows.append(geometry_row(geometry))
     if len({t.shape for t in tensors}) > 1:
@@ -78,8 +81,8 @@ def preprocess_encoded(images: np.ndarray, metadata: ArtifactMetadata, max_pixel
 def postprocess_segmentation(outputs: dict[str, np.ndarray], geometry: np.ndarray, metadata: ArtifactMetadata) -> np.ndarray:
     """The model's outputs (B×C×H×W logits or B×H×W labels) and B×8 geometry -> B×h×w label maps
     at the images' original size."""
-    labels = predicted_labels(outputs, metadata)
-    masks = [restore_label_map(pred, geometry_from_row(g)) for pred, g in zip(labels, geometry)]
+    results = postprocess_outputs(outputs, [geometry_from_row(g) for g in geometry], metadata)
+    masks = [r.labels for r in results if isinstance(r, SegmentationResult)]
     if len({m.shape for m in masks}) > 1:
         raise DlcvError("the images of one request have different original sizes; send them one per request")
     return np.stack(masks)
@@ -89,9 +92,12 @@ def postprocess_classification(outputs: dict[str, np.ndarray], metadata: Artifac
                                k: int = TOPK) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
     """The model's outputs (B×C logits or a TopK head's) -> (B×k class indices, B×k probabilities,
     B×k class names as bytes)."""
-    order, probs = predicted_topk(outputs, metadata, k)
-    names = np.array([[metadata.class_names[int(i)].encode("utf-8") for i in row] for row in order], dtype=np.object_)
-    return order.astype(np.int32), probs.astype(np.float32), names
+    results = [r for r in postprocess_outputs(outputs, [], metadata) if isinstance(r, ClassificationResult)]
+    top = [r.topk[:k] for r in results]
+    order = np.array([[c.index for c in row] for row in top], dtype=np.int32)
+    probs = np.array([[c.probability for c in row] for row in top], dtype=np.float32)
+    names = np.array([[c.name.encode("utf-8") for c in row] for row in top], dtype=np.object_)
+    return order, probs, names
 
 
 def _pb():
@@ -156,12 +162,12 @@ class OnnxModel(_DlcvModel):
     the dynamic batcher's batches reach onnxruntime whole."""
 
     def initialize(self, args: dict[str, str]) -> None:
-        from ..backends import open_backend
+        from ..predictor import load
 
         super().initialize(args)
         path = Path(args["model_repository"]) / args["model_version"] / ONNX_FILE
         device = "cuda" if args.get("model_instance_kind") == "GPU" else "cpu"
-        self.backend = open_backend(path, device=device, backend="onnxruntime")
+        self.predictor = load(path, device=device, backend="onnxruntime")
 
     def execute(self, requests: list) -> list:
         pb = _pb()
@@ -174,7 +180,7 @@ class OnnxModel(_DlcvModel):
         for members in groups.values():
             batch = np.concatenate([x for _, x in members])
             try:
-                outputs = self.backend.infer_outputs(batch)
+                outputs = self.predictor.infer(batch)
             except Exception as exc:
                 for i, _ in members:
                     responses[i] = pb.InferenceResponse(output_tensors=[], error=pb.TritonError(_error_message(exc)))
@@ -187,7 +193,7 @@ class OnnxModel(_DlcvModel):
         return responses
 
     def finalize(self) -> None:
-        self.backend.close()
+        self.predictor.close()
 
 
 class PostprocessModel(_PerRequestModel):

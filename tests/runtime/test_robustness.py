@@ -443,12 +443,12 @@ def test_resuming_keeps_the_reorder_buffer_bounded(cls_model, tmp_path, monkeypa
 
 
 def test_an_unexpected_per_file_failure_is_listed_and_debug_shows_its_traceback(seg_model, tmp_path, monkeypatch):
-    from dlcv.runtime import batching
+    from dlcv.runtime import predictor  # the loaders' preprocessing step (prepare_image)
     from dlcv.runtime.infer import InferConfig, run_inference
 
     for name in ("a.png", "b.png"):
         save_image(tmp_path / "images" / name, blocks_image(np.array([[1, 2]]), (4, 4)))
-    real = batching.preprocess_image
+    real = predictor.preprocess_image
 
     def flaky(image, spec):
         if image[0, 0, 0] == 255 and flaky.calls == 0:
@@ -457,7 +457,7 @@ def test_an_unexpected_per_file_failure_is_listed_and_debug_shows_its_traceback(
         return real(image, spec)
 
     flaky.calls = 0
-    monkeypatch.setattr(batching, "preprocess_image", flaky)
+    monkeypatch.setattr(predictor, "preprocess_image", flaky)
     messages: list[str] = []
     summary = run_inference(InferConfig(engine=seg_model, images=tmp_path / "images", out=tmp_path / "out",
                                         progress=False, debug=True, workers=1), log=messages.append)
