@@ -133,7 +133,8 @@ def test_metadata_says_what_runs_where(seg_model):
         assert m.backend_choice == "openvino (--backend)" and m.preprocess == m.artifact.preprocess
         assert np.array_equal(np.array(m.palette, np.uint8), default_palette(5))
     with load(seg_model) as predictor:
-        assert predictor.metadata.backend_choice == "onnxruntime (the default for .onnx models)"
+        # what follows the choice says what was measured on this machine's CPU class, which varies
+        assert predictor.metadata.backend_choice.startswith("onnxruntime (the default for .onnx models)")
 
 
 def test_predict_batches_streams_with_a_bounded_window(seg_model):
