@@ -22,9 +22,11 @@ ISA_FLAGS = (
 )  # fmt: skip
 # The CPU's fastest 8-bit multiply-add, best first: (flag, class). The class text is what
 # benchmark records hold under ``cpu_int8_dot``; changing it orphans the committed records.
+AMX_INT8 = "AMX-INT8 (tile matrix multiply)"
+AVX512_VNNI = "AVX512-VNNI (VPDPBUSD, 512-bit)"
 INT8_DOT_PRODUCTS = (
-    ("amx_int8", "AMX-INT8 (tile matrix multiply)"),
-    ("avx512_vnni", "AVX512-VNNI (VPDPBUSD, 512-bit)"),
+    ("amx_int8", AMX_INT8),
+    ("avx512_vnni", AVX512_VNNI),
     ("avx_vnni", "AVX-VNNI (VPDPBUSD, 256-bit)"),
     ("i8mm", "Arm I8MM (SMMLA)"),
     ("asimddp", "Arm dot product (SDOT/UDOT)"),

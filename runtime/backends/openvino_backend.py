@@ -3,9 +3,11 @@
 ``--backend openvino`` runs the same file onnxruntime runs by default, with the same metadata
 (read from the file by :func:`dlcv.runtime.metadata.read_onnx_metadata`), the same checks
 (tensor names and types against the metadata, static axes, each declared output's shape and
-dtype) and one-line errors. onnxruntime stays the default for every ``.onnx``: OpenVINO declares
-no :attr:`~dlcv.runtime.backends.base.Backend.preferred_for`, as no committed benchmark measured
-it faster by the margin a preference needs. OpenVINO is imported when a model is opened; a missing
+dtype) and one-line errors. onnxruntime stays the default for every ``.onnx`` except INT8 files on
+an AMX CPU: there OpenVINO is preferred (:attr:`~dlcv.runtime.backends.base.Backend.preferred_for`),
+as the committed AMX records measured it 1.5× faster on the same INT8 file (onnxruntime's INT8
+convolutions have no AMX kernel: ``benchmarks/studies/ort_int8_paths.py``); on the AVX512-VNNI
+records no lead reached the margin a preference needs. OpenVINO is imported when a model is opened; a missing
 OpenVINO is a :class:`MissingDependencyError` naming ``pip install 'dlcv[openvino]'``.
 
 Execution follows OpenVINO's performance hints:
@@ -45,11 +47,12 @@ from typing import Any
 
 import numpy as np
 
-from ..cpu_isa import BF16_FLAGS, bf16_flags, cpu_isa
+from ..cpu_isa import AMX_INT8, BF16_FLAGS, bf16_flags, cpu_isa
 from ..errors import DlcvError, DlcvUsageError, MissingDependencyError
 from ..external_data import check_external_data
 from ..metadata import ArtifactMetadata, read_onnx_metadata
-from .base import Backend, Outputs, concat_outputs
+from ..precision import INT8
+from .base import Backend, Outputs, Preference, concat_outputs
 
 _LATENCY, _THROUGHPUT = "LATENCY", "THROUGHPUT"
 BF16 = "bf16"
@@ -87,9 +90,17 @@ class OpenVINOBackend(Backend):
     run_precisions = (BF16,)
     priority = 30  # after onnxruntime: an .onnx file runs on onnxruntime unless --backend openvino
     options = ("threads", "precision")
-    # No preferred_for: dlcv's INT8 files once ran 1.5× faster here than on onnxruntime; written in
-    # onnxruntime's U8S8 form they run as fast or faster there (benchmarks/results/*-cpu), and
-    # OpenVINO's FP32/FP16 leads in those runs are below MIN_PREFERENCE_SPEEDUP.
+    # INT8 on AMX only: on AVX512-VNNI dlcv's U8S8 INT8 files run as fast or faster on onnxruntime
+    # (benchmarks/results/*-cpu), and OpenVINO's FP32/FP16 leads are below MIN_PREFERENCE_SPEEDUP
+    # on both classes.
+    preferred_for = (
+        Preference(
+            INT8.name, "cpu", over="onnxruntime", record="benchmarks/results/fcn8s-256-cpu-amx/results.json",
+            summary="it ran dlcv's INT8 files 1.39-2.24× faster than onnxruntime in the 3 AMX records "
+                    "(onnxruntime's INT8 convolutions have no AMX kernel)",
+            cpu_class=AMX_INT8,
+        ),
+    )  # fmt: skip
 
     @classmethod
     def read_metadata(cls, path: Path) -> ArtifactMetadata:

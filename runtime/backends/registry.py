@@ -12,8 +12,9 @@ by the backend class and re-checked by a test against the committed benchmark it
 files of one precision on CPUs of one instruction-set class) names another installed backend for
 the file's precision on the running CPU's class (:mod:`dlcv.runtime.cpu_isa`; :func:`choose_backend`
 says which and why, and when nothing was measured on that class); the device is checked against
-what that backend declares. Today no backend declares one, so every ``.onnx`` (INT8 included)
-opens on onnxruntime unless ``backend="openvino"`` is asked for.
+what that backend declares. One is declared today: INT8 ``.onnx`` files on an AMX CPU open on
+OpenVINO (:class:`~.openvino_backend.OpenVINOBackend`); every other ``.onnx`` opens on onnxruntime
+unless ``backend="openvino"`` is asked for.
 Errors are one line: an unknown name lists the registered ones, a backend that does not open
 that kind of file says which kinds it opens, a missing library names the extra to install.
 """

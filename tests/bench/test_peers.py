@@ -15,6 +15,8 @@ from dlcv.bench.cli import main
 from dlcv.bench.report import REPORT_MD, RESULTS_JSON, peer_sentences
 from dlcv.bench.run import BenchmarkRun, _RowResults
 from dlcv.bench.candidates import BenchRow
+from dlcv.runtime.backends import backends
+from dlcv.runtime.cpu_isa import running_cpu_class
 from ..conftest import TEST_CPU_CLASS
 
 FAST = ["--shape", "32x32", "--batch-sizes", "1,2", "--images", "4", "--iters", "2", "--warmup", "0", "--rounds", "2",
@@ -35,7 +37,10 @@ def check_peers(records, result, out, torch_rows):
         if r["skipped"] is None:
             assert r["error"] is None and r["latency_p50_ms"] > 0 and r["pixel_agreement"] is not None, (r["label"], r["error"])
     onnx_rows = [r for r in records if r["artifact"]]
-    assert {r["default_backend"] for r in onnx_rows} == {"onnxruntime"}  # no backend declares a preference
+    for r in onnx_rows:  # the declared preferences of this CPU's class (OpenVINO for INT8 on AMX), else onnxruntime
+        preferred = [cls.name for cls in backends().values() for p in cls.preferred_for
+                     if p.applies(r["precision"], "cpu", running_cpu_class())]
+        assert r["default_backend"] == (preferred[0] if preferred else "onnxruntime"), r["label"]
     report = (out / "peers" / REPORT_MD).read_text()
     assert "## Peers: which backend for which file" in report
     sentences = [line for line in report.splitlines() if line.startswith("- ") and " runs fcn8s" in line]

@@ -2,9 +2,9 @@
 INT8 .onnx files on AMX CPUs) wins over the suffix's default only where that backend is installed,
 on its device and on a CPU of the class it was measured on; the committed benchmarks of that class
 must measure it faster by MIN_PREFERENCE_SPEEDUP, ``--backend`` overrides it, and dlcv-infer says
-which backend ran and why, or that nothing was measured on this CPU's class. No backend declares a
-preference today (the re-run benchmarks measured none), so the mechanism is tested with one the
-tests declare, on simulated CPUs."""
+which backend ran and why, or that nothing was measured on this CPU's class. The mechanism is
+tested with a preference the tests declare, on simulated CPUs; the shipped one (OpenVINO for INT8
+on AMX) is tested on its own, against the committed AMX records."""
 from __future__ import annotations
 
 import json
@@ -68,11 +68,27 @@ VNNI = "AVX512-VNNI (VPDPBUSD, 512-bit)"
 AVX2 = "AVX2 only (VPMADDUBSW + VPMADDWD, no VNNI)"
 
 
-def test_without_a_preference_every_onnx_runs_on_onnxruntime(files):
+def test_without_a_preference_every_onnx_runs_on_onnxruntime(files, tmp_path, monkeypatch):
+    simulate_cpu(monkeypatch, tmp_path, CPU_FLAGS["vnni"])  # a class whose records measured no preference
     models, _ = files
     for precision, path in models.items():
         choice = choose_backend(path)
         assert (choice.backend, choice.reason, choice.preference) == (get_backend("onnxruntime"), "suffix", None), precision
+
+
+def test_on_an_amx_cpu_int8_files_run_on_openvino_by_the_committed_record(files, tmp_path, monkeypatch):
+    """The shipped preference (no test double): INT8 on OpenVINO on AMX CPUs only, FP32/FP16 not."""
+    simulate_cpu(monkeypatch, tmp_path, CPU_FLAGS["amx"])
+    models, _ = files
+    choice = choose_backend(models["int8"])
+    assert (choice.backend, choice.reason) == (get_backend("openvino"), "preferred")
+    assert choice.preference.cpu_class == "AMX-INT8 (tile matrix multiply)"
+    said = choice.describe(models["int8"])
+    assert "AMX-INT8" in said and "fcn8s-256-cpu-amx/results.json" in said and "--backend onnxruntime" in said
+    for precision in ("fp32", "fp16"):
+        assert choose_backend(models[precision]).backend is get_backend("onnxruntime"), precision
+    simulate_cpu(monkeypatch, tmp_path, CPU_FLAGS["vnni"])
+    assert choose_backend(models["int8"]).backend is get_backend("onnxruntime")
 
 
 def test_a_preferred_backend_is_the_default_for_its_precision(files, openvino_preferred):
@@ -153,8 +169,9 @@ def test_every_declared_preference_is_what_the_committed_benchmarks_measured():
     not for the one that suits it). When a re-run measures otherwise this fails: the default follows
     the measurement, so change or drop the preference (as OpenVINO's INT8 preference was dropped: it
     led on the 64² demo model and trailed on the full-size ones)."""
-    committed = {path.relative_to(ROOT).as_posix(): json.loads(path.read_text())
-                 for path in sorted((ROOT / "benchmarks" / "results").glob("*/results.json"))}  # fmt: skip
+    loaded = {path.relative_to(ROOT).as_posix(): json.loads(path.read_text())
+              for path in sorted((ROOT / "benchmarks" / "results").glob("*/results.json"))}  # fmt: skip
+    committed = {path: rows for path, rows in loaded.items() if isinstance(rows, list)}  # dlcv-bench's; studies write dicts
     assert len(committed) >= 4
     for cls in backends().values():
         for p in cls.preferred_for:
