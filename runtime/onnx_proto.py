@@ -96,31 +96,11 @@ def metadata_props(path: str | os.PathLike) -> dict[str, str]:
         size = os.fstat(f.fileno()).st_size
         if size == 0:
             raise Malformed("the file is empty")
-        while True:
-            key = _stream_varint(f)
-            if key is None:
-                break
-            number, wire = key >> 3, key & 7
-            if wire == VARINT:
-                if _stream_varint(f) is None:
-                    raise Malformed("varint runs past the end")
-                continue
-            if wire in (FIXED64, FIXED32):
-                skip = 8 if wire == FIXED64 else 4
-            elif wire == LENGTH:
-                skip = _stream_varint(f)
-                if skip is None:
-                    raise Malformed("length runs past the end")
-            else:
-                raise Malformed(f"unsupported wire type {wire}")
-            if f.tell() + skip > size:
-                raise Malformed("field runs past the end")
+        for number, wire, length in _stream_fields(f, size):
             if number == MODEL_METADATA_PROPS and wire == LENGTH:
-                entry = {n: text(v) for n, w, v in fields(memoryview(f.read(skip))) if w == LENGTH}
+                entry = {n: text(v) for n, w, v in fields(memoryview(f.read(length))) if w == LENGTH}
                 if ENTRY_KEY in entry:
                     props[entry[ENTRY_KEY]] = entry.get(ENTRY_VALUE, "")
-            else:
-                f.seek(skip, os.SEEK_CUR)
     return props
 
 
